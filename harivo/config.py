@@ -1,0 +1,90 @@
+"""Configuration dataclasses for the HARIVO video model, its losses and its sampler.
+
+Each default carries a comment saying where it comes from (the paper's section, DESIGN.md, or a choice of
+ours). Scripts override fields from YAML/CLI and save the resolved config beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check_range(name: str, value: float, low: float | None = None, high: float | None = None, *, integer: bool = False) -> None:
+    """Raise ValueError naming `name` unless low <= value <= high (NaN always fails)."""
+    kind = "an integer" if integer else "a number"
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected a value >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}: expected a value <= {high}, got {value!r}")
+
+
+@dataclass
+class HarivoConfig:
+    """What the video model is made of (saved as `config.json` beside the weights)."""
+
+    use_mapping: bool = True  # §3.2 mapping network in front of the UNet (Table 1 row B)
+    use_frame_tokens: bool = True  # §3.5 frame-wise tokens concatenated to the text tokens (row C)
+    num_frames: int = 16  # frames the frame-token generator was built for (paper: 24; shapes world: 16)
+    num_frame_tokens: int = 3  # K in §3.5
+    max_text_len: int = 77  # M in §3.5, the tokenizer's model_max_length
+    text_dim: int = 768  # D in §3.5, the text encoder's hidden size (768 for SD1.5)
+    latent_channels: int = 4  # channels of the VAE latents the mapping network sees
+    mapping_hidden_channels: int = 64  # width of the mapping network's 3D-conv residual branch (ours)
+    mapping_heads: int = 8  # appendix MappingLayer: heads=8
+    mapping_head_dim: int = 64  # appendix MappingLayer: dim_head=64
+    mapping_max_frames: int = 64  # longest video the mapping network's sinusoidal positions cover (ours)
+    hspace_channels: int = 1280  # channels of the UNet mid-block output (h-space) for the projection head
+    hspace_size: int = 4  # spatial size of h-space (latent size / 2**num_downsamplers)
+    base_model: str = ""  # diffusers StableDiffusionPipeline folder or hub id of the frozen T2I model
+    motion_adapter_config: dict[str, Any] = field(default_factory=dict)  # MotionAdapter(**config) to rebuild it
+
+    def validate(self) -> "HarivoConfig":
+        _check_range("num_frames", self.num_frames, 2, integer=True)
+        _check_range("num_frame_tokens", self.num_frame_tokens, 0, integer=True)
+        _check_range("max_text_len", self.max_text_len, 1, integer=True)
+        _check_range("text_dim", self.text_dim, 1, integer=True)
+        _check_range("latent_channels", self.latent_channels, 1, integer=True)
+        _check_range("mapping_hidden_channels", self.mapping_hidden_channels, 1, integer=True)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HarivoConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown HarivoConfig keys {unknown}; expected a subset of {sorted(names)}")
+        return cls(**d).validate()
+
+
+@dataclass
+class LossConfig:
+    """Eq. 5: L = L_simple + λ_TRS L_TRS + λ_reg L_reg + λ_DC L_DC, each term switchable."""
+
+    use_simple: bool = True  # Eq. 1 on the video branch (never on the T2I branch, §3.6)
+    use_trs: bool = True  # Eq. 3, decoder spatial self-attention of the video branch
+    use_reg: bool = True  # Eq. 2, video branch vs T2I branch (motion modules and frame tokens off)
+    use_dc: bool = True  # Eq. 4, decoupled contrastive loss on h-space
+    trs_weight: float = 0.1  # λ_TRS, §4 configuration
+    reg_weight: float = 0.1  # λ_reg, §4 configuration
+    dc_weight: float = 0.1  # λ_DC, §4 configuration
+    dc_temperature: float = 0.1  # τ in Eq. 4
+    dc_queue_size: int = 256  # negatives kept from earlier positive pairs (ours; the paper gives no size)
+
+    def validate(self) -> "LossConfig":
+        for name in ("trs_weight", "reg_weight", "dc_weight"):
+            _check_range(name, getattr(self, name), 0.0)
+        _check_range("dc_temperature", self.dc_temperature, 1e-6)
+        _check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
+        return self

@@ -1,0 +1,150 @@
+"""HARIVO's trainable add-on networks: mapping network (§3.2), frame-wise token generator (§3.5) and the
+projection head g of the h-space contrastive loss (§3.4). Architectures follow the appendix pseudo-code.
+
+Video tensors are `(b, c, f, h, w)` (diffusers layout); text tokens are `(b, M, D)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+from einops import rearrange, repeat
+from torch import nn
+
+
+def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
+    """(num_positions, dim) sinusoidal table, as AnimateDiff's temporal positional encoding."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    half = (dim + 1) // 2
+    div_term = torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(10000.0) / max(half, 1)))
+    table = torch.zeros(num_positions, 2 * half)
+    table[:, 0::2] = torch.sin(position * div_term)
+    table[:, 1::2] = torch.cos(position * div_term)
+    return table[:, :dim]
+
+
+class MappingNetwork(nn.Module):
+    """§3.2 / appendix `MappingLayer`: maps IID noise x_t to a video-friendly input of the UNet.
+
+    x ─► x + conv3d_branch(x)  (3D convolutions over f, h, w; zero-initialised last conv)
+      ─► (b h w) f c tokens ─► + proj_out(temporal_attn(LayerNorm(tokens + pos)))  (zero-initialised proj_out)
+      ─► back to (b c f h w)
+
+    The appendix pseudo-code adds the input once more at the end (`h + input_x`) after a conv "residual" block,
+    which would double x at init; we read both residuals as residual *branches* so that the whole network is
+    exactly the identity at initialisation (m(x) == x), which keeps training from a frozen T2I model stable.
+    """
+
+    def __init__(
+        self,
+        channels: int = 4,
+        hidden_channels: int = 64,
+        heads: int = 8,
+        head_dim: int = 64,
+        max_frames: int = 64,
+    ):
+        super().__init__()
+        self.channels = channels
+        # Temporal 3D-conv residual branch (appendix: "3D convolution layers for f, h, w dimensions").
+        self.conv_in = nn.Conv3d(channels, hidden_channels, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv3d(hidden_channels, channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+        # Temporal attention branch over the frames of each latent pixel.
+        self.temporal_norm = nn.LayerNorm(channels)
+        self.temporal_attn = Attention(query_dim=channels, heads=heads, dim_head=head_dim)
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+        self.register_buffer("positions", sinusoidal_positions(max_frames, channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != self.channels:
+            raise ValueError(f"x: expected a (b, {self.channels}, f, h, w) video latent, got shape {tuple(x.shape)}")
+        b, c, f, h, w = x.shape
+        if f > self.positions.shape[0]:
+            raise ValueError(f"x: at most {self.positions.shape[0]} frames supported, got {f}")
+        x = x + self.conv_out(F.silu(self.conv_in(x)))  # (b, c, f, h, w)
+        tokens = rearrange(x, "b c f h w -> (b h w) f c")
+        attn_in = self.temporal_norm(tokens + self.positions[:f].to(tokens.dtype))
+        tokens = tokens + self.proj_out(self.temporal_attn(attn_in))  # (b h w, f, c)
+        return rearrange(tokens, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+
+
+class FrameTokenGenerator(nn.Module):
+    """§3.5 / appendix `Frame_wise_token`: t_θ : (M × D) → (F × K × D) frame-wise tokens.
+
+    Linear-SiLU, SiLU, Conv1d(M → F·K, k=1) over the token axis, SiLU, 3 × Linear-SiLU. The tokens are
+    concatenated after the M text tokens of every frame: output `(b f) (M+K) D`, batch-major, in the order of
+    `repeat_interleave(num_frames, dim=0)`, so the text tokens of every frame are untouched.
+    """
+
+    def __init__(self, text_dim: int = 768, max_text_len: int = 77, num_tokens: int = 3, num_frames: int = 16):
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens: expected >= 1, got {num_tokens}")
+        self.num_frames = num_frames
+        self.num_tokens = num_tokens
+        self.max_text_len = max_text_len
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(text_dim, text_dim), nn.SiLU()),
+            nn.SiLU(),
+            nn.Conv1d(max_text_len, num_tokens * num_frames, kernel_size=1, bias=False),
+            nn.SiLU(),
+            nn.Sequential(nn.Linear(text_dim, text_dim), nn.SiLU()),
+            nn.Sequential(nn.Linear(text_dim, text_dim), nn.SiLU()),
+            nn.Sequential(nn.Linear(text_dim, text_dim), nn.SiLU()),
+        )
+
+    def frame_tokens(self, text_tokens: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """(b, M, D) → (b, f, K, D). Other frame counts than trained are linearly resampled along frames."""
+        if text_tokens.ndim != 3 or text_tokens.shape[1] != self.max_text_len:
+            raise ValueError(
+                f"text_tokens: expected (b, {self.max_text_len}, D) text encoder states, got {tuple(text_tokens.shape)}"
+            )
+        tokens = rearrange(self.layers(text_tokens), "b (f n) d -> b f n d", f=self.num_frames)
+        f = num_frames or self.num_frames
+        if f != self.num_frames:
+            b, _, n, d = tokens.shape
+            flat = rearrange(tokens, "b f n d -> b (n d) f")
+            flat = F.interpolate(flat, size=f, mode="linear", align_corners=True)
+            tokens = rearrange(flat, "b (n d) f -> b f n d", n=n, d=d)
+        return tokens
+
+    def forward(self, text_tokens: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """(b, M, D) → (b f, M + K, D): every frame's text tokens followed by its K frame tokens."""
+        f = num_frames or self.num_frames
+        tokens = self.frame_tokens(text_tokens, f)  # (b, f, K, D)
+        text = repeat(text_tokens, "b n d -> b f n d", f=f)
+        return rearrange(torch.cat([text, tokens], dim=2), "b f n d -> (b f) n d")
+
+
+class ProjectionHead(nn.Module):
+    """§3.4 / appendix `Contrastive_projection` g: h-space (c, s, s) → z (c). Training only, never shipped.
+
+    Conv2d with kernel = spatial size (collapses h, w), SiLU, Flatten, then Linear/SiLU MLP c → c → c → c.
+    """
+
+    def __init__(self, channels: int, spatial_size: int):
+        super().__init__()
+        self.channels = channels
+        self.spatial_size = spatial_size
+        self.layers = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size=spatial_size, stride=1, padding=0, bias=False),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(channels, channels),
+            nn.SiLU(),
+            nn.Linear(channels, channels),
+            nn.SiLU(),
+            nn.Linear(channels, channels),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        expected = (self.channels, self.spatial_size, self.spatial_size)
+        if h.ndim != 4 or tuple(h.shape[1:]) != expected:
+            raise ValueError(f"h: expected (n, {expected[0]}, {expected[1]}, {expected[2]}) h-space features, got {tuple(h.shape)}")
+        return self.layers(h)

@@ -1,0 +1,238 @@
+"""Text → video with HARIVO: prompt encoding, initial noise, the DDIM/CFG-schedule/MG loop of `sampling`,
+VAE decoding, and the record of what happened (frame-wise cross-attention, per-step diagnostics).
+
+With mapping network, frame tokens and MG off and a constant CFG scale, the result equals diffusers'
+`AnimateDiffPipeline` + `DDIMScheduler` on the same weights and seed (tests/test_pipeline.py, the oracle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
+from .config import _check_range
+from .model import HarivoVideoModel, load_unet2d
+from .sampling import CFGSchedule, MGConfig, StepInfo, sample_ddim
+
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+VARIANTS = ("baseline", "trs-dc", "mapping", "full")
+
+
+@dataclass
+class GenerationSettings:
+    """Everything that determines a video (saved in config.json next to it)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    num_frames: int = 16  # shapes world videos have 16 frames
+    num_inference_steps: int = 25  # App. D: DDIM, 25 steps
+    cfg: CFGSchedule = field(default_factory=CFGSchedule)  # App. D schedule: 12.5 while t > 0.7T, 7.5 after
+    mg: MGConfig = field(default_factory=MGConfig)  # §3.7, α = 40
+    use_mapping: bool = True  # §3.2 (ignored when the model has none)
+    use_frame_tokens: bool = True  # §3.5 (ignored when the model has none)
+    use_motion: bool = True  # False: the frozen T2I model on every frame independently
+    height: int | None = None  # default: the UNet's sample size × VAE factor
+    width: int | None = None
+    capture_attention: bool = True  # record frame-wise cross-attention maps
+    keep_attention_per_step: bool = True  # per-step maps (else only the mean over steps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class HarivoOutput:
+    frames: np.ndarray  # (f, h, w, 3) float32 in [0, 1]
+    latents: torch.Tensor  # (1, c, f, h, w) final latents
+    attention: AttentionRecord | None
+    steps: list[dict]  # per-step diagnostics: timestep, cfg scale, MG median ‖D‖, ‖G‖, mapping change
+    settings: dict
+    notes: list[str] = field(default_factory=list)  # things the UI should say (e.g. frame tokens resampled)
+
+
+def token_label(token: str) -> str:
+    return {"<|startoftext|>": "<sot>", "<|endoftext|>": "<eot>"}.get(token, token.replace("</w>", ""))
+
+
+class HarivoPipeline:
+    """HARIVO inference over diffusers components. Calls on one pipeline are serialised by a lock (the
+    attention capture installs processors on the shared model)."""
+
+    def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+                 model: HarivoVideoModel, scheduler: DDIMScheduler, name: str = ""):
+        if not isinstance(scheduler, DDIMScheduler):
+            raise ValueError(f"scheduler: expected a DDIMScheduler (App. D), got {type(scheduler).__name__}")
+        if scheduler.config.prediction_type != "epsilon":
+            raise ValueError(f"scheduler: expected prediction_type 'epsilon', got {scheduler.config.prediction_type!r}")
+        self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
+        self.model, self.scheduler, self.name = model, scheduler, name
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, base_model: str | None = None) -> "HarivoPipeline":
+        """A HARIVO checkpoint folder (DESIGN.md §3) on top of its base StableDiffusion-style folder."""
+        checkpoint = Path(checkpoint)
+        model = HarivoVideoModel.from_pretrained(checkpoint, base_model=base_model)
+        base = base_model or model.config.base_model
+        return cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
+
+    @classmethod
+    def from_variant(cls, variant: str, checkpoints: str | os.PathLike = DEFAULT_CHECKPOINTS) -> "HarivoPipeline":
+        if variant not in VARIANTS:
+            raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
+        return cls.from_checkpoint(Path(checkpoints) / f"harivo-shapes-{variant}")
+
+    @classmethod
+    def from_base(cls, base: str, model: HarivoVideoModel, name: str = "", relative_to: Path | None = None) -> "HarivoPipeline":
+        path = Path(base)
+        if not path.is_absolute() and relative_to is not None and (relative_to / base).exists():
+            path = (relative_to / base).resolve()
+        try:
+            vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", use_safetensors=True)
+            text_encoder = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", use_safetensors=True)
+            tokenizer = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer")
+            scheduler = DDIMScheduler.from_pretrained(str(path), subfolder="scheduler")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"base_model: cannot load the T2I pipeline components from {base!r} ({e})") from None
+        return cls(vae.eval(), text_encoder.eval(), tokenizer, model.eval(), scheduler, name=name)
+
+    # ------------------------------------------------------------------------------------------ pieces
+    @property
+    def device(self) -> torch.device:
+        return self.model.unet.device
+
+    def check(self, s: GenerationSettings) -> None:
+        """ValueError naming the argument for anything the model cannot do."""
+        if not isinstance(s.prompt, str) or not s.prompt.strip():
+            raise ValueError("prompt: expected a non-empty text prompt")
+        limit = self.tokenizer.model_max_length
+        for name, text in (("prompt", s.prompt), ("negative_prompt", s.negative_prompt)):
+            n = len(self.tokenizer(text).input_ids)
+            if n > limit:
+                raise ValueError(f"{name}: expected at most {limit - 2} tokens, got {n - 2}")
+        _check_range("seed", s.seed, 0, 2**63 - 1, integer=True)
+        _check_range("num_frames", s.num_frames, 2, self.model.max_frames, integer=True)
+        _check_range("num_inference_steps", s.num_inference_steps, 1, self.scheduler.config.num_train_timesteps, integer=True)
+        s.cfg.validate()
+        s.mg.validate()
+        for name in ("height", "width"):
+            v = getattr(s, name)
+            if v is not None:
+                _check_range(name, v, 8, 4096, integer=True)
+                if v % (self.vae_scale_factor * 2 ** (len(self.model.unet.config.block_out_channels) - 1)):
+                    raise ValueError(f"{name}: expected a multiple of the VAE × UNet downsampling, got {v}")
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, M, D) text tokens as `AnimateDiffPipeline.encode_prompt` makes them, and the input ids."""
+        ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        embeds = self.text_encoder(ids.to(self.text_encoder.device), attention_mask=None)[0]
+        return embeds.to(self.model.unet.dtype), ids[0]
+
+    def prepare_latents(self, seed: int, num_frames: int, height: int, width: int) -> torch.Tensor:
+        """Initial noise exactly as AnimateDiffPipeline draws it: randn (b, c, f, h, w) from a seeded Generator."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        shape = (1, self.model.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        return randn_tensor(shape, generator=generator, device=self.device, dtype=self.model.unet.dtype) * self.scheduler.init_noise_sigma
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk_size: int = 16) -> np.ndarray:
+        """(1, c, f, h, w) latents → (f, H, W, 3) float32 frames in [0, 1], as AnimateDiffPipeline decodes."""
+        frames = latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor  # (f, c, h, w)
+        images = torch.cat([self.vae.decode(frames[i : i + chunk_size]).sample for i in range(0, len(frames), chunk_size)])
+        return (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    def attention_tokens(self, ids: torch.Tensor, frame_tokens: bool) -> tuple[list[int], list[str], list[str]]:
+        """Key positions worth showing: the real text tokens (<sot> … <eot>) and the K frame tokens."""
+        eos = self.tokenizer.eos_token_id
+        n_text = int((ids == eos).nonzero()[0]) + 1 if (ids == eos).any() else len(ids)
+        index = list(range(n_text))
+        labels = [token_label(t) for t in self.tokenizer.convert_ids_to_tokens(ids[:n_text].tolist())]
+        kinds = ["text"] * n_text
+        if frame_tokens:
+            M, K = len(ids), self.model.config.num_frame_tokens
+            index += list(range(M, M + K))
+            labels += [f"<f{k + 1}>" for k in range(K)]
+            kinds += ["frame"] * K
+        return index, labels, kinds
+
+    # ------------------------------------------------------------------------------------------ call
+    def __call__(self, settings: GenerationSettings, callback: Callable[[StepInfo], bool | None] | None = None) -> HarivoOutput:
+        self.check(settings)
+        with self._lock:
+            return self._generate(settings, callback)
+
+    @torch.no_grad()
+    def _generate(self, s: GenerationSettings, callback) -> HarivoOutput:
+        model, notes = self.model, []
+        use_mapping = s.use_mapping and model.mapping_network is not None
+        use_tokens = s.use_frame_tokens and model.frame_token_generator is not None and s.use_motion
+        if use_tokens and s.num_frames != model.config.num_frames:
+            notes.append(f"frame tokens were trained for {model.config.num_frames} frames; resampled to {s.num_frames}")
+        height = s.height or model.unet.config.sample_size * self.vae_scale_factor
+        width = s.width or model.unet.config.sample_size * self.vae_scale_factor
+        cond, ids = self.encode_prompt(s.prompt)
+        uncond, _ = self.encode_prompt(s.negative_prompt)
+        text = torch.cat([uncond, cond])  # CFG batch order: [uncond, cond]
+        latents = self.prepare_latents(s.seed, s.num_frames, height, width)
+        self.scheduler.set_timesteps(s.num_inference_steps, device=self.device)
+        timesteps = self.scheduler.timesteps
+        steps: list[dict] = []
+
+        recorder = None
+        if s.capture_attention:
+            index, labels, kinds = self.attention_tokens(ids, use_tokens)
+            recorder = CrossAttentionRecorder(1, s.num_frames, tuple(latents.shape[-2:]), index, labels, kinds, s.keep_attention_per_step)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
+            if recorder is not None:
+                recorder.begin_step(len(steps), int(t))
+            mapped = model.map_noise(x, use_mapping)
+            steps.append({"timestep": int(t), "cfg_scale": scale, **mapping_change(x, mapped)})
+            eps = model(torch.cat([mapped] * 2), t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=use_tokens)
+            eps_uncond, eps_cond = eps.chunk(2)
+            return eps_uncond + scale * (eps_cond - eps_uncond)
+
+        def on_step(info: StepInfo):
+            steps[-1].update({k: float(v[0]) for k, v in info.mg.items()})
+            return callback(info) if callback is not None else None
+
+        unet_for_capture = model.unet if s.use_motion else model.t2i_unet
+        names = spatial_attention_names(unet_for_capture, "attn2") if recorder is not None else []
+        clip = self.scheduler.config.clip_sample_range if self.scheduler.config.clip_sample else None
+        if self.scheduler.config.thresholding:
+            raise ValueError("scheduler: dynamic thresholding is not supported by the HARIVO sampler")
+        with recording(unet_for_capture, names, recorder) if recorder is not None else contextlib.nullcontext():
+            latents = sample_ddim(
+                denoise, latents, timesteps, self.scheduler.alphas_cumprod.to(self.device),
+                self.scheduler.final_alpha_cumprod.to(self.device), self.scheduler.config.num_train_timesteps,
+                s.cfg, s.mg if s.mg.enabled else None, clip, on_step,
+            )
+        frames = self.decode(latents)
+        return HarivoOutput(frames, latents, recorder.result() if recorder else None, steps, s.to_dict(), notes)
+
+
+def mapping_change(x: torch.Tensor, mapped: torch.Tensor) -> dict[str, float]:
+    """Fig. A1 statistics: mean |M(x) − x|, its std, mean shift and std change."""
+    if mapped is x:
+        return {"mapping_abs_diff": 0.0, "mapping_abs_diff_std": 0.0, "mapping_mean_shift": 0.0, "mapping_std_change": 0.0}
+    diff = (mapped - x).abs()
+    return {
+        "mapping_abs_diff": float(diff.mean()), "mapping_abs_diff_std": float(diff.std()),
+        "mapping_mean_shift": float(mapped.mean() - x.mean()), "mapping_std_change": float(mapped.std() - x.std()),
+    }

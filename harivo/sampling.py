@@ -1,0 +1,173 @@
+"""Sampling for HARIVO: DDIM (η = 0), the CFG schedule of App. D, and mitigating-gradient (MG) sampling,
+Algorithm 1 / Eq. 6–7 (§3.7). Plain functions, no hidden state; the loop takes a `denoise` function and an
+optional per-step `callback`, in the style of k-diffusion's samplers.
+
+Video latents are `(b, c, f, h, w)`; MG works per video, with norms per consecutive frame pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .config import _check_range
+
+
+@dataclass(frozen=True)
+class CFGSchedule:
+    """App. D: a strong guidance scale while t > switch·T, a weaker one after. high == low is constant CFG."""
+
+    high: float = 12.5  # CFG scale for t > switch·T (paper: 10–15)
+    low: float = 7.5  # CFG scale for t <= switch·T (paper: 7.5)
+    switch: float = 0.7  # fraction of T where the scale drops (paper: 0.7T)
+
+    @classmethod
+    def constant(cls, scale: float) -> "CFGSchedule":
+        return cls(high=scale, low=scale, switch=0.0)
+
+    def validate(self) -> "CFGSchedule":
+        _check_range("cfg_high", self.high, 1.0, 100.0)
+        _check_range("cfg_low", self.low, 1.0, 100.0)
+        _check_range("cfg_switch", self.switch, 0.0, 1.0)
+        return self
+
+    def scale(self, t: int | float | torch.Tensor, num_train_timesteps: int = 1000) -> float:
+        """CFG scale at timestep t (0 ≤ t < T)."""
+        return self.high if float(t) > self.switch * num_train_timesteps else self.low
+
+    def scales(self, timesteps, num_train_timesteps: int = 1000) -> list[float]:
+        return [self.scale(t, num_train_timesteps) for t in timesteps]
+
+
+@dataclass(frozen=True)
+class MGConfig:
+    """§3.7 mitigating-gradient sampling: α and which gradient of Eq. 7 to follow."""
+
+    alpha: float = 40.0  # α, §4 configuration (40–50 in App. D)
+    symmetric: bool = False  # False: Algorithm 1 (one-sided); True: full gradient of Eq. 7 (our extra)
+    enabled: bool = True
+
+    def validate(self) -> "MGConfig":
+        _check_range("alpha", self.alpha, 0.0, 10_000.0)
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.alpha > 0
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_prod_t: torch.Tensor | float) -> torch.Tensor:
+    """x̂_t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t (Algorithm 1, line 2; DDIM formula (12))."""
+    return (x_t - (1 - alpha_prod_t) ** 0.5 * eps) / alpha_prod_t**0.5
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_prod_t: torch.Tensor | float,
+    alpha_prod_prev: torch.Tensor | float,
+    clip_sample_range: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (η = 0). Returns (x_{t-1}, x̂_0). Equals `DDIMScheduler.step` (eta=0)."""
+    # 1. predicted original sample, formula (12) of DDIM
+    x0 = predict_x0(x_t, eps, alpha_prod_t)
+    if clip_sample_range is not None:
+        x0 = x0.clamp(-clip_sample_range, clip_sample_range)
+    # 2. direction pointing to x_t (σ_t = 0)
+    direction = (1 - alpha_prod_prev) ** 0.5 * eps
+    # 3. x_{t-1} without random noise
+    return alpha_prod_prev**0.5 * x0 + direction, x0
+
+
+def mitigating_gradient(
+    eps: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha_prod_t: torch.Tensor | float,
+    alpha: float = 40.0,
+    symmetric: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Algorithm 1: ε ← ε + α · concat(0, G) with G = 2 exp(−‖D‖²/S) D/S · ω, closed form, per video.
+
+    eps, x_t: (b, c, f, h, w) after CFG. Returns the new ε and diagnostics per video: median ‖D‖, S, ‖G‖.
+    Guards: fewer than 3 frames (log(F−1) ≤ 0 leaves S undefined) and S = 0 (identical frames) change nothing.
+    `symmetric=True` follows the full gradient of Eq. 7 (each frame pulled towards both neighbours).
+    """
+    b, f = eps.shape[0], eps.shape[2]
+    zeros = torch.zeros(b, device=eps.device, dtype=eps.dtype)
+    if alpha == 0 or f <= 2:
+        return eps, {"median_d": zeros, "s": zeros, "g_norm": zeros}
+    # 1. x̂_t and consecutive differences D_j = x̂^(j) − x̂^(j−1)   (line 2)
+    x0 = predict_x0(x_t, eps, alpha_prod_t)
+    d = x0[:, :, 1:] - x0[:, :, :-1]  # (b, c, f-1, h, w)
+    d_sq = d.pow(2).sum(dim=(1, 3, 4))  # ‖D_j‖², (b, f-1)
+    # 2. bandwidth S = median(‖D‖)² / log(F − 1), per video   (line 3)
+    median_d = d_sq.sqrt().median(dim=1).values  # (b,)
+    s = median_d.pow(2) / math.log(f - 1)
+    safe_s = torch.where(s > 0, s, torch.ones_like(s))
+    # 3. G = 2 exp(−‖D‖²/S) D/S ω,  ω = √((1 − ᾱ_t)/ᾱ_t)   (line 4); = −ω ∇ of Eq. 7's one-sided term
+    omega = ((1 - alpha_prod_t) / alpha_prod_t) ** 0.5
+    kernel = torch.exp(-d_sq / safe_s[:, None])  # (b, f-1)
+    g = 2 * kernel[:, None, :, None, None] * d / safe_s[:, None, None, None, None] * omega
+    g = torch.where((s > 0)[:, None, None, None, None], g, torch.zeros_like(g))
+    # 4. ε ← ε + α concat(0, G) along frames   (line 5)
+    zero = torch.zeros_like(g[:, :, :1])
+    if symmetric:  # frame j also feels the pair (j+1, j), with the opposite sign
+        full = torch.cat([zero, g], dim=2) - torch.cat([g, zero], dim=2)
+    else:
+        full = torch.cat([zero, g], dim=2)
+    g_norm = full.flatten(1).norm(dim=1)
+    return eps + alpha * full, {"median_d": median_d, "s": s, "g_norm": g_norm}
+
+
+@dataclass
+class StepInfo:
+    """What the per-step callback sees (and what the app plots)."""
+
+    index: int
+    timestep: int
+    cfg_scale: float
+    latents: torch.Tensor  # x_{t-1}
+    x0: torch.Tensor  # x̂_0 after MG
+    mg: dict[str, torch.Tensor]
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoise: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    final_alpha_cumprod: torch.Tensor | float,
+    num_train_timesteps: int,
+    cfg: CFGSchedule,
+    mg: MGConfig | None = None,
+    clip_sample_range: float | None = None,
+    callback: Callable[[StepInfo], bool | None] | None = None,
+) -> torch.Tensor:
+    """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided ε.
+
+    The previous timestep follows `DDIMScheduler.step`: t − T/N, or `final_alpha_cumprod` past the end.
+    `callback(info)` runs after each step; returning True stops the loop early (cancel).
+    """
+    step = num_train_timesteps // len(timesteps)
+    x = latents
+    for i, t in enumerate(timesteps):
+        t_int = int(t)
+        scale = cfg.scale(t_int, num_train_timesteps)
+        # 1. guided ε (Algorithm 1, line 1)
+        eps = denoise(x, t, scale)
+        alpha_prod_t = alphas_cumprod[t_int]
+        prev_t = t_int - step
+        alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else final_alpha_cumprod
+        # 2. mitigating gradient on ε (Algorithm 1, lines 2–5)
+        diagnostics: dict[str, torch.Tensor] = {}
+        if mg is not None and mg.active:
+            eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric)
+        # 3. DDIM update x_t → x_{t−1}
+        x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range)
+        if callback is not None and callback(StepInfo(i, t_int, scale, x, x0, diagnostics)):
+            break
+    return x

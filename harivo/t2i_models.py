@@ -1,0 +1,134 @@
+"""The three networks of the tiny Stable-Diffusion-shaped shapes-world model, as stock diffusers/transformers classes.
+
+Everything here is a plain `AutoencoderKL`, `CLIPTextModel` or `UNet2DConditionModel`, so the exported folder
+loads with `StableDiffusionPipeline.from_pretrained` and no project code, and the UNet inflates with
+`UNetMotionModel.from_unet2d` + `MotionAdapter` (stage 2).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+# Stable Diffusion v1 noise schedule (the paper keeps it: linear betas 0.00085-0.012, "scaled_linear").
+SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
+def make_vae(channels, layers_per_block: int, latent_channels: int, norm_num_groups: int, sample_size: int):
+    """AutoencoderKL; len(channels) blocks give 2**(len-1) downsampling (3 blocks: 64x64 -> 16x16)."""
+    from diffusers import AutoencoderKL
+
+    n = len(channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(channels),
+        layers_per_block=layers_per_block,
+        latent_channels=latent_channels,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
+        scaling_factor=1.0,  # replaced by 1/std of the latents after training
+    )
+
+
+def make_text_encoder(tokenizer, hidden: int, layers: int, heads: int, intermediate: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=hidden,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(cfg)
+
+
+def make_unet(channels, layers_per_block: int, cross_attention_dim: int, attention_head_dim: int,
+              norm_num_groups: int, sample_size: int, latent_channels: int):
+    """SD-1.x-shaped UNet (two cross-attention levels + a plain one), compatible with `UNetMotionModel`."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=tuple(channels),
+        layers_per_block=layers_per_block,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups,
+    )
+
+
+def check_motion_compatible(unet, layers_per_block: int, max_seq_length: int = 32) -> int:
+    """Inflate a copy of `unet` with a fresh `MotionAdapter` (as stage 2 does); returns the motion param count.
+
+    Raises ValueError if diffusers cannot build the video UNet from it.
+    """
+    from diffusers import MotionAdapter, UNetMotionModel
+
+    try:
+        adapter = MotionAdapter(
+            block_out_channels=tuple(unet.config.block_out_channels),
+            motion_layers_per_block=layers_per_block,
+            motion_num_attention_heads=4,
+            motion_norm_num_groups=32,
+            max_seq_length=max_seq_length,
+        )
+        video = UNetMotionModel.from_unet2d(copy.deepcopy(unet), adapter)
+        f = 2
+        x = torch.zeros(1, unet.config.in_channels, f, 8, 8)
+        enc = torch.zeros(f, 3, unet.config.cross_attention_dim)
+        with torch.no_grad():
+            out = video(x, 10, encoder_hidden_states=enc).sample
+        assert out.shape == x.shape
+    except Exception as e:  # pragma: no cover - only hit with an incompatible config
+        raise ValueError(f"unet: not compatible with UNetMotionModel.from_unet2d + MotionAdapter ({e})") from e
+    return sum(p.numel() for p in adapter.parameters())
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): min(SNR, gamma) / SNR."""
+    ac = alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = ac / (1.0 - ac)
+    if gamma <= 0:
+        return torch.ones_like(snr)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+class EMA:
+    """Exponential moving average of a module's parameters, kept as a full module copy (what gets exported).
+
+    decay ramps up as min(decay, (1 + step) / (10 + step)) like diffusers' EMAModel, so early weights do not
+    dominate a short run.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = float(decay)
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+
+    def effective_decay(self, step: int) -> float:
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = self.effective_decay(step)
+        ema_p = [p for p in self.module.parameters()]
+        src_p = [p.detach().to(e.dtype) for p, e in zip(module.parameters(), ema_p)]
+        torch._foreach_mul_(ema_p, d)
+        torch._foreach_add_(ema_p, src_p, alpha=1.0 - d)

@@ -1,0 +1,95 @@
+"""Tiny random Stable-Diffusion-shaped components for tests, quick benchmarks and development.
+
+Same diffusers/transformers classes as the real model, a few thousand parameters each, built offline
+(the tokenizer is a real CLIPTokenizer made from a small word list).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+TINY_WORDS = (
+    "a red green blue yellow purple orange white black gray circle square triangle star is moving left to right "
+    "up down getting closer away spinning standing still on background"
+).split()
+
+
+def word_tokenizer(words, model_max_length: int = 77) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer in which every word of `words` is one token; other text falls back to letters."""
+    vocab: dict[str, int] = {}
+    for c in "abcdefghijklmnopqrstuvwxyz0123456789,.'-!?":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in sorted(set(words)):
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:  # merge left to right: a, b -> ab, then ab, c -> abc ...
+            pair = (parts[0], parts[1])
+            if pair not in merges:
+                merges.append(pair)
+            parts = [parts[0] + parts[1]] + parts[2:]
+            vocab.setdefault(parts[0], len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+@dataclass
+class TinyComponents:
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    unet: UNet2DConditionModel
+    motion_adapter: MotionAdapter
+    scheduler: DDIMScheduler
+
+
+def scheduler_config() -> dict:
+    """SD1.5's scheduler settings (linear betas 0.00085–0.012 in sqrt space, App. D)."""
+    return dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+    )
+
+
+def tiny_components(seed: int = 0, text_dim: int = 16, sample_size: int = 8, max_frames: int = 32) -> TinyComponents:
+    """Random tiny VAE (×2), CLIP text encoder, UNet (2 levels) and MotionAdapter."""
+    torch.manual_seed(seed)
+    tokenizer = word_tokenizer(TINY_WORDS)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=2 * text_dim, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=2 * sample_size,
+    ).eval()
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=text_dim, attention_head_dim=4, norm_num_groups=8,
+    ).eval()
+    adapter = MotionAdapter(
+        block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
+        motion_norm_num_groups=8, motion_max_seq_length=max_frames, use_motion_mid_block=True,
+    )
+    randomize_motion_outputs(adapter, seed)
+    return TinyComponents(vae, text_encoder, tokenizer, unet, adapter, DDIMScheduler(**scheduler_config()))
+
+
+def randomize_motion_outputs(adapter: MotionAdapter, seed: int, std: float = 0.02) -> None:
+    """AnimateDiff zero-initialises the motion modules' proj_out; give them small random values so tests see
+    motion modules that actually act (a zero motion module would hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
