@@ -93,3 +93,26 @@ def randomize_motion_outputs(adapter: MotionAdapter, seed: int, std: float = 0.0
         for name, p in adapter.named_parameters():
             if "proj_out" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def save_tiny_checkpoint(root, seed: int = 0, num_frames: int = 4, **config) -> "Path":
+    """Write a tiny random base pipeline folder (`root/base`) and a HARIVO checkpoint on it (`root/harivo`).
+    The checkpoint names its base by a relative path, as the shipped checkpoints do."""
+    from pathlib import Path
+
+    from diffusers import StableDiffusionPipeline
+
+    from .config import HarivoConfig
+    from .model import HarivoVideoModel
+
+    root = Path(root)
+    c = tiny_components(seed)
+    StableDiffusionPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(root / "base", safe_serialization=True)
+    cfg = dict(num_frames=num_frames, mapping_hidden_channels=8, mapping_heads=2, mapping_head_dim=8, base_model="../base")
+    cfg.update(config)
+    model = HarivoVideoModel.from_unet2d(c.unet, c.motion_adapter, HarivoConfig(**cfg))
+    model.save_pretrained(root / "harivo")
+    return root / "harivo"

@@ -100,6 +100,10 @@ def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]], max_dist
     return names[int(np.argmin(d))] if d.min() <= max_dist else None
 
 
+def _rgb(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
 def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> FrameReading:
     """Read background, object colour/shape, centroid, size, angle and object count from one frame."""
     T = thresholds
@@ -116,7 +120,7 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     keep = np.flatnonzero(sizes >= T.min_speck_px) + 1
     if len(keep) == 0:
         nothing = (None, None, np.nan, np.nan, np.nan, None, 0.0, 0)  # colour .. n_objects
-        return FrameReading(background, *nothing, background_rgb=tuple(bg_rgb), noise=noise)
+        return FrameReading(background, *nothing, background_rgb=_rgb(bg_rgb), noise=noise)
     main_label = keep[np.argmax(sizes[keep - 1])]
     # everything below works on a crop around the object, 3 px wider than its bounding box
     ys_, xs_ = ndimage.find_objects(labels, max_label=main_label)[main_label - 1]
@@ -131,6 +135,8 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     region = ndimage.binary_dilation(main, _EIGHT) & ((lab == 0) | main)
     diff = obj_rgb - bg_rgb
     cov = np.clip((crop - bg_rgb) @ diff / max(float(diff @ diff), 1e-6), 0.0, 1.0) * region
+    if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
+        cov = main.astype(np.float32)
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
@@ -148,7 +154,7 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         shape, angle = ("triangle", "square", "star")[i], phases[i]
     return FrameReading(
         background, colour, shape, cx, cy, float(np.sqrt(area / AREA_FACTOR[shape])), angle, area,
-        len(keep), tuple(bg_rgb), tuple(obj_rgb), harm, phases, noise,
+        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise,
     )  # fmt: skip
 
 

@@ -1,0 +1,153 @@
+"""Losses on hand-computed inputs, and one training step that changes only what HARIVO trains."""
+
+import math
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from harivo.attention import TRSRecorder, recording, spatial_attention_names
+from harivo.config import LossConfig
+from harivo.losses import NegativeQueue, dc_loss, reg_loss, simple_loss, training_step
+from harivo.tiny import scheduler_config
+
+from conftest import build_model
+
+
+def test_simple_and_reg_hand_computed():
+    eps = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 1, 2)
+    noise = torch.zeros_like(eps)
+    assert simple_loss(eps, noise).item() == pytest.approx((1 + 4 + 9 + 16) / 4)
+    video = torch.stack([torch.ones(1, 2, 1, 2), 3 * torch.ones(1, 2, 1, 2)])  # (2, 1, 2, 1, 2)
+    image = torch.zeros_like(video)
+    t = torch.tensor([0, 750])
+    # λ_t = 1 − t/T: 1 for t = 0 and 0.25 for t = 750; per-video mean squares 1 and 9
+    assert reg_loss(video, image, t, 1000).item() == pytest.approx((1.0 * 1 + 0.25 * 9) / 2)
+
+
+def test_dc_loss_hand_computed():
+    z1 = torch.tensor([[2.0, 0.0]])  # normalised to (1, 0)
+    z2 = torch.tensor([[1.0, 1.0]])  # (1/√2, 1/√2)
+    negatives = torch.tensor([[0.0, 3.0], [-1.0, 0.0]])  # (0, 1) and (−1, 0)
+    tau = 0.1
+    expected = -(1 / math.sqrt(2)) / tau + math.log(math.exp(0 / tau) + math.exp(-1 / tau))
+    assert dc_loss(z1, z2, negatives, tau).item() == pytest.approx(expected, rel=1e-6)
+    # empty queue: alignment term only
+    assert dc_loss(z1, z2, torch.zeros(0, 2), tau).item() == pytest.approx(-(1 / math.sqrt(2)) / tau, rel=1e-6)
+    # decoupled: the positive is not in the denominator, so identical positives and far negatives go below −1/τ + log|Q|
+    far = dc_loss(z1, z1, -z1.repeat(4, 1), tau).item()
+    assert far == pytest.approx(-1 / tau + math.log(4 * math.exp(-1 / tau)), rel=1e-6)
+
+
+def test_negative_queue_fifo():
+    q = NegativeQueue(size=3, dim=2)
+    q.push(torch.tensor([[1.0, 0], [2.0, 0]]))
+    q.push(torch.tensor([[3.0, 0], [4.0, 0]]))
+    assert q.get()[:, 0].tolist() == [3.0, 4.0, 1.0]  # newest first, oldest dropped
+    q2 = NegativeQueue(3, 2)
+    q2.load_state_dict(q.state_dict())
+    assert torch.equal(q2.get(), q.get())
+
+
+def test_trs_recorder_hand_computed():
+    names = ["up_blocks.0.attentions.0.transformer_blocks.0.attn1.processor", "up_blocks.1.attentions.0.transformer_blocks.0.attn1.processor"]
+    rec = TRSRecorder(names, num_frames=3)
+    # one video, 3 frames, 1 head, 2 queries, 2 keys
+    a = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]], [[[0.0, 1.0], [0.5, 0.5]]], [[[0.0, 1.0], [1.0, 0.0]]]])
+    rec.record(names[0], a)
+    rec.record(names[1], a * 0)  # all-zero maps add nothing
+    # frame pairs: |A2 − A1| mean = (1 + 1 + 0 + 0)/4 = 0.5; |A3 − A2| mean = (0 + 0 + .5 + .5)/4 = 0.25; λ_1 = 1/2
+    assert rec.loss().item() == pytest.approx(0.5 * (0.5 + 0.25))
+
+
+def test_trs_layers_are_decoder_spatial_self_attention(tiny):
+    model = build_model(tiny)
+    names = spatial_attention_names(model.unet, "attn1", decoder_only=True)
+    assert names and all(n.startswith("up_blocks.") and ".attentions." in n and n.endswith("attn1.processor") for n in names)
+    assert not any("motion_modules" in n for n in names)
+
+
+def test_attention_probabilities_keep_gradients_and_sum_to_one(tiny):
+    model = build_model(tiny)
+    names = spatial_attention_names(model.unet, "attn1", decoder_only=True)
+
+    class Keep:
+        def __init__(self):
+            self.maps = []
+
+        def record(self, name, probs):
+            self.maps.append(probs)
+
+    with recording(model.unet, names, Keep()) as rec:
+        model(torch.randn(1, 4, 3, 8, 8), 10, torch.randn(1, 77, 16))
+    assert len(rec.maps) == len(names)
+    for m in rec.maps:
+        assert m.requires_grad
+        assert torch.allclose(m.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def make_batch(seed=0, b=2, f=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 4, f, 8, 8, generator=g), torch.randn(b, 77, 16, generator=g)
+
+
+def run_steps(model, n, cfg, seed=0, lr=1e-3):
+    head = model.make_projection_head()
+    queue = NegativeQueue(cfg.dc_queue_size, head.channels)
+    params = model.trainable_parameters() + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = DDPMScheduler(**{k: v for k, v in scheduler_config().items() if k not in ("set_alpha_to_one", "clip_sample")})
+    latents, text = make_batch()
+    losses = []
+    for i in range(n):
+        out = training_step(model, latents, text, sched, cfg, head, queue, torch.Generator().manual_seed(seed))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out)
+    return losses, queue
+
+
+def test_training_step_changes_only_trainable_parameters(tiny):
+    model = build_model(tiny)
+    frozen = {n: p.detach().clone() for n, p in tiny.unet.named_parameters()}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    outs, queue = run_steps(model, 2, LossConfig())
+    assert set(outs[0].terms) == {"simple", "trs", "reg", "dc", "total"}
+    for n, p in tiny.unet.named_parameters():
+        assert torch.equal(p, frozen[n]), f"T2I weight {n} changed"
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable[n])]
+    assert any("motion_modules" in n for n in changed)
+    assert any(n.startswith("mapping_network.") for n in changed)
+    assert any(n.startswith("frame_token_generator.") for n in changed)
+    assert queue.get().shape[0] == 2 * 2 * 2  # two positives per video, two videos, two steps
+    t = outs[0].terms
+    assert t["total"] == pytest.approx(t["simple"] + 0.1 * (t["trs"] + t["reg"] + t["dc"]), rel=1e-5)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(tiny):
+    model = build_model(tiny)
+    outs, _ = run_steps(model, 12, LossConfig(use_dc=False), lr=3e-3)
+    assert outs[-1].terms["total"] < outs[0].terms["total"]
+
+
+def test_terms_switch_off(tiny):
+    model = build_model(tiny, use_mapping=False, use_frame_tokens=False)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False)
+    outs, _ = run_steps(model, 1, cfg)
+    assert set(outs[0].terms) == {"simple", "total"}
+    assert outs[0].terms["total"] == pytest.approx(outs[0].terms["simple"])
+    assert not any(type(p).__name__ == "RecordingAttnProcessor" for p in model.unet.attn_processors.values())
+
+
+def test_reg_is_zero_when_motion_outputs_are_zero_and_tokens_off(tiny):
+    model = build_model(tiny, use_frame_tokens=False)
+    with torch.no_grad():
+        for name, p in model.unet.named_parameters():
+            if "motion_modules" in name and "proj_out" in name:
+                p.zero_()
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    latents, text = make_batch(1)
+    out = training_step(model, latents, text, sched, LossConfig(use_dc=False, use_trs=False), generator=torch.Generator().manual_seed(0))
+    assert out.terms["reg"] < 1e-10
+    assert out.terms["simple"] > 0.1
