@@ -228,10 +228,7 @@ class HarivoVideoModel(nn.Module):
             unet2d = load_unet2d(base, directory)
         if not (directory / ADAPTER_DIR).is_dir():
             raise ValueError(f"checkpoint: {str(directory)!r} has no {ADAPTER_DIR}/ folder")
-        try:
-            adapter = MotionAdapter.from_pretrained(directory / ADAPTER_DIR, use_safetensors=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ValueError(f"checkpoint: cannot load {ADAPTER_DIR}/ of {str(directory)!r} ({e})") from None
+        adapter = load_motion_adapter(str(directory / ADAPTER_DIR), what="checkpoint")
         model = cls.from_unet2d(unet2d, adapter, config)
         state = fileio.load_tensors(directory / WEIGHTS_NAME, what="checkpoint harivo.safetensors")
         expected = model.harivo_state_dict()
@@ -256,3 +253,11 @@ def load_unet2d(base: str, relative_to: Path | None = None) -> UNet2DConditionMo
         return UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", use_safetensors=True)
     except (OSError, ValueError) as e:
         raise ValueError(f"base_model: cannot load a diffusers UNet from {base!r} ({e})") from None
+
+
+def load_motion_adapter(source: str, what: str = "motion_adapter") -> MotionAdapter:
+    """A diffusers MotionAdapter from a local folder or a hub id (safetensors only)."""
+    try:
+        return MotionAdapter.from_pretrained(str(source), use_safetensors=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{what}: cannot load a diffusers MotionAdapter from {str(source)!r} ({e})") from None

@@ -22,7 +22,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
 from .config import _check_range
-from .model import HarivoVideoModel, load_unet2d
+from .config import HarivoConfig
+from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import CFGSchedule, MGConfig, StepInfo, sample_ddim
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -60,6 +61,7 @@ class HarivoOutput:
     steps: list[dict]  # per-step diagnostics: timestep, cfg scale, MG median ‖D‖, ‖G‖, mapping change
     settings: dict
     notes: list[str] = field(default_factory=list)  # things the UI should say (e.g. frame tokens resampled)
+    cancelled: bool = False  # stopped early by `cancel()`
 
 
 def token_label(token: str) -> str:
@@ -89,6 +91,22 @@ class HarivoPipeline:
         model = HarivoVideoModel.from_pretrained(checkpoint, base_model=base_model)
         base = base_model or model.config.base_model
         return cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
+
+    @classmethod
+    def from_animatediff(cls, base_model: str, motion_adapter: str, harivo_weights: str | None = None) -> "HarivoPipeline":
+        """Any SD1.5-family diffusers folder or hub id + an AnimateDiff MotionAdapter (folder or hub id).
+
+        Without `harivo_weights` this is plain AnimateDiff with HARIVO's training-free parts (MG, CFG schedule,
+        attention capture); with a HARIVO checkpoint folder its trained adapter, mapping network and frame tokens
+        are used on top of `base_model` instead.
+        """
+        if harivo_weights:
+            return cls.from_checkpoint(harivo_weights, base_model=base_model)
+        model = HarivoVideoModel.from_unet2d(
+            load_unet2d(base_model), load_motion_adapter(motion_adapter),
+            HarivoConfig(use_mapping=False, use_frame_tokens=False, base_model=base_model),
+        )
+        return cls.from_base(base_model, model, name=f"{Path(base_model).name} + {Path(motion_adapter).name}")
 
     @classmethod
     def from_variant(cls, variant: str, checkpoints: str | os.PathLike = DEFAULT_CHECKPOINTS) -> "HarivoPipeline":
@@ -172,13 +190,15 @@ class HarivoPipeline:
         return index, labels, kinds
 
     # ------------------------------------------------------------------------------------------ call
-    def __call__(self, settings: GenerationSettings, callback: Callable[[StepInfo], bool | None] | None = None) -> HarivoOutput:
+    def __call__(self, settings: GenerationSettings, callback: Callable[[StepInfo], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> HarivoOutput:
+        """Generate one video. `callback(info)` after every step; `cancel()` true stops early (`out.cancelled`)."""
         self.check(settings)
         with self._lock:
-            return self._generate(settings, callback)
+            return self._generate(settings, callback, cancel)
 
     @torch.no_grad()
-    def _generate(self, s: GenerationSettings, callback) -> HarivoOutput:
+    def _generate(self, s: GenerationSettings, callback, cancel) -> HarivoOutput:
         model, notes = self.model, []
         use_mapping = s.use_mapping and model.mapping_network is not None
         use_tokens = s.use_frame_tokens and model.frame_token_generator is not None and s.use_motion
@@ -208,9 +228,10 @@ class HarivoPipeline:
             eps_uncond, eps_cond = eps.chunk(2)
             return eps_uncond + scale * (eps_cond - eps_uncond)
 
-        def on_step(info: StepInfo):
+        def on_step(info: StepInfo) -> None:
             steps[-1].update({k: float(v[0]) for k, v in info.mg.items()})
-            return callback(info) if callback is not None else None
+            if callback is not None:
+                callback(info)
 
         unet_for_capture = model.unet if s.use_motion else model.t2i_unet
         names = spatial_attention_names(unet_for_capture, "attn2") if recorder is not None else []
@@ -221,10 +242,13 @@ class HarivoPipeline:
             latents = sample_ddim(
                 denoise, latents, timesteps, self.scheduler.alphas_cumprod.to(self.device),
                 self.scheduler.final_alpha_cumprod.to(self.device), self.scheduler.config.num_train_timesteps,
-                s.cfg, s.mg if s.mg.enabled else None, clip, on_step,
+                s.cfg, s.mg if s.mg.enabled else None, clip, on_step, cancel,
             )
+        cancelled = len(steps) < len(timesteps)
+        if cancelled:
+            notes.append(f"cancelled after {len(steps)} of {len(timesteps)} steps")
         frames = self.decode(latents)
-        return HarivoOutput(frames, latents, recorder.result() if recorder else None, steps, s.to_dict(), notes)
+        return HarivoOutput(frames, latents, recorder.result() if recorder else None, steps, s.to_dict(), notes, cancelled)
 
 
 def mapping_change(x: torch.Tensor, mapped: torch.Tensor) -> dict[str, float]:

@@ -145,16 +145,20 @@ def sample_ddim(
     cfg: CFGSchedule,
     mg: MGConfig | None = None,
     clip_sample_range: float | None = None,
-    callback: Callable[[StepInfo], bool | None] | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided ε.
 
     The previous timestep follows `DDIMScheduler.step`: t − T/N, or `final_alpha_cumprod` past the end.
-    `callback(info)` runs after each step; returning True stops the loop early (cancel).
+    `callback(info)` runs after each step; `cancel()` is asked before each step and stops the loop when true
+    (the latents reached so far are returned).
     """
     step = num_train_timesteps // len(timesteps)
     x = latents
     for i, t in enumerate(timesteps):
+        if cancel is not None and cancel():
+            break
         t_int = int(t)
         scale = cfg.scale(t_int, num_train_timesteps)
         # 1. guided ε (Algorithm 1, line 1)
@@ -168,6 +172,6 @@ def sample_ddim(
             eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric)
         # 3. DDIM update x_t → x_{t−1}
         x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range)
-        if callback is not None and callback(StepInfo(i, t_int, scale, x, x0, diagnostics)):
-            break
+        if callback is not None:
+            callback(StepInfo(i, t_int, scale, x, x0, diagnostics))
     return x

@@ -140,3 +140,24 @@ def test_cli_missing_or_corrupt_checkpoint(tmp_path, capsys):
     (ckpt / "harivo.safetensors").write_bytes(b"\x00" * 10)
     assert generate.main(["--prompt", PROMPT, "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "harivo.safetensors" in capsys.readouterr().err
+
+
+def test_plain_animatediff_parts_load_through_the_same_code(tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path)
+    pipe = HarivoPipeline.from_animatediff(str(tmp_path / "base"), str(ckpt / "motion_adapter"))
+    assert pipe.model.mapping_network is None and pipe.model.frame_token_generator is None
+    out = pipe(small(mg=MGConfig(alpha=40.0)))  # training-free parts work on plain AnimateDiff
+    assert out.frames.shape == (4, 16, 16, 3) and "<f1>" not in out.attention.tokens
+    with pytest.raises(ValueError, match="motion_adapter"):
+        HarivoPipeline.from_animatediff(str(tmp_path / "base"), str(tmp_path / "no-adapter"))
+    with pytest.raises(ValueError, match="base_model"):
+        HarivoPipeline.from_animatediff(str(tmp_path / "no-base"), str(ckpt / "motion_adapter"))
+
+
+def test_cancel_stops_early_and_callback_sees_every_step(tiny):
+    pipe = build_pipeline(tiny)
+    seen = []
+    out = pipe(small(num_inference_steps=5), callback=lambda info: seen.append(info.index) or True)
+    assert seen == [0, 1, 2, 3, 4] and not out.cancelled  # a callback's return value never cancels
+    out = pipe(small(num_inference_steps=5), cancel=lambda: len(seen) >= 7, callback=lambda info: seen.append(info.index))
+    assert out.cancelled and len(out.steps) == 2 and "cancelled after 2 of 5 steps" in out.notes
