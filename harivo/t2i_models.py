@@ -84,7 +84,7 @@ def check_motion_compatible(unet, layers_per_block: int, max_seq_length: int = 3
             motion_layers_per_block=layers_per_block,
             motion_num_attention_heads=4,
             motion_norm_num_groups=32,
-            max_seq_length=max_seq_length,
+            motion_max_seq_length=max_seq_length,
         )
         video = UNetMotionModel.from_unet2d(copy.deepcopy(unet), adapter)
         f = 2

@@ -113,7 +113,7 @@ def build_tokenizer_files(folder: str | Path, words: list[str] | None = None) ->
             "pad_token": EOS,
             "unk_token": EOS,
             "do_lower_case": True,
-            "clean_up_tokenization_spaces": True,
+            "clean_up_tokenization_spaces": False,
         },
     )
     return folder
@@ -140,6 +140,8 @@ def unknown_words(prompt: str, vocabulary: list[str] | None = None) -> list[str]
     known = set(_world_words() if vocabulary is None else (w.lower() for w in vocabulary))
     out: list[str] = []
     for w in split_words(prompt):
+        if not any(c.isalnum() for c in w):
+            continue  # punctuation is not a word
         if w not in known and w not in out:
             out.append(w)
     return out

@@ -20,7 +20,7 @@ def test_mapping_network_is_identity_at_init():
     y = m(x)
     assert not torch.allclose(y, x)
     x2 = x.clone()
-    x2[:, :, 0] += 1.0  # change frame 0 only → other frames move too (temporal attention)
+    x2[:, :, 0] += torch.randn_like(x2[:, :, 0])  # change frame 0 only (not by a constant: LayerNorm removes that) → other frames move too (temporal attention)
     assert not torch.allclose(m(x2)[:, :, 3], y[:, :, 3])
 
 

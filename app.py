@@ -1,0 +1,317 @@
+"""HARIVO Explorer: a Gradio app that shows why each HARIVO video looks the way it does.
+
+Layout and event wiring only; everything else is `harivo.explorer` (runs, models, bundles) and `harivo.viz`
+(pictures). `python app.py` serves on http://127.0.0.1:7860. The documented API endpoint is `/generate`:
+
+    from gradio_client import Client
+    video, frames, attention, grid, slices, cfg, mg, flicker, summary, bundle = Client("http://127.0.0.1:7860/").predict(
+        prompt="a red circle is moving up on a gray background", seed=0, api_name="/generate")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+
+import gradio as gr
+
+from harivo import explorer as ex
+
+MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
+INTRO = """# HARIVO Explorer
+Text → video with [HARIVO](https://arxiv.org/abs/2410.07763) (ECCV 2024) on a frozen text-to-image model, and *why* the
+video looks the way it does: frame-wise cross-attention maps (text tokens and the K frame-wise tokens), the
+vertical-slice stacks of Fig. 6, and what each component changes on the same seed."""
+
+
+def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None = None,
+               defaults: ex.RunRequest | None = None) -> gr.Blocks:
+    """The app. Tests pass a registry over a tiny random checkpoint (and small defaults); `python app.py` scans
+    checkpoints/ (or $HARIVO_CHECKPOINTS)."""
+    registry = registry or ex.ModelRegistry(checkpoints)
+    d = defaults or ex.RunRequest()
+    flags = ex.CancelFlags()  # one cancel flag per browser session
+    caps = registry.capabilities(registry.default_key)  # loads the default model now: the first visitor waits less
+    seen, held_out = ex.example_prompts()
+    x_red0, x_green0 = ex.default_columns(caps["width"])
+
+    with gr.Blocks(title="HARIVO Explorer", delete_cache=(3600, 3600)) as demo:
+        state = gr.State(None)  # this user's last RunResult
+        gr.Markdown(INTRO)
+        if registry.untrained_only:
+            gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
+                        "its videos are noise by design.**", elem_id="untrained-warning")
+        with gr.Tabs():
+            with gr.Tab("Explore"):
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=320):
+                        model = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
+                                            label="Model", elem_id="model")
+                        prompt = gr.Textbox(d.prompt, label="Prompt", lines=2, elem_id="prompt")
+                        gr.Examples([[p] for p in seen], [prompt], label="Prompts seen in training",
+                                    cache_examples=False, examples_per_page=6)
+                        gr.Examples([[p] for p in held_out], [prompt],
+                                    label="Held-out combinations (never seen in training)", cache_examples=False)
+                        negative = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
+                        with gr.Row():
+                            seed = gr.Number(d.seed, label="Seed", precision=0, minimum=0, scale=3, elem_id="seed")
+                            dice = gr.Button("🎲 random", scale=1, size="sm")
+                        with gr.Row():
+                            frames = gr.Slider(2, caps["max_frames"], value=min(d.num_frames, caps["max_frames"]), step=1,
+                                               label="Frames", elem_id="frames")
+                            steps = gr.Slider(1, 50, value=d.num_inference_steps, step=1, label="DDIM steps", elem_id="steps")
+                            fps = gr.Slider(1, 24, value=d.fps, step=1, label="fps")
+                        with gr.Accordion("CFG schedule (App. D)", open=False):
+                            with gr.Row():
+                                cfg_high = gr.Slider(1, 20, value=d.cfg_high, step=0.5, label="high scale (t > switch·T)")
+                                cfg_switch = gr.Slider(0, 1, value=d.cfg_switch, step=0.05, label="switch (fraction of T)")
+                                cfg_low = gr.Slider(1, 20, value=d.cfg_low, step=0.5, label="low scale")
+                            cfg_plot = gr.Image(ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps), label="CFG schedule",
+                                                format="png", interactive=False, elem_id="cfg-plot")
+                        with gr.Group():
+                            use_mapping = gr.Checkbox(caps["mapping"], label="mapping network (§3.2)",
+                                                      interactive=caps["mapping"], elem_id="use-mapping")
+                            use_tokens = gr.Checkbox(caps["frame_tokens"], label="frame-wise tokens (§3.5)",
+                                                     interactive=caps["frame_tokens"], elem_id="use-tokens")
+                            use_motion = gr.Checkbox(True, label="temporal layers (off = frozen T2I per frame)")
+                            use_mg = gr.Checkbox(d.use_mg, label="mitigating-gradient sampling (§3.7)", elem_id="use-mg")
+                            alpha = gr.Slider(0, 300, value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
+                            mg_variant = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[0], label="MG gradient")
+                        model_info = gr.Markdown(_model_info(caps))
+                        auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes")
+                        with gr.Row():
+                            run = gr.Button("Generate", variant="primary", elem_id="generate")
+                            stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                    with gr.Column(scale=3):
+                        with gr.Row():
+                            video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
+                            with gr.Column():
+                                flicker = gr.Number(label="Flicker score (0 = steady)", interactive=False,
+                                                    elem_id="flicker")
+                                info = gr.Markdown(label="Summary", elem_id="summary")
+                        strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
+                        with gr.Tabs():
+                            with gr.Tab("Cross-attention maps"):
+                                with gr.Row():
+                                    token = gr.Dropdown([ex.AUTO_TOKEN], value=ex.AUTO_TOKEN, label="Token", allow_custom_value=True, elem_id="token")
+                                    source = gr.Dropdown([ex.MEAN_SOURCE], value=ex.MEAN_SOURCE,
+                                                         label="Resolution / layer", allow_custom_value=True)
+                                    step = gr.Dropdown([ex.MEAN_STEP], value=ex.MEAN_STEP, label="Step",
+                                                       allow_custom_value=True)
+                                overlay = gr.Image(label="Attention of the chosen token", format="png",
+                                                   interactive=False, elem_id="overlay")
+                                rows = gr.Radio(["tokens", "frames"], value="tokens", label="Grid rows")
+                                grid = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")
+                            with gr.Tab("Vertical slices (Fig. 6)"):
+                                with gr.Row():
+                                    x_red = gr.Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
+                                    x_green = gr.Slider(0, caps["width"] - 1, value=x_green0, step=1,
+                                                        label="green column x")
+                                gr.Markdown("First frame | the red column of every frame, left to right | the "
+                                            "green column | last frame. Jaggies = flicker; smooth bands = "
+                                            "consistent motion.")
+                                slices = gr.Image(label="Vertical-slice stack", format="png", interactive=False,
+                                                  elem_id="slices")
+                            with gr.Tab("MG diagnostics"):
+                                diagnostics = gr.Image(label="MG diagnostics", format="png", interactive=False,
+                                                       elem_id="diagnostics")
+                            with gr.Tab("Download / load"):
+                                bundle = gr.File(label="Bundle (mp4, GIF, frames.npy, config.json, attention.npz)",
+                                                 interactive=False, elem_id="bundle")
+                                upload = gr.File(label="Load a bundle back", file_types=[".zip"], elem_id="upload")
+            with gr.Tab("Compare A vs B"):
+                gr.Markdown("Same prompt, seed, frames, steps and CFG as in *Explore*; choose what differs.")
+                with gr.Row():
+                    sides = [_side_controls(name, registry, caps) for name in ("A", "B")]
+                compare_button = gr.Button("Run A vs B", variant="primary", elem_id="compare")
+                with gr.Row():
+                    cmp_out = [(gr.Video(label=f"{n}", autoplay=True, loop=True, interactive=False),
+                                gr.Image(label=f"{n}: slices", format="png", interactive=False),
+                                gr.Markdown()) for n in ("A", "B")]
+            with gr.Tab("Ablation grid"):
+                gr.Markdown("Rows on one seed with the *Explore* settings; columns: four frames and the slice stack "
+                            "at the red/green columns. Exported as PNG + PDF.")
+                mode = gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants",
+                                label="Rows")
+                ablate = gr.Button("Run ablation grid", variant="primary", elem_id="ablate")
+                ablation_image = gr.Image(label="Ablation figure", format="png", interactive=False)
+                ablation_files = gr.File(label="PNG + PDF", file_count="multiple", interactive=False)
+
+        # Keyword names = RunRequest fields: they are the documented API's parameter names.
+        settings = dict(model=model, prompt=prompt, negative_prompt=negative, seed=seed, num_frames=frames,
+                        num_inference_steps=steps, fps=fps, cfg_high=cfg_high, cfg_switch=cfg_switch, cfg_low=cfg_low,
+                        use_mg=use_mg, mg_alpha=alpha, mg_variant=mg_variant, use_mapping=use_mapping,
+                        use_frame_tokens=use_tokens, use_motion=use_motion)
+        view = dict(token=token, attention_source=source, attention_step=step, grid_rows=rows, x_red=x_red,
+                    x_green=x_green)
+        outputs = [video, strip, overlay, grid, slices, cfg_plot, diagnostics, flicker, info, bundle, state]
+        choices = [token, source, step]  # refreshed from the new result after every run (not part of the API)
+
+        def generate(request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+            """Generate a video from a prompt; returns the video, frame strip, attention overlay and grid, Fig. 6
+            slice stack, CFG schedule and MG diagnostics plots, flicker score, summary and the bundle (zip)."""
+            req, opts = _request(values), _view(values)
+            with _session(flags, request) as cancel:
+                result, views = ex.run_and_render(registry, req, opts, cancel)
+            for warning in result.warnings:
+                gr.Warning(warning)
+            cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps)
+            return _show(result, views, cfg)
+
+        def auto_generate(auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+            if not auto or last is None:  # nothing to compare with yet, or the user switched re-running off
+                return [gr.skip()] * len(outputs)
+            return generate(request, **values)
+
+        def sync_choices(result, token, source, step):
+            if result is None:
+                return gr.skip(), gr.skip(), gr.skip()
+            v, rec = ex.resolve_view(result, ex.ViewOptions(token, source, step)), result.attention
+            return (gr.update(choices=ex.token_choices(rec), value=v.token),
+                    gr.update(choices=ex.source_choices(rec), value=v.source),
+                    gr.update(choices=ex.step_choices(rec), value=v.step))
+
+        def cancel(request: gr.Request):
+            if not flags.cancel(request.session_hash):
+                gr.Info("Nothing is running.")
+
+        def load_bundle(file):
+            """Load a bundle zip written by /generate: returns the same outputs as /generate."""
+            with _session(None, None):
+                result = ex.load_bundle(file)
+                return _show(result, ex.render_views(result), gr.skip())
+
+        def redraw_attention(result, token, source, step, grid_rows):
+            if result is None:
+                return gr.skip(), gr.skip()
+            with _session(None, None):
+                views = ex.render_attention(result, token, source, step, grid_rows)
+            return views["overlay"], views["grid"]
+
+        def redraw_slices(result, x_red, x_green):
+            return gr.skip() if result is None else ex.render_slices(result, x_red, x_green)
+
+        def change_model(key):
+            with _session(None, None):
+                c = registry.capabilities(key)
+            r, g = ex.default_columns(c["width"])
+            return (gr.update(maximum=c["max_frames"]), gr.update(value=c["mapping"], interactive=c["mapping"]),
+                    gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
+                    gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g))
+
+        def compare(request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+            """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
+            base = _request(values)
+            a, b = (dataclasses.replace(base, **{k[2:]: v for k, v in values.items() if k.startswith(p)})
+                    for p in ("a_", "b_"))
+            with _session(flags, request) as flag:
+                results = ex.run_compare(registry, a, b, flag)
+            return [x for r in results for x in (str(r.video), ex.render_slices(r, values["x_red"], values["x_green"]),
+                                                 ex.summary(r))]
+
+        def ablation(mode, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+            """The ablation grid (mode "variants" or "alpha") on one seed; returns the figure and its PNG + PDF."""
+            with _session(flags, request) as flag:
+                res = ex.run_ablation(registry, mode, _request(values), values["x_red"], values["x_green"], flag)
+            return res.image, [str(res.png), str(res.pdf)]
+
+        def then_sync(event):
+            event.then(sync_choices, [state] + choices, choices, api_visibility="private", show_progress="hidden")
+
+        then_sync(run.click(generate, inputs_kwargs={**settings, **view}, outputs=outputs, api_name="generate"))
+        then_sync(prompt.submit(generate, inputs_kwargs={**settings, **view}, outputs=outputs,
+                                api_visibility="private"))
+        for control in (use_mapping, use_tokens, use_motion, use_mg, mg_variant):
+            then_sync(control.input(auto_generate, [auto, state], outputs, inputs_kwargs={**settings, **view},
+                                    trigger_mode="always_last", api_visibility="private"))
+        then_sync(alpha.release(auto_generate, [auto, state], outputs, inputs_kwargs={**settings, **view},
+                                trigger_mode="always_last", api_visibility="private"))
+        stop.click(cancel, None, None, queue=False, api_visibility="private")
+        then_sync(upload.upload(load_bundle, upload, outputs, api_name="load_bundle"))
+        for control in (token, source, step, rows):
+            control.input(redraw_attention, [state, token, source, step, rows], [overlay, grid],
+                          api_visibility="private")
+        for control in (x_red, x_green):
+            control.release(redraw_slices, [state, x_red, x_green], slices, api_visibility="private")
+        for control in (cfg_high, cfg_switch, cfg_low, steps):
+            control.change(ex.render_cfg_schedule, [cfg_high, cfg_switch, cfg_low, steps], cfg_plot,
+                           api_visibility="private", show_progress="hidden")
+        model.change(change_model, model, [frames, use_mapping, use_tokens, model_info, x_red, x_green],
+                     api_visibility="private")
+        dice.click(lambda: random.randrange(2**31), None, seed, queue=False, api_visibility="private")
+        side_kwargs = {f"{p}_{name}": c for p, side in zip("ab", sides) for name, c in side.items()}
+        compare_button.click(compare, inputs_kwargs={**settings, **side_kwargs, "x_red": x_red, "x_green": x_green},
+                             outputs=[c for trio in cmp_out for c in trio], api_name="compare")
+        ablate.click(ablation, [mode], [ablation_image, ablation_files],
+                     inputs_kwargs={**settings, "x_red": x_red, "x_green": x_green}, api_name="ablation")
+    demo.queue(default_concurrency_limit=2, max_size=32)  # 2 CPU cores on a basic Space
+    return demo
+
+
+def _request(values: dict) -> ex.RunRequest:
+    """The settings among the handler's keyword values → RunRequest (mg_variant radio → mg_symmetric)."""
+    names = {f.name for f in dataclasses.fields(ex.RunRequest)}
+    kw = {k: v for k, v in values.items() if k in names}
+    return ex.RunRequest(**kw, mg_symmetric=values.get("mg_variant") == MG_VARIANTS[1])
+
+
+def _view(values: dict) -> ex.ViewOptions:
+    return ex.ViewOptions(values.get("token"), values.get("attention_source"), values.get("attention_step"),
+                          values.get("grid_rows", "tokens"), values.get("x_red"), values.get("x_green"))
+
+
+@contextlib.contextmanager
+def _session(flags: ex.CancelFlags | None, request: gr.Request | None):
+    """This session's cancel flag for the duration of a run; ValueError (bad input) → gr.Error for the user."""
+    session = getattr(request, "session_hash", None) or "local"
+    event = flags.start(session) if flags is not None else None
+    try:
+        yield event
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    finally:
+        if flags is not None:
+            flags.finish(session, event)
+
+
+def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict) -> dict:
+    with gr.Column():
+        gr.Markdown(f"### {name}")
+        return dict(
+            model=gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key, label="Model"),
+            use_mapping=gr.Checkbox(caps["mapping"] and name == "B", label="mapping network"),
+            use_frame_tokens=gr.Checkbox(caps["frame_tokens"] and name == "B", label="frame-wise tokens"),
+            use_motion=gr.Checkbox(True, label="temporal layers"),
+            use_mg=gr.Checkbox(name == "B", label="MG sampling"),
+            mg_alpha=gr.Slider(0, 300, value=40, step=1, label="MG α"),
+        )
+
+
+def _model_info(caps: dict) -> str:
+    missing = [n for n, k in (("mapping network", "mapping"), ("frame-wise tokens", "frame_tokens")) if not caps[k]]
+    text = f"Trained for {caps['trained_frames']} frames (up to {caps['max_frames']}), {caps['width']}×{caps['height']} px."
+    if missing:
+        text += f" This model has no {' and no '.join(missing)}: the toggle is disabled."
+    if caps["known_words"] is not None:
+        text += f" Known words: {', '.join(caps['known_words'])}."
+    return text
+
+
+def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:
+    return (str(result.video), views["strip"], views["overlay"], views["grid"], views["slices"], cfg_plot,
+            views["diagnostics"], None if result.flicker != result.flicker else round(result.flicker, 4),
+            ex.summary(result), str(result.bundle) if result.bundle else None, result)
+
+
+def __getattr__(name: str):
+    """`app.demo` (what `gradio app.py` looks for) is built on first access, so importing `build_demo` is cheap."""
+    if name == "demo":
+        globals()["demo"] = build_demo()
+        return globals()["demo"]
+    raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    demo = build_demo()
+    demo.launch()

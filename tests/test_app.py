@@ -1,0 +1,162 @@
+"""The app over HTTP with gradio_client, on a tiny random checkpoint (never the trained ones): the documented
+/generate endpoint, per-user isolation under concurrency, determinism, errors, bundles, cancel."""
+
+import json
+import socket
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+import app  # noqa: E402
+from harivo import explorer as ex  # noqa: E402
+
+PROMPT = "a red circle is moving up on a gray background"
+SMALL = dict(num_frames=4, num_inference_steps=2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return ex.ModelRegistry(root / "no-checkpoints", cache_dir=root / "cache", tiny_frames=4)
+
+
+@pytest.fixture(scope="module")
+def url(registry):
+    demo = app.build_demo(registry, defaults=ex.RunRequest(prompt=PROMPT, **SMALL))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def generate(client: Client, **kwargs):
+    values = dict(prompt=PROMPT, seed=0, **SMALL)
+    values.update(kwargs)
+    return client.predict(**values, api_name="/generate")
+
+
+def bundle_frames(path) -> np.ndarray:
+    with zipfile.ZipFile(path) as z:
+        with z.open("frames.npy") as f:
+            return np.load(f, allow_pickle=False)
+
+
+def test_registry_falls_back_to_a_labelled_tiny_model(registry):
+    assert registry.keys == [ex.TINY_KEY] and registry.untrained_only
+    assert "untrained" in registry.entry(ex.TINY_KEY).label
+
+
+def test_generate_endpoint_returns_video_and_figures(url):
+    client = Client(url, verbose=False)
+    names = [p["label"] for p in client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["returns"]]
+    assert names[:2] == ["Video", "Frames"] and "Vertical-slice stack" in names
+    video, strip, overlay, grid, slices, cfg, mg, flicker, summary, bundle = generate(client, seed=3)
+    data = open(video, "rb").read()
+    assert data[4:8] == b"ftyp" and len(data) > 1000  # an mp4
+    for path in (strip, overlay, grid, slices, cfg, mg):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        assert image.ndim == 3 and min(image.shape[:2]) > 16 and image.std() > 0
+    assert np.asarray(Image.open(slices)).shape[0] >= 256  # upscaled so that a 16×16 video stays readable
+    assert isinstance(flicker, float) or flicker is None
+    assert "seed 3" in summary and "untrained" in summary.lower()
+    with zipfile.ZipFile(bundle) as z:
+        assert set(ex.BUNDLE_FILES) <= set(z.namelist())
+        config = json.loads(z.read("config.json"))
+    assert config["settings"]["seed"] == 3 and config["settings"]["num_frames"] == 4
+    assert bundle_frames(bundle).shape == (4, 16, 16, 3)
+
+
+def test_concurrent_clients_get_their_own_results(url, registry):
+    """Two users at once, different settings: each gets exactly the video of its own settings."""
+    a = dict(seed=1, use_mg=True, mg_alpha=150, use_mapping=True)
+    b = dict(seed=2, use_mg=False, use_mapping=False, use_frame_tokens=False, num_frames=5, cfg_high=3.0)
+    clients = [Client(url, verbose=False) for _ in range(2)]
+    jobs = [c.submit(**{**dict(prompt=PROMPT, **SMALL), **kw}, api_name="/generate") for c, kw in zip(clients, (a, b))]
+    results = [job.result(timeout=120) for job in jobs]
+    pipe = registry.get(ex.TINY_KEY)
+    for kw, result in zip((a, b), results):
+        req = ex.RunRequest(**{**dict(prompt=PROMPT, model=ex.TINY_KEY, **SMALL), **kw})
+        expected = pipe(req.settings(capture_attention=False)).frames
+        got = bundle_frames(result[-1])
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert f"seed {kw['seed']}" in result[8]
+    assert bundle_frames(results[0][-1]).shape[0] == 4 and bundle_frames(results[1][-1]).shape[0] == 5
+
+
+def test_same_seed_and_settings_give_the_same_video(url):
+    client = Client(url, verbose=False)
+    first = bundle_frames(generate(client, seed=7, mg_alpha=40)[-1])
+    second = bundle_frames(generate(client, seed=7, mg_alpha=40)[-1])
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompt="   "), "prompt"),
+    (dict(num_frames=40), "num_frames|greater than maximum"),  # the slider refuses it before our check
+    (dict(mg_alpha=-1), "alpha|less than minimum"),
+    (dict(prompt="a red circle " * 40), "prompt: expected at most"),
+])
+def test_bad_input_is_a_clear_error(url, kwargs, message):
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match=message):
+        generate(client, **kwargs)
+
+
+def test_bundle_loads_back(url):
+    client = Client(url, verbose=False)
+    bundle = generate(client, seed=5)[-1]
+    video, strip, overlay, grid, slices, cfg, mg, flicker, summary, again = client.predict(
+        handle_file(bundle), api_name="/load_bundle")
+    assert open(video, "rb").read()[4:8] == b"ftyp"
+    assert "Loaded from" in summary and "seed 5" in summary
+    for path in (strip, overlay, grid, slices, mg):
+        assert np.asarray(Image.open(path)).std() > 0
+    np.testing.assert_array_equal(bundle_frames(again), bundle_frames(bundle))
+
+
+def test_ablation_endpoint_exports_png_and_pdf(url):
+    client = Client(url, verbose=False)
+    image, files = client.predict(mode="alpha", x_red=3, x_green=12, prompt=PROMPT, seed=4, **SMALL, api_name="/ablation")
+    assert np.asarray(Image.open(image)).std() > 0
+    suffixes = sorted(str(f).rsplit(".", 1)[-1] for f in files)
+    assert suffixes == ["pdf", "png"]
+
+
+def test_compare_endpoint_runs_a_and_b_on_one_seed(url):
+    client = Client(url, verbose=False)
+    video_a, slices_a, summary_a, video_b, slices_b, summary_b = client.predict(
+        prompt=PROMPT, seed=9, **SMALL, a_use_mg=False, b_use_mg=True, b_mg_alpha=150, api_name="/compare")
+    assert "seed 9" in summary_a and "seed 9" in summary_b
+    assert "MG off" in summary_a and "MG α=150" in summary_b
+    for path in (video_a, video_b):
+        assert open(path, "rb").read()[4:8] == b"ftyp"
+
+
+def test_cancel_stops_sampling_after_the_current_step(registry):
+    flags = ex.CancelFlags()
+    event = flags.start("session-1")
+    other = flags.start("session-2")
+    assert flags.cancel("session-1") and event.is_set() and not other.is_set()  # per session
+    result = ex.run_generation(registry, ex.RunRequest(prompt=PROMPT, num_frames=4, num_inference_steps=5),
+                               cancel=event, write_bundle=False)
+    assert result.cancelled and len(result.steps) == 0 and any("cancelled after 0 of 5" in n for n in result.notes)
+    flags.finish("session-1", event)
+    assert not flags.cancel("session-1")
+
+
+def test_unknown_words_are_listed_with_the_known_ones(registry):
+    _, _, warnings = ex.check_request(registry, ex.RunRequest(prompt="a red unicorn is moving up", **SMALL))
+    assert len(warnings) == 1 and "unicorn" in warnings[0] and "circle" in warnings[0]

@@ -1,0 +1,226 @@
+"""Stage-2 training on a tiny random base: every Table 1 variant learns on a fixed batch with the T2I weights
+bit-identical, checkpoints round-trip (HarivoVideoModel, HarivoPipeline, diffusers AnimateDiffPipeline), resume
+continues exactly, and bad configs fail naming the field."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
+
+from harivo import train
+from harivo.model import HarivoVideoModel
+from harivo.pipeline import GenerationSettings, HarivoPipeline
+from harivo.sampling import CFGSchedule, MGConfig
+from harivo.tiny import save_tiny_checkpoint
+from harivo.train_utils import WarmupDecay, load_training_state, save_training_state, step_generator
+
+TINY = dict(train_videos=6, num_frames=4, video_size=16, batch_size=2, mapping_hidden_channels=8, mapping_heads=2,
+            mapping_head_dim=8, motion_num_attention_heads=2, sample_every=0, log_every=1, checkpoint_every=2,
+            lr_warmup_steps=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny random StableDiffusion-style base folder (VAE x2: 16 px videos -> 8x8 latents) and a data cache."""
+    root = tmp_path_factory.mktemp("stage2")
+    save_tiny_checkpoint(root)
+    return root
+
+
+def tiny_cfg(world, variant="full", **overrides) -> train.TrainConfig:
+    fields = dict(TINY, variant=variant, base_model=str(world / "base"), cache_dir=str(world / "cache"),
+                  out=str(world / f"out-{variant}"), run_dir=str(world / f"run-{variant}"))
+    fields.update(overrides)
+    return train.validate(train.TrainConfig(**fields)).resolved()
+
+
+def cli(world, variant, *extra, name=None):
+    name = name or variant
+    args = ["--variant", variant, "--base-model", str(world / "base"), "--cache-dir", str(world / "cache"),
+            "--out", str(world / f"out-{name}"), "--run-dir", str(world / f"run-{name}")]
+    for k, v in TINY.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    return args + list(extra)
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.mark.parametrize("variant", list(train.VARIANTS))
+def test_variant_learns_on_a_fixed_batch_and_t2i_stays_frozen(world, variant):
+    run = train.setup(tiny_cfg(world, variant, run_dir=str(world / f"fixed-{variant}"), lr=1e-3, lr_warmup_steps=0), log=quiet)
+    flags = train.VARIANTS[variant]
+    names = set(run.params)
+    assert any(n.startswith("model.unet.") and "motion_modules" in n for n in names)
+    assert all("motion_modules" in n for n in names if n.startswith("model.unet."))  # nothing spatial trains
+    assert any(n.startswith("model.mapping_network.") for n in names) == flags["use_mapping"]
+    assert any(n.startswith("model.frame_token_generator.") for n in names) == flags["use_frame_tokens"]
+    assert any(n.startswith("projection_head.") for n in names) == flags["use_dc"]
+    proj_out = [p for n, p in run.params.items() if "motion_modules" in n and n.split(".")[-2] == "proj_out"]
+    assert proj_out and all(torch.count_nonzero(p) == 0 for p in proj_out)  # AnimateDiff zero init
+
+    frozen = {k: v.clone() for k, v in run.raw.model.t2i_unet.state_dict().items()}
+    frozen_te = {k: v.clone() for k, v in run.base.text_encoder.state_dict().items()}
+    batch = train.make_batch(run, step_generator(0, 0))
+    before = train.fixed_batch_loss(run, batch)
+    assert set(before) == {"total", "simple"} | {k for k in ("trs", "reg", "dc") if flags[f"use_{k}"]}
+    for _ in range(6):
+        train.train_step(run, batch, generator=step_generator(0, 10**9))  # the noise and t of fixed_batch_loss
+    after = train.fixed_batch_loss(run, batch)
+    assert after["total"] < before["total"] - 1e-4, (before, after)
+    assert any(torch.count_nonzero(p) > 0 for p in proj_out)
+    for k, v in run.raw.model.t2i_unet.state_dict().items():
+        assert torch.equal(v, frozen[k]), k
+    for k, v in run.base.text_encoder.state_dict().items():
+        assert torch.equal(v, frozen_te[k]), k
+    # the video UNet's spatial weights are the very same tensors as the frozen T2I UNet's
+    spatial = dict(run.raw.model.unet.named_parameters())
+    for k, p in run.raw.model.t2i_unet.named_parameters():
+        assert spatial[k] is p
+
+
+def test_cli_checkpoint_round_trip(world):
+    run = train.main(cli(world, "full", "--max-steps", "3"))
+    out = world / "out-full"
+    assert {p.name for p in out.iterdir()} >= {"motion_adapter", "harivo.safetensors", "config.json", "training.json",
+                                               "loss_curves.png", "loss_curves.csv", "train_config.yaml"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["base_model"] == "../base" and config["variant"] == "full"
+    assert config["components"]["frame_tokens"] and config["components"]["losses"]["dc"]
+    training = json.loads((out / "training.json").read_text())
+    assert training["steps"] == 3 and training["finished"] and training["command"].startswith("python -m harivo.train ")
+    assert training["where_trained"] and set(training["final_loss_terms"]) >= {"loss_total", "loss_simple", "loss_dc"}
+    header = (out / "loss_curves.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "loss_total", "loss_simple", "loss_trs", "loss_reg", "loss_dc", "lr"} <= set(header)
+
+    loaded = HarivoVideoModel.from_pretrained(out)
+    assert not any("projection" in k for k in loaded.harivo_state_dict())  # g is training-only
+    trained = run.raw.model
+    for k, v in trained.harivo_state_dict().items():
+        assert torch.equal(v, loaded.harivo_state_dict()[k]), k
+    x = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 77, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(trained(x, 500, text), loaded(x, 500, text), atol=1e-6)
+
+    pipe = HarivoPipeline.from_checkpoint(out)
+    video = pipe(GenerationSettings(prompt="a red circle is moving up on a gray background", num_frames=4,
+                                    num_inference_steps=2, capture_attention=False))
+    assert video.frames.shape == (4, 16, 16, 3) and np.isfinite(video.frames).all()
+
+
+def test_baseline_motion_adapter_plugs_into_animatediff(world):
+    train.main(cli(world, "baseline", "--max-steps", "2"))
+    out, base = world / "out-baseline", world / "base"
+    config = json.loads((out / "config.json").read_text())
+    assert not config["use_mapping"] and not config["use_frame_tokens"] and not config["components"]["losses"]["trs"]
+    adapter = MotionAdapter.from_pretrained(out / "motion_adapter")
+    harivo = HarivoPipeline.from_checkpoint(out)
+    ad = AnimateDiffPipeline.from_pretrained(base, motion_adapter=adapter)
+    ad.scheduler = DDIMScheduler.from_config(ad.scheduler.config)
+    ad.set_progress_bar_config(disable=True)
+    prompt = "a blue square is moving left to right on a white background"
+    ref = ad(prompt, num_frames=4, num_inference_steps=3, guidance_scale=7.5, height=16, width=16, output_type="np",
+             generator=torch.Generator().manual_seed(3)).frames[0]
+    ours = harivo(GenerationSettings(prompt=prompt, seed=3, num_frames=4, num_inference_steps=3,
+                                     cfg=CFGSchedule.constant(7.5), mg=MGConfig(enabled=False), capture_attention=False))
+    assert ref.shape == (4, 16, 16, 3)
+    assert np.abs(ours.frames - ref).max() <= 1e-4  # our baseline *is* an AnimateDiff motion adapter
+
+
+def test_resume_continues_exactly(world):
+    whole = train.main(cli(world, "trs-dc", "--max-steps", "4", name="whole"))
+    first = train.main(cli(world, "trs-dc", "--max-steps", "4", "--segment-steps", "2", name="parts"))
+    assert first.step == 2
+    with pytest.raises(ValueError, match="resume"):
+        train.main(cli(world, "trs-dc", "--max-steps", "4", name="parts"))  # a state exists: refuse to start over
+    with pytest.raises(ValueError, match="batch_size"):
+        train.main(cli(world, "trs-dc", "--max-steps", "4", "--resume", "--batch-size", "3", name="parts"))
+    second = train.main(cli(world, "trs-dc", "--max-steps", "4", "--resume", name="parts"))
+    assert second.step == 4 and [s["end_step"] for s in second.segments] == [2, 4]
+    by_step = {r["step"]: r for r in whole.history}
+    for row in second.history[2:]:
+        for k in ("loss_total", "loss_simple", "loss_trs", "loss_dc", "lr"):
+            assert row[k] == by_step[row["step"]][k], (row["step"], k)
+    for k, p in whole.params.items():
+        assert torch.equal(p, second.params[k]), k
+    training = json.loads((world / "out-parts" / "training.json").read_text())
+    assert training["steps"] == 4 and len(training["segments"]) == 2
+
+
+def test_gradient_checkpointing_gives_the_same_step(world):
+    results = []
+    for gc in (False, True):
+        run = train.setup(tiny_cfg(world, "full", run_dir=str(world / f"gc-{gc}"), gradient_checkpointing=gc), log=quiet)
+        terms = [train.train_step(run, generator=step_generator(0, i)) for i in range(2)]
+        results.append((terms, {k: p.detach().clone() for k, p in run.params.items()}))
+    assert results[0][0] == results[1][0]
+    for k, p in results[0][1].items():
+        assert torch.allclose(p, results[1][1][k], atol=1e-7), k
+
+
+def test_bad_config_names_the_field(world, tmp_path):
+    for argv, field in (
+        (["--variant", "nope"], "variant"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--lr", "fast"], "lr"),
+        (["--min-lr", "1e-3"], "min_lr"),
+        (["--mixed-precision", "fp8"], "mixed_precision"),
+        (["--num-frames", "40"], "motion_max_seq_length"),
+        (["--cond-drop", "1.5"], "cond_drop"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            train.parse_config(argv)
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.parse_config(["--config", str(tmp_path / "bad.yaml")])
+    with pytest.raises(ValueError, match="video_size"):
+        train.setup(tiny_cfg(world, video_size=32, run_dir=str(tmp_path / "r")), log=quiet)
+    with pytest.raises(ValueError, match="motion_num_attention_heads"):
+        train.setup(tiny_cfg(world, motion_num_attention_heads=3, run_dir=str(tmp_path / "r")), log=quiet)
+    with pytest.raises(ValueError, match="base_model"):
+        train.setup(tiny_cfg(world, base_model=str(tmp_path / "nothing"), run_dir=str(tmp_path / "r")), log=quiet)
+
+
+def test_yaml_then_cli_precedence(tmp_path):
+    (tmp_path / "c.yaml").write_text("batch_size: 8\nlr: 2.0e-4\nvariant: baseline\n")
+    cfg = train.parse_config(["--config", str(tmp_path / "c.yaml"), "--batch-size", "2", "--variant", "mapping"])
+    assert (cfg.batch_size, cfg.lr, cfg.variant) == (2, 2e-4, "mapping")
+    assert cfg.out == "checkpoints/harivo-shapes-mapping" and cfg.run_dir == "runs/harivo-mapping"
+
+
+def test_lr_schedule():
+    s = WarmupDecay(warmup=10, total=110, min_ratio=0.1)
+    assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
+    assert s(10) == pytest.approx(1.0) and s(60) == pytest.approx(0.55) and s(110) == pytest.approx(0.1)
+    assert WarmupDecay(0, 100, 0.1, "linear")(50) == pytest.approx(0.55)
+
+
+def test_training_state_round_trip(tmp_path):
+    w = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.AdamW([w], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupDecay(2, 10, 0.1))
+    for _ in range(3):
+        w.sum().backward()
+        opt.step()
+        sched.step()
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    save_training_state(tmp_path / "s", {"w": w}, opt, sched, {"step": 3}, {"queue": torch.ones(2)})
+    expected = (torch.rand(2), np.random.rand(), random.random())
+    w2 = torch.nn.Parameter(torch.zeros(3))
+    opt2 = torch.optim.AdamW([w2], lr=1e-3)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, WarmupDecay(2, 10, 0.1))
+    meta, extra = load_training_state(tmp_path / "s", {"w": w2}, opt2, sched2)
+    assert meta["step"] == 3 and torch.equal(extra["queue"], torch.ones(2)) and torch.equal(w, w2)
+    assert sched2.last_epoch == 3 and opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert torch.equal(opt2.state[w2]["exp_avg_sq"], opt.state[w]["exp_avg_sq"])
+    got = (torch.rand(2), np.random.rand(), random.random())
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+    with pytest.raises(ValueError, match="does not match"):
+        load_training_state(tmp_path / "s", {"v": w2}, opt2, sched2)
+    assert not math.isnan(meta["step"])
