@@ -162,3 +162,18 @@ def test_eval_scores_prompts_with_the_checker(trained):
     assert res["prompts"] == 3 and Path(res["grid"]).is_file()
     if "all" in res:  # harivo.data.checker present
         assert 0.0 <= res["all"]["all"] <= 1.0 and len(res["rows"]) == 3
+
+
+def test_object_weights_by_hand():
+    """Pixels that differ from the image's background colour get `object_weight`; each image's mean weight is 1."""
+    from harivo.data.shapes import BACKGROUNDS, ShapeSpec
+
+    spec = ShapeSpec("red", "circle", "standing still", "gray")
+    img = np.tile(np.array(BACKGROUNDS["gray"], dtype=np.uint8), (1, 4, 4, 1))  # (1, 4, 4, 3)
+    img[0, 0, :2] = (220, 40, 40)  # 2 of 16 pixels are object
+    x = T.to_pixels(img)
+    w = T.object_weights([spec], x, 8.0)
+    raw = torch.ones(1, 1, 4, 4)
+    raw[0, 0, 0, :2] = 8.0  # mean (14 + 16) / 16 = 1.875
+    torch.testing.assert_close(w, raw / 1.875)
+    assert torch.equal(T.object_weights([spec], x, 1.0), torch.ones(1, 1, 4, 4))
