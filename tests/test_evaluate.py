@@ -1,0 +1,369 @@
+"""Evaluation (Table A2 / Table 1 analogs): Fréchet distance against closed forms, the bootstrap interval,
+scores of hand-made generator videos, the real-data floor, and the report on tiny and stub runs."""
+
+import json
+import shutil
+import zlib
+from dataclasses import asdict
+from types import SimpleNamespace
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harivo import evaluate
+from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
+from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
+from harivo.evaluate import (
+    FEATURE_NAMES,
+    QUESTIONS,
+    bootstrap_fd,
+    eval_prompts,
+    feature_stats,
+    fmt_fvd,
+    fmt_pct,
+    frechet_distance,
+    percentages,
+    reference_features,
+    score_video,
+    table_scores,
+    video_features,
+)
+from harivo.sampling import MGConfig
+from harivo.tiny import save_tiny_checkpoint
+
+SPEC = ShapeSpec("red", "square", "moving left to right", "gray")
+
+
+def feature(name: str, features: np.ndarray) -> float:
+    return float(features[FEATURE_NAMES.index(name)])
+
+
+# ------------------------------------------------------------------------------------------------ Fréchet distance
+def test_frechet_distance_1d_closed_form():
+    # (μ1 − μ2)² + σ1² + σ2² − 2 σ1 σ2 with σ1 = 2, σ2 = 3: 4 + 4 + 9 − 12 = 5
+    assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(5.0, abs=1e-9)
+    assert frechet_distance(1.0, 4.0, 3.0, 9.0) == pytest.approx(5.0, abs=1e-9)  # scalars are 1-D
+    assert frechet_distance(2.0, 0.25, 2.0, 0.25) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_frechet_distance_diagonal_and_full_covariances():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    v1, v2 = rng.uniform(0.1, 2.0, 5), rng.uniform(0.1, 2.0, 5)
+    closed = np.sum((mu1 - mu2) ** 2 + v1 + v2 - 2 * np.sqrt(v1 * v2))
+    assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(closed, rel=1e-9)
+    # full covariances: tr((Σ1 Σ2)^½) = tr((Σ1^½ Σ2 Σ1^½)^½), the symmetric form, by eigendecomposition
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    s1, s2 = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
+    w, q = np.linalg.eigh(s1)
+    r1 = q @ np.diag(np.sqrt(w)) @ q.T
+    inner = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * inner
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(frechet_distance(mu2, s2, mu1, s1), rel=1e-8)
+
+
+def test_frechet_distance_singular_covariances_are_safe():
+    # rank-1 covariances (fewer videos than features): finite, >= 0, equal to the closed form
+    u = np.array([1.0, 0.0, 0.0])
+    s1, s2 = 4.0 * np.outer(u, u), 9.0 * np.outer(u, u)
+    assert frechet_distance(np.zeros(3), s1, np.zeros(3), s2) == pytest.approx(1.0, abs=1e-6)  # (2 − 3)²
+    v = np.array([0.0, 1.0, 0.0])
+    fd = frechet_distance(np.zeros(3), s1, np.zeros(3), np.outer(v, v))  # orthogonal supports: 4 + 1
+    assert np.isfinite(fd) and fd == pytest.approx(5.0, abs=1e-5)
+
+
+def test_frechet_distance_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="sigma2"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="mu2"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(2))
+    with pytest.raises(ValueError, match="features"):
+        feature_stats(np.zeros((1, 4)))
+
+
+def test_bootstrap_interval_contains_estimate_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(400, 3))
+    mu, sig = feature_stats(ref)
+    shifted = rng.normal(loc=0.5, size=(60, 3))
+    point = frechet_distance(*feature_stats(shifted), mu, sig)
+    lo, hi = bootstrap_fd(shifted, mu, sig, resamples=200, seed=0)
+    assert lo < point < hi and lo >= 0.0
+    assert (lo, hi) == bootstrap_fd(shifted, mu, sig, resamples=200, seed=0)
+    assert (lo, hi) != bootstrap_fd(shifted, mu, sig, resamples=200, seed=1)
+    assert bootstrap_fd(shifted, mu, sig, resamples=0) == (point, point)
+    # more videos, a narrower interval
+    lo_big, hi_big = bootstrap_fd(rng.normal(loc=0.5, size=(600, 3)), mu, sig, resamples=200, seed=0)
+    assert hi_big - lo_big < 0.5 * (hi - lo)
+    # a wider confidence level, a wider interval
+    lo99, hi99 = bootstrap_fd(shifted, mu, sig, resamples=200, confidence=0.99, seed=0)
+    assert lo99 <= lo and hi99 >= hi
+
+
+# ------------------------------------------------------------------------------------------------ scores
+@pytest.fixture(scope="module")
+def hand_made():
+    """A generator video, the same with shuffled frames, and with the object vanishing in frame 7."""
+    good, _ = render_video(SPEC, 3)
+    shuffled = good[np.random.default_rng(0).permutation(len(good))]
+    vanish = good.copy()
+    vanish[7] = np.array(BACKGROUNDS[SPEC.background], np.uint8)
+    return {"good": good, "shuffled": shuffled, "vanish": vanish}
+
+
+def test_scores_of_hand_made_videos(hand_made):
+    scores = {k: score_video(v, SPEC) for k, v in hand_made.items()}
+    assert {q: scores["good"][q] for q in QUESTIONS} == dict.fromkeys(QUESTIONS, True)
+    assert scores["shuffled"]["content"] and scores["shuffled"]["non_weird"]
+    assert not scores["shuffled"]["smooth"] and not scores["shuffled"]["action"]
+    assert scores["vanish"]["content"] and scores["vanish"]["action"]
+    assert not scores["vanish"]["non_weird"] and not scores["vanish"]["smooth"]  # the vanished frame also flickers
+    # float frames in [0, 1] (the pipeline's output) score like uint8 ones
+    as_float = score_video(hand_made["good"].astype(np.float32) / 255.0, SPEC)
+    assert all(as_float[q] for q in QUESTIONS)
+    assert np.allclose(as_float["features"], scores["good"]["features"], atol=1e-3)
+
+    records = [{**scores["good"], "held_out": False}, {**scores["shuffled"], "held_out": False},
+               {**scores["vanish"], "held_out": True}]
+    t = table_scores(records)
+    assert t["content"] == 100.0 and t["n"] == 3
+    assert t["action"] == pytest.approx(200 / 3) and t["smooth"] == pytest.approx(100 / 3)
+    assert t["non_weird"] == pytest.approx(200 / 3)
+    assert t["avg"] == pytest.approx((100 + 200 / 3 + 100 / 3 + 200 / 3) / 4)
+    assert t["seen"] == {"content": 100.0, "action": 50.0, "smooth": 50.0, "non_weird": 100.0, "avg": 75.0, "n": 2}
+    assert t["held_out"] == {"content": 100.0, "action": 100.0, "smooth": 0.0, "non_weird": 0.0, "avg": 50.0, "n": 1}
+    empty = percentages([])
+    assert empty["n"] == 0 and np.isnan(empty["avg"]) and fmt_pct(empty["avg"]) == "–"
+
+
+def test_features_are_deterministic_and_see_the_glitches(hand_made):
+    good = video_features(hand_made["good"])
+    assert good.shape == (len(FEATURE_NAMES),) and np.array_equal(good, video_features(hand_made["good"]))
+    # colours in [0, 1] units: red object on gray
+    assert np.allclose(good[:6], np.array([220, 40, 40, 128, 128, 128]) / 255.0, atol=0.01)
+    # the generator stays under every glitch threshold (features in threshold units)
+    for name in ("max_step", "max_size_step", "max_angle_step", "flicker", "noise"):
+        assert 0.0 <= feature(name, good) < 1.0, name
+    assert feature("one_object", good) == 1.0 and feature("shift_x", good) > 0.12
+    shuffled, vanish = video_features(hand_made["shuffled"]), video_features(hand_made["vanish"])
+    assert feature("max_step", shuffled) > 1.0 and abs(feature("shift_x", shuffled)) < 0.12
+    assert feature("one_object", vanish) == pytest.approx(15 / 16) and feature("flicker", vanish) > 1.0
+    blank = np.zeros((4, 32, 32, 3), np.float32)  # no object at all: finite and bounded
+    f = video_features(blank)
+    assert np.all(np.isfinite(f)) and np.all(np.abs(f) <= 10.0) and feature("one_object", f) == 0.0
+
+
+def test_real_data_floor_is_small_against_noise_videos():
+    specs = eval_prompts(4, 2)
+    mu, sig = feature_stats(reference_features(specs, 4, 1, 16, 32))
+    floor_feats = reference_features(specs, 2, 2, 16, 32)
+    floor = frechet_distance(*feature_stats(floor_feats), mu, sig)
+    noise = np.array([video_features(np.random.default_rng(i).random((16, 32, 32, 3)).astype(np.float32))
+                      for i in range(len(floor_feats))])
+    noise_fd = frechet_distance(*feature_stats(noise), mu, sig)
+    assert floor < 1.0 and noise_fd > 50.0 and floor < 0.01 * noise_fd
+    # the same generator seeds give the same set (the reference is deterministic)
+    assert np.array_equal(floor_feats, reference_features(specs, 2, 2, 16, 32))
+
+
+def test_eval_prompts_are_fixed_and_split():
+    specs = eval_prompts(16, 10)
+    assert specs == eval_prompts(16, 10) and len(specs) == 26 and len(set(specs)) == 26
+    seen, held = specs[:16], specs[16:]
+    assert all(s in all_specs("train") for s in seen) and not any(is_held_out(s) for s in seen)
+    assert [(s.colour, s.shape, s.motion) for s in held] == list(HELD_OUT)
+    assert sorted(s.motion for s in seen) == sorted(MOTIONS * 2)  # two prompts per motion
+    assert all(s.background != s.colour for s in specs)
+    q = evaluate.quick_config()
+    assert (q.seen_prompts, q.held_out_prompts, q.seeds, q.steps, q.quick) == (6, 3, 2, 12, True)
+
+
+# ------------------------------------------------------------------------------------------------ report
+def table_row(markdown: str, section: str, first_cell: str) -> list[str]:
+    """The cells of the row starting with `first_cell` in the table after heading `section`."""
+    text = markdown.split(section, 1)[1]
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} under {section!r}")
+
+
+def check_report_matches_json(md: str, results: dict) -> None:
+    keys = (*QUESTIONS, "avg")
+    for name, row in results["variants"].items():
+        cells = table_row(md, "## Table A2 analog", name)
+        assert cells[2:7] == [fmt_pct(row[k]) for k in keys], name
+        lo, hi = row["fvd_ci"]
+        assert cells[7] == fmt_fvd(row["fvd"]) and cells[8] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
+        for split, heading in (("seen", "### Seen prompts"), ("held_out", "### Held-out prompts")):
+            cells = table_row(md, heading, name)
+            assert cells[1] == str(row[split]["n"]) and cells[2:7] == [fmt_pct(row[split][k]) for k in keys]
+    for r in results["alpha_sweep"]:
+        cells = table_row(md, "## Sensitivity: MG α", f"{r['alpha']:g}")
+        assert cells[1:6] == [fmt_pct(r[k]) for k in keys] and cells[6] == fmt_fvd(r["fvd"])
+    assert f"**{fmt_fvd(results['real_floor_fvd'])}**" in md
+    for p in results["prompts"]:
+        assert p["prompt"] in md
+
+
+def check_results_structure(results: dict, n_seen: int, n_held: int, seeds: int) -> None:
+    for row in results["variants"].values():
+        assert set(QUESTIONS) | {"avg", "fvd", "fvd_ci", "seen", "held_out", "n"} <= set(row)
+        assert all(0.0 <= row[k] <= 100.0 for k in QUESTIONS)
+        assert row["avg"] == pytest.approx(np.mean([row[k] for k in QUESTIONS]))
+        assert row["seen"]["n"] == n_seen * seeds and row["held_out"]["n"] == n_held * seeds
+        for k in QUESTIONS:  # overall = video-weighted mean of the splits
+            seen, held = row["seen"], row["held_out"]
+            assert row[k] * row["n"] == pytest.approx(seen[k] * seen["n"] + held[k] * held["n"])
+        lo, hi = row["fvd_ci"]
+        assert 0.0 <= lo <= row["fvd"] <= hi
+        assert len(row["videos"]) == (n_seen + n_held) * seeds
+    assert results["seeds"] == list(range(seeds))
+    assert [p["held_out"] for p in results["prompts"]] == [False] * n_seen + [True] * n_held
+    assert {k: v for k, v in results["thresholds"].items() if k != "frame_size_px"} == asdict(DEFAULT_THRESHOLDS)
+    assert results["real_floor_fvd"] >= 0.0 and len(results["real_floor_fvd_ci"]) == 2
+    assert {"total_s", "per_video_s", "per_run_s", "videos_generated"} <= set(results["timing"])
+    for r in results["alpha_sweep"]:
+        assert set(QUESTIONS) | {"alpha", "avg", "fvd"} <= set(r)
+    assert {"schedule", "constant", "variant", "mg_alpha"} <= set(results["cfg_schedule"])
+
+
+class StubPipeline:
+    """Stands in for a trained model: returns generator videos for the prompt, broken the variant's way."""
+
+    calls: ClassVar[list] = []  # (variant, prompt, seed, α) of every video asked for
+
+    def __init__(self, variant: str):
+        self.variant = variant
+
+    def __call__(self, s):
+        StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0))
+        spec = ShapeSpec.from_caption(s.prompt)
+        video, _ = render_video(spec, zlib.crc32(s.prompt.encode()) + s.seed, s.num_frames, 32)
+        if self.variant == "baseline":  # flicker and no clear motion
+            video = video[np.random.default_rng(s.seed).permutation(len(video))]
+        elif s.mg.enabled and s.mg.alpha >= 150:  # "over-smooth" (Fig. 6c): the object never moves
+            video = np.repeat(video[:1], len(video), axis=0)
+        return SimpleNamespace(frames=video.astype(np.float32) / 255.0)
+
+
+def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
+    ckpts = tmp_path / "ckpts"
+    for v in ("baseline", "full"):  # the files find_checkpoints looks for; the stub loads nothing
+        (ckpts / f"harivo-shapes-{v}").mkdir(parents=True)
+        (ckpts / f"harivo-shapes-{v}" / "config.json").write_text("{}")
+        (ckpts / f"harivo-shapes-{v}" / "harivo.safetensors").write_text("")
+    monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
+    StubPipeline.calls = []
+    cfg = evaluate.EvalConfig(checkpoints=str(ckpts), seen_prompts=8, held_out_prompts=2, seeds=2,
+                              alphas=(0.0, 40.0, 300.0), reference_seeds=3, bootstrap=50)
+    results, examples = evaluate.evaluate(cfg)
+    n_calls = len(StubPipeline.calls)
+    check_results_structure(results, 8, 2, 2)
+    v = results["variants"]
+    assert list(v) == ["baseline", "full", "full+mg"] and set(results["skipped_variants"]) == {"trs-dc", "mapping"}
+    for name in ("full", "full+mg"):  # generator videos pass everything
+        assert all(v[name][k] == 100.0 for k in (*QUESTIONS, "avg")), name
+    specs = eval_prompts(8, 2)
+    still = 100.0 * sum(s.motion == "standing still" for s in specs) / len(specs)
+    assert v["baseline"]["content"] == 100.0 and v["baseline"]["non_weird"] == 100.0
+    assert v["baseline"]["smooth"] == pytest.approx(still)  # only a shuffled still video stays smooth
+    # every number is the checker's verdict on exactly the prompts × seeds the stub was asked for
+    stub = StubPipeline("baseline")
+    direct = [score_video(stub(SimpleNamespace(prompt=s.caption, seed=seed, num_frames=16, mg=MGConfig())).frames, s)
+              for s in specs for seed in (0, 1)]
+    assert {k: v["baseline"][k] for k in QUESTIONS} == {k: percentages(direct)[k] for k in QUESTIONS}
+    assert 0.0 < v["baseline"]["action"] < 100.0
+    # FVD: generator videos sit near the floor, shuffled ones far above
+    assert v["full"]["fvd"] < 3 * results["real_floor_fvd"] + 1.0 < v["baseline"]["fvd"] / 5
+    # the α sweep: α = 0 is the full row, α = 40 the full+mg row (same runs), α = 300 loses the motion
+    sweep = {r["alpha"]: r for r in results["alpha_sweep"]}
+    assert sweep[0.0]["fvd"] == v["full"]["fvd"] and sweep[40.0]["fvd"] == v["full+mg"]["fvd"]
+    assert sweep[300.0]["action"] == pytest.approx(still) and sweep[300.0]["content"] == 100.0
+    assert results["cfg_schedule"]["schedule"]["avg"] == v["full+mg"]["avg"] == 100.0
+    assert results["cfg_schedule"]["constant"]["low"] == 7.5 and results["cfg_schedule"]["schedule"]["high"] == 12.5
+    # each distinct way of sampling runs once: baseline, full α0, full α40, full α300, full α40 constant CFG
+    assert n_calls == 5 * len(specs) * 2 == results["timing"]["videos_generated"]
+    assert list(examples) == ["generator", "baseline", "full", "full+mg"]
+
+    report = evaluate.write_report(results, examples, tmp_path / "out")
+    check_report_matches_json(report.read_text(), json.loads(json.dumps(results)))
+
+
+def make_tiny_checkpoints(root, variants=("baseline", "full")):
+    harivo = save_tiny_checkpoint(root, num_frames=4)
+    for v in variants:
+        shutil.copytree(harivo, root / f"harivo-shapes-{v}")
+    shutil.rmtree(harivo)
+    return root
+
+
+def test_cli_on_tiny_random_checkpoints(tmp_path, capsys):
+    ckpts = make_tiny_checkpoints(tmp_path / "ckpts")
+    out, js = tmp_path / "eval", tmp_path / "summary.json"
+    rc = evaluate.main(["--checkpoints", str(ckpts), "--out-dir", str(out), "--json", str(js), "--seen-prompts", "2",
+                        "--held-out-prompts", "1", "--seeds", "2", "--steps", "2", "--frames", "4",
+                        "--alphas", "0,40,300", "--reference-seeds", "3", "--bootstrap", "20"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "skipping variant 'trs-dc'" in err and "skipping variant 'mapping'" in err
+    results = json.loads(js.read_text())
+    check_results_structure(results, 2, 1, 2)
+    assert list(results["variants"]) == ["baseline", "full", "full+mg"]
+    assert [r["alpha"] for r in results["alpha_sweep"]] == [0.0, 40.0, 300.0]
+    assert results["settings"]["num_frames"] == 4 and results["thresholds"]["frame_size_px"] == 16
+    # baseline and full are copies of one checkpoint: same videos, same numbers
+    assert results["variants"]["baseline"]["fvd"] == results["variants"]["full"]["fvd"]
+    check_report_matches_json((out / "report.md").read_text(), results)
+    for png in ("table_a2", "fvd", "alpha_sweep", "examples"):
+        with Image.open(out / f"{png}.png") as im:
+            assert im.format == "PNG" and min(im.size) > 50
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.parametrize(
+    "argv,argument",
+    [
+        (["--variants", "full,nope"], "variants"),
+        (["--seeds", "0"], "seeds"),
+        (["--held-out-prompts", "11"], "held_out_prompts"),
+        (["--alphas", "1,x"], "alphas"),
+        (["--alphas", "-1"], "alphas"),
+        (["--steps", "0"], "steps"),
+    ],
+)
+def test_cli_bad_input_exits_2_naming_the_argument(argv, argument, tmp_path, capsys):
+    assert evaluate.main(["--checkpoints", str(tmp_path), "--out-dir", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {argument}:") and "Traceback" not in err
+
+
+def test_cli_without_any_checkpoint_exits_with_a_clear_error(tmp_path, capsys):
+    argv = ["--checkpoints", str(tmp_path), "--variants", "baseline,full+mg", "--out-dir", str(tmp_path / "o")]
+    rc = evaluate.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: checkpoints: no HARIVO checkpoint" in err and str(tmp_path) in err
+    assert "harivo-shapes-full" in err  # full+mg is looked for under full's folder
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_states_the_thresholds_it_was_given():
+    T = Thresholds(max_step=0.11, max_size_step=1.2, max_angle_step=25.0, max_flicker=0.07, min_translation=0.2,
+                   max_area_ratio=1.7)  # not the defaults: the report must print what was used
+    results = {
+        "settings": {"quick": True, "videos_per_row": 2, "num_frames": 16, "steps": 12, "bootstrap": 0,
+                     "reference_videos": 2, "cfg": {"high": 12.5, "low": 7.5, "switch": 0.7}},
+        "prompts": [{"prompt": SPEC.caption, "held_out": False}], "seeds": [0, 1], "skipped_variants": {},
+        "timing": {"total_s": 1.0, "per_video_s": 0.5}, "thresholds": {**asdict(T), "frame_size_px": 48},
+        "variants": {}, "real_floor_fvd": 0.0, "real_floor_fvd_ci": [0.0, 0.0], "fvd_features": list(FEATURE_NAMES),
+        "alpha_sweep": [], "cfg_schedule": {},
+    }
+    md = evaluate.report_markdown(results, {"table_a2": "a.png", "fvd": "b.png"})
+    for text in ("centroid step ≤ 0.11·S", "size ratio ≤ 1.2,", "rotation ≤ 25°", "flicker score ≤ 0.07",
+                 "shift ≥ 0.2·S", "max/min area ≤ 1.7", "(S = 48 px)"):
+        assert text in md, text
