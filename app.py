@@ -19,6 +19,11 @@ import gradio as gr
 from harivo import explorer as ex
 
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
+# Gradio 6.31 ships IBM Plex Sans SemiBold (weight 600: titles, buttons) as a Cyrillic subset with almost no Latin
+# letters, so browsers without the font installed draw "HᴀRIVO" and "Run ᴀ vs ʙ". With only the 400 and 700 faces
+# loaded, weight 600 uses the complete 700 face.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("IBM Plex Sans", weights=(400, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
 INTRO = """# HARIVO Explorer
 Text → video with [HARIVO](https://arxiv.org/abs/2410.07763) (ECCV 2024) on a frozen text-to-image model, and *why* the
 video looks the way it does: frame-wise cross-attention maps (text tokens and the K frame-wise tokens), the
@@ -43,7 +48,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
             gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
                         "its videos are noise by design.**", elem_id="untrained-warning")
         with gr.Tabs():
-            with gr.Tab("Explore"):
+            with gr.Tab("Explore", elem_id="tab-explore"):
                 with gr.Row():
                     with gr.Column(scale=2, min_width=320):
                         model = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
@@ -79,7 +84,8 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                             alpha = gr.Slider(0, 300, value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
                             mg_variant = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[0], label="MG gradient")
                         model_info = gr.Markdown(_model_info(caps))
-                        auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes")
+                        auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
+                                           elem_id="auto-rerun")
                         with gr.Row():
                             run = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -89,10 +95,10 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                             with gr.Column():
                                 flicker = gr.Number(label="Flicker score (0 = steady)", interactive=False,
                                                     elem_id="flicker")
-                                info = gr.Markdown(label="Summary", elem_id="summary")
+                                info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
                         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
                         with gr.Tabs():
-                            with gr.Tab("Cross-attention maps"):
+                            with gr.Tab("Cross-attention maps", elem_id="tab-attention"):
                                 with gr.Row():
                                     token = gr.Dropdown([ex.AUTO_TOKEN], value=ex.AUTO_TOKEN, label="Token", allow_custom_value=True, elem_id="token")
                                     source = gr.Dropdown([ex.MEAN_SOURCE], value=ex.MEAN_SOURCE,
@@ -103,7 +109,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                                    interactive=False, elem_id="overlay")
                                 rows = gr.Radio(["tokens", "frames"], value="tokens", label="Grid rows")
                                 grid = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")
-                            with gr.Tab("Vertical slices (Fig. 6)"):
+                            with gr.Tab("Vertical slices (Fig. 6)", elem_id="tab-slices"):
                                 with gr.Row():
                                     x_red = gr.Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
                                     x_green = gr.Slider(0, caps["width"] - 1, value=x_green0, step=1,
@@ -113,29 +119,28 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                             "consistent motion.")
                                 slices = gr.Image(label="Vertical-slice stack", format="png", interactive=False,
                                                   elem_id="slices")
-                            with gr.Tab("MG diagnostics"):
+                            with gr.Tab("MG diagnostics", elem_id="tab-diagnostics"):
                                 diagnostics = gr.Image(label="MG diagnostics", format="png", interactive=False,
                                                        elem_id="diagnostics")
-                            with gr.Tab("Download / load"):
+                            with gr.Tab("Download / load", elem_id="tab-bundle"):
                                 bundle = gr.File(label="Bundle (mp4, GIF, frames.npy, config.json, attention.npz)",
                                                  interactive=False, elem_id="bundle")
                                 upload = gr.File(label="Load a bundle back", file_types=[".zip"], elem_id="upload")
-            with gr.Tab("Compare A vs B"):
+            with gr.Tab("Compare A vs B", elem_id="tab-compare"):
                 gr.Markdown("Same prompt, seed, frames, steps and CFG as in *Explore*; choose what differs.")
                 with gr.Row():
                     sides = [_side_controls(name, registry, caps) for name in ("A", "B")]
                 compare_button = gr.Button("Run A vs B", variant="primary", elem_id="compare")
                 with gr.Row():
-                    cmp_out = [(gr.Video(label=f"{n}", autoplay=True, loop=True, interactive=False),
-                                gr.Image(label=f"{n}: slices", format="png", interactive=False),
-                                gr.Markdown()) for n in ("A", "B")]
-            with gr.Tab("Ablation grid"):
+                    cmp_out = [_side_outputs(name) for name in ("A", "B")]
+            with gr.Tab("Ablation grid", elem_id="tab-ablation"):
                 gr.Markdown("Rows on one seed with the *Explore* settings; columns: four frames and the slice stack "
                             "at the red/green columns. Exported as PNG + PDF.")
                 mode = gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants",
                                 label="Rows")
                 ablate = gr.Button("Run ablation grid", variant="primary", elem_id="ablate")
-                ablation_image = gr.Image(label="Ablation figure", format="png", interactive=False)
+                ablation_image = gr.Image(label="Ablation figure", format="png", interactive=False,
+                                          elem_id="ablation-image")
                 ablation_files = gr.File(label="PNG + PDF", file_count="multiple", interactive=False)
 
         # Keyword names = RunRequest fields: they are the documented API's parameter names.
@@ -288,6 +293,17 @@ def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict) -> dict:
         )
 
 
+def _side_outputs(name: str) -> tuple:
+    """One side of Compare: video and summary side by side, the slice stack under them at full width."""
+    n = name.lower()
+    with gr.Column():
+        with gr.Row():
+            video = gr.Video(label=name, autoplay=True, loop=True, interactive=False, elem_id=f"video-{n}")
+            text = gr.Markdown(line_breaks=True, elem_id=f"summary-{n}")
+        slices = gr.Image(label=f"{name}: slices", format="png", interactive=False, elem_id=f"slices-{n}")
+    return video, slices, text
+
+
 def _model_info(caps: dict) -> str:
     missing = [n for n, k in (("mapping network", "mapping"), ("frame-wise tokens", "frame_tokens")) if not caps[k]]
     text = f"Trained for {caps['trained_frames']} frames (up to {caps['max_frames']}), {caps['width']}×{caps['height']} px."
@@ -314,4 +330,4 @@ def __getattr__(name: str):
 
 if __name__ == "__main__":
     demo = build_demo()
-    demo.launch()
+    demo.launch(theme=THEME)

@@ -237,27 +237,33 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     mosaic = _mosaic(tiles, gap=2)
     n_rows, n_cols = len(tiles), len(tiles[0])
     th, tw = tiles[0][0].shape[:2]
-    fig_w = float(np.clip(1.6 + 0.55 * n_cols, 6.0, 14.0))
-    fig = plt.figure(figsize=(fig_w, (fig_w - 1.6) * mosaic.shape[0] / mosaic.shape[1] + 0.9), dpi=110)
-    ax = fig.add_axes((0.1, 0.02, 0.88, 0.9))
+    # Margins in inches: token/frame labels on the left, labels + title on top (tokens on top are slanted).
+    left, right, bottom, top = 1.3, 0.2, 0.1, (0.75 if rows == "tokens" else 1.3)
+    img_w = min(0.55 * n_cols, 12.5)  # ~0.55 in per tile: readable cells, no giant cells for few frames
+    img_h = img_w * mosaic.shape[0] / mosaic.shape[1]
+    fig_w, fig_h = max(left + right + img_w, 5.5), img_h + top + bottom  # ≥ 5.5 in: room for the title
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, (fig_w - left - right) / fig_w, img_h / fig_h))
     ax.imshow(mosaic, interpolation="nearest")
     frame_labels = [str(i + 1) for i in index]
     row_labels, col_labels = (list(tokens), frame_labels) if rows == "tokens" else (frame_labels, list(tokens))
-    ax.set_yticks([r * (th + 2) + th / 2 for r in range(n_rows)], row_labels, fontsize=8)
-    ax.set_xticks([c * (tw + 2) + tw / 2 for c in range(n_cols)], col_labels, fontsize=8)
+    ax.set_yticks([r * (th + 2) + th / 2 for r in range(n_rows)], row_labels, fontsize=10)
+    ax.set_xticks([c * (tw + 2) + tw / 2 for c in range(n_cols)], col_labels, fontsize=10)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
+    if rows == "frames":
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="left", rotation_mode="anchor")
     token_labels = ax.get_yticklabels() if rows == "tokens" else ax.get_xticklabels()
     for label, kind in zip(token_labels, kinds):
         if kind == "frame":
             label.set_color(FRAME_TOKEN_COLOUR)
             label.set_fontweight("bold")
-    ax.set_xlabel("frame" if rows == "tokens" else "token", fontsize=8)
+    ax.set_xlabel("frame" if rows == "tokens" else "token", fontsize=10)
     ax.xaxis.set_label_position("top")
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=8, y=0.995)
+        fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig_h, va="top")
     return fig
 
 

@@ -1,0 +1,142 @@
+"""The app in a real browser (Playwright + Debian's /usr/bin/chromium, headless), on a tiny random checkpoint:
+type a prompt, Generate, wait for the video and the pictures to load, toggle MG and see the automatic re-run.
+
+What the HTTP tests in test_app.py cannot see: that the page renders, that the wiring reaches the DOM (video
+plays, images load), that a toggle re-runs. Full-page screenshots go to the test's tmp dir and, when
+$HARIVO_SCREENSHOTS is set, there too. Skipped when chromium or playwright is missing (.ci/run installs it).
+"""
+
+import io
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.access(CHROMIUM, os.X_OK):
+    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run the "
+                "browser test; .ci/run does", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+
+import app  # noqa: E402
+from harivo import explorer as ex  # noqa: E402
+
+PROMPT = "a blue square is moving down on a white background"
+SMALL = dict(num_frames=4, num_inference_steps=2)
+# Root in CI/containers needs --no-sandbox; the rest keeps chromium off the network and quiet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+PICTURES = ("strip", "overlay", "grid")  # on screen after a run; the slice stack is in the next inner tab
+TIMEOUT_MS = 60_000  # a generous bound for one tiny run on a busy 2-core machine (it takes ~1 s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    registry = ex.ModelRegistry(root / "no-checkpoints", cache_dir=root / "cache", tiny_frames=4)
+    demo = app.build_demo(registry, defaults=ex.RunRequest(prompt="a red circle is moving up on a gray background",
+                                                           **SMALL))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=app.THEME)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(TIMEOUT_MS)
+        yield context.new_page()
+        browser.close()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("HARIVO_SCREENSHOTS"):
+        out = Path(os.environ["HARIVO_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, out / path.name)
+    return path
+
+
+def element_pixels(locator) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"), dtype=np.float32)
+
+
+def wait_for_results(page, old_video: str | None = None) -> str:
+    """Waits until the video (a new one when `old_video` is given) and every picture have loaded; returns the
+    video's src."""
+    page.wait_for_function(
+        """old => { const v = document.querySelector('#video video');
+                    return v && v.src && v.src !== old && v.readyState >= 2 && v.videoWidth > 0; }""",
+        arg=old_video)
+    for name in PICTURES:
+        wait_for_image(page, name)
+    return page.locator("#video video").get_attribute("src")
+
+
+def wait_for_image(page, elem_id: str) -> None:
+    page.wait_for_function("id => { const img = document.querySelector(`#${id} img`); "
+                           "return img && img.src && img.complete && img.naturalWidth > 0; }", arg=elem_id)
+
+
+def assert_picture(page, elem_id: str) -> None:
+    img = page.locator(f"#{elem_id} img")
+    natural = img.evaluate("im => [im.naturalWidth, im.naturalHeight]")
+    assert min(natural) > 16, (elem_id, natural)
+    assert element_pixels(img).std() > 1.0, f"{elem_id} looks like a single flat colour"
+
+
+def click_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label, exact=True).click()
+
+
+def error_toasts(page) -> list[str]:
+    return page.locator('[data-testid="toast-body"].error').all_inner_texts()
+
+
+def test_generate_then_toggle_mg_in_a_real_browser(url, page, tmp_path):
+    page.goto(url)
+    prompt = page.locator("#prompt textarea")
+    prompt.fill(PROMPT)
+    assert page.locator("#use-mg input[type=checkbox]").is_checked()
+    assert page.locator("#auto-rerun input[type=checkbox]").is_checked()
+    page.locator("#generate").click()
+    first_video = wait_for_results(page)
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('MG α=40')")
+    summary = page.locator("#summary").inner_text()
+    assert "seed 0" in summary and "4 frames" in summary and "untrained" in summary.lower()
+    assert not error_toasts(page)
+    save_screenshot(page, tmp_path, "explore-generated")
+
+    # The pictures are images with content, not flat placeholders; the slice stack is upscaled.
+    for name in PICTURES:
+        assert_picture(page, name)
+    assert element_pixels(page.locator("#video video")).std() > 0.5, "the video shows a flat colour"
+    click_tab(page, "Vertical slices (Fig. 6)")
+    wait_for_image(page, "slices")
+    assert_picture(page, "slices")
+    assert page.locator("#slices img").evaluate("im => im.naturalHeight") >= 256
+    click_tab(page, "Cross-attention maps")
+
+    # MG off: with "re-run" on, the toggle alone re-runs on the same seed.
+    page.locator("#use-mg input[type=checkbox]").click()
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('MG off')")
+    second_video = wait_for_results(page, old_video=first_video)
+    assert second_video != first_video
+    assert "seed 0" in page.locator("#summary").inner_text()
+    assert not error_toasts(page)
+    save_screenshot(page, tmp_path, "explore-mg-off")
