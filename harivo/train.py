@@ -2,6 +2,7 @@
 
     python -m harivo.train --variant full --config configs/shapes-harivo.yaml --max-minutes 45 --resume
     accelerate launch -m harivo.train --variant baseline --config configs/shapes-harivo.yaml --resume
+    accelerate launch --multi_gpu --num_processes 8 -m harivo.train --config configs/sd15-webvid.yaml --resume
 
 Variants (Table 1; same seed, data and number of iterations):
     baseline  motion modules, L_simple only (= AnimateDiff)              row A
@@ -12,7 +13,8 @@ Variants (Table 1; same seed, data and number of iterations):
 The T2I weights stay frozen; the motion adapter (zero-initialised `proj_out`, as AnimateDiff), mapping network,
 frame-token generator and projection head g train with AdamW, lr 1e-4 → 1e-5 (App. D), on the base model's
 noise schedule (linear betas 0.00085–0.012). Videos are VAE-encoded and captions text-encoded *once* and cached
-in `cache_dir`; batch, noise and timesteps of step n are a pure function of (seed, n), so `--resume` after a
+in `cache_dir` (or, with `stream_data`, decoded and encoded step by step: WebVid at scale, `data/stream.py`);
+batch, noise and timesteps of step n are a pure function of (seed, n), so `--resume` after a
 kill continues exactly where the last saved state stopped. Output (DESIGN.md §3): `out/` with
 `motion_adapter/`, `harivo.safetensors`, `config.json`, `training.json`, `loss_curves.{png,csv}` and
 `train_config.yaml`; training state, samples and logs go to `run_dir/`.
@@ -62,7 +64,7 @@ LOSS_TERMS = ("total", "simple", "trs", "reg", "dc")
 class TrainConfig:
     # --- run -------------------------------------------------------------------------------------------
     variant: str = "full"  # Table 1 row: baseline | trs-dc | mapping | full
-    base_model: str = "checkpoints/shapes-sd"  # frozen T2I StableDiffusionPipeline folder (stage 1 output)
+    base_model: str = "checkpoints/shapes-sd"  # frozen T2I StableDiffusionPipeline folder (stage 1 output) or hub id
     out: str = ""  # checkpoint folder; "" = checkpoints/harivo-shapes-<variant>
     run_dir: str = ""  # training state, samples, logs; "" = runs/harivo-<variant>
     cache_dir: str = "runs/harivo-cache"  # pre-encoded latents + text embeddings, shared by the variants
@@ -79,7 +81,10 @@ class TrainConfig:
     num_frames: int = 16  # frames per video (shapes world: 16; paper: 24)
     video_size: int = 64  # pixels; video_size / VAE factor must equal the UNet's sample size
     webvid_fps: float = 0.0  # WebVid data: sampling fps (paper: 6); 0 = every frame
+    stream_data: bool = False  # WebVid data: decode + VAE-encode each step's videos on the fly, no pre-encoded cache
+    data_workers: int = 4  # stream_data: threads decoding the next step's videos
     # --- model -----------------------------------------------------------------------------------------
+    motion_adapter: str = ""  # init the motion modules from this MotionAdapter (folder or hub id); "" = fresh (paper)
     motion_num_attention_heads: int = 4  # heads of the temporal attention (must divide the UNet channels)
     motion_max_seq_length: int = 32  # longest video the motion modules' positional encoding covers
     use_motion_mid_block: bool = True  # motion module in the mid block too (AnimateDiff v2 / v3)
@@ -120,7 +125,8 @@ class TrainConfig:
 
 # Fields that must not change when a run is resumed (the others are run control or bookkeeping).
 _FIXED_ON_RESUME = (
-    "variant", "seed", "data", "train_videos", "num_frames", "video_size", "webvid_fps", "motion_num_attention_heads",
+    "variant", "seed", "data", "train_videos", "num_frames", "video_size", "webvid_fps", "stream_data",
+    "motion_adapter", "motion_num_attention_heads",
     "motion_max_seq_length", "use_motion_mid_block", "num_frame_tokens", "mapping_hidden_channels", "mapping_heads",
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
     "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size",
@@ -139,7 +145,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError("base_model: expected a StableDiffusionPipeline folder, got ''")
     for name in ("train_videos", "video_size", "motion_num_attention_heads", "mapping_hidden_channels",
                  "mapping_heads", "mapping_head_dim", "max_steps", "batch_size", "log_every", "checkpoint_every",
-                 "dc_queue_size", "sample_prompts", "sample_steps"):
+                 "dc_queue_size", "sample_prompts", "sample_steps", "data_workers"):
         _check_range(name, getattr(cfg, name), 1, integer=True)
     for name in ("seed", "segment_steps", "num_threads", "lr_warmup_steps", "sample_every", "num_frame_tokens"):
         _check_range(name, getattr(cfg, name), 0, integer=True)
@@ -156,6 +162,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"num_frame_tokens: variant {cfg.variant!r} uses frame tokens, expected >= 1, got 0")
     if cfg.data != "shapes" and not cfg.data.endswith(".csv"):
         raise ValueError(f"data: expected 'shapes' or a WebVid-style .csv file, got {cfg.data!r}")
+    if cfg.stream_data and cfg.data == "shapes":
+        raise ValueError("stream_data: streaming is for WebVid-style CSV data; the shapes world is pre-encoded")
     return cfg
 
 
@@ -202,11 +210,26 @@ def _sha(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def model_folder(source: str, what: str = "base_model") -> Path:
+    """A local folder for `source`: the folder itself, or a hub id (`owner/name`) fetched into the HF cache
+    (safetensors of the pipeline's sub-models only, no .bin, fp16 or single-file copies)."""
+    path = Path(source)
+    if path.exists() or path.is_absolute() or source.startswith(".") or source.count("/") != 1:
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, allow_patterns=["*.json", "*.txt", "*.safetensors"],
+                                      ignore_patterns=["*fp16*", "*non_ema*", "*.ckpt", "*.bin", "*pruned*"]))
+    except Exception as e:  # offline, unknown repo, gated repo: say so, naming the field
+        raise ValueError(f"{what}: {source!r} is no local folder and cannot be fetched from the hub ({e})") from None
+
+
 def load_base(base_model: str) -> BaseModel:
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    path = Path(base_model)
+    path = model_folder(base_model)
     if not (path / "unet").is_dir():
         raise ValueError(f"base_model: expected a StableDiffusionPipeline folder with unet/, got {base_model!r}")
     try:
@@ -235,6 +258,9 @@ class VideoLatents:
     captions: list[str]
     text_embeds: torch.Tensor  # (C, M, D) text-encoder states of the captions
     empty_embeds: torch.Tensor  # (M, D) state of the empty caption (CFG's unconditional branch)
+
+    def __len__(self) -> int:
+        return len(self.latents)
 
 
 def training_videos(cfg: TrainConfig):
@@ -325,6 +351,17 @@ def load_training_data(cfg: TrainConfig, base: BaseModel, device: torch.device, 
     return VideoLatents(latents, caption_index, unique, text["embeds"], text["empty"])
 
 
+def streaming_data(cfg: TrainConfig, base: BaseModel, device: torch.device):
+    """The first `train_videos` rows of the CSV, decoded and encoded step by step (WebVid at scale)."""
+    from .data.stream import StreamingVideos
+    from .data.webvid import WebVidDataset
+
+    ds = WebVidDataset(cfg.data, num_frames=cfg.num_frames, fps=cfg.webvid_fps or None, size=cfg.video_size,
+                       seed=cfg.seed)
+    return StreamingVideos(ds, base.vae.to(device), base.text_encoder.to(device), base.tokenizer, device,
+                           limit=cfg.train_videos, workers=cfg.data_workers)
+
+
 # ------------------------------------------------------------------------------------------------ model
 def make_motion_adapter(unet2d: nn.Module, cfg: TrainConfig):
     """An AnimateDiff MotionAdapter shaped for `unet2d`, output projections zero-initialised (AnimateDiff's
@@ -344,6 +381,21 @@ def make_motion_adapter(unet2d: nn.Module, cfg: TrainConfig):
         for name, p in adapter.named_parameters():
             if name.split(".")[-2] == "proj_out":
                 p.zero_()
+    return adapter
+
+
+def pretrained_motion_adapter(unet2d: nn.Module, cfg: TrainConfig):
+    """An AnimateDiff MotionAdapter (folder or hub id) to start the motion modules from, checked against the UNet."""
+    from .model import load_motion_adapter
+
+    source = str(model_folder(cfg.motion_adapter, "motion_adapter"))
+    adapter = load_motion_adapter(source)
+    if tuple(adapter.config.block_out_channels) != tuple(unet2d.config.block_out_channels):
+        raise ValueError(f"motion_adapter: built for UNet channels {tuple(adapter.config.block_out_channels)}, the "
+                         f"base UNet has {tuple(unet2d.config.block_out_channels)}")
+    if adapter.config.motion_max_seq_length < cfg.num_frames:
+        raise ValueError(f"motion_adapter: covers at most {adapter.config.motion_max_seq_length} frames, "
+                         f"num_frames is {cfg.num_frames}")
     return adapter
 
 
@@ -403,14 +455,18 @@ def build_training_module(cfg: TrainConfig, base: BaseModel) -> TrainingModule:
     """Inflate the frozen base UNet for `cfg.variant`; weights are a pure function of cfg.seed."""
     from diffusers import DDPMScheduler
 
-    sample = base.unet.config.sample_size
-    if cfg.video_size // base.vae_factor != sample or cfg.video_size % base.vae_factor:
-        raise ValueError(f"video_size: the base UNet works on {sample}x{sample} latents, i.e. "
-                         f"{sample * base.vae_factor}px videos, got {cfg.video_size}")
+    native = base.unet.config.sample_size * base.vae_factor
+    levels = len(base.unet.config.block_out_channels) - 1
+    multiple = base.vae_factor * 2**levels
+    if cfg.video_size % multiple or cfg.video_size > native:
+        # below the native size is fine (the paper trains SD1.5, native 512², at 256²), above it is not
+        raise ValueError(f"video_size: the base UNet works on videos of at most {native}px whose side is a multiple "
+                         f"of {multiple}px, got {cfg.video_size}")
     harivo_cfg, loss_cfg = variant_configs(cfg, base.tokenizer.model_max_length)
     torch.manual_seed(cfg.seed)
-    adapter = make_motion_adapter(base.unet, cfg)
+    adapter = pretrained_motion_adapter(base.unet, cfg) if cfg.motion_adapter else make_motion_adapter(base.unet, cfg)
     model = HarivoVideoModel.from_unet2d(base.unet, adapter, harivo_cfg)
+    model.config.hspace_size = cfg.video_size // base.vae_factor // 2**levels  # h-space at the training size (g)
     head = model.make_projection_head() if loss_cfg.use_dc else None
     queue = NegativeQueue(loss_cfg.dc_queue_size, harivo_cfg.hspace_channels) if loss_cfg.use_dc else None
     if cfg.gradient_checkpointing:
@@ -461,7 +517,11 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
     acc = accelerator or make_accelerator(cfg)
     base = load_base(cfg.base_model)
     raw = build_training_module(cfg, base)  # validates video_size first: fail before the slow encoding
-    data = load_training_data(cfg, base, acc.device, log=log)
+    if cfg.stream_data:
+        data = streaming_data(cfg, base, acc.device)
+    else:
+        with acc.main_process_first():  # one process encodes and caches, the others then read the cache
+            data = load_training_data(cfg, base, acc.device, log=log)
     params = raw.trainable()
     optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = WarmupDecay(cfg.lr_warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr, cfg.lr_schedule)
@@ -517,8 +577,13 @@ def save_state(run: Run) -> None:
 def make_batch(run: Run, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """batch_size random pre-encoded videos and their text embeddings (cond_drop of them empty, for CFG)."""
     d, cfg, device = run.data, run.cfg, run.accelerator.device
-    idx = torch.randint(len(d.latents), (cfg.batch_size,), generator=generator)
+    idx = torch.randint(len(d), (cfg.batch_size,), generator=generator)
     drop = torch.rand(cfg.batch_size, generator=generator) < cfg.cond_drop
+    if not isinstance(d, VideoLatents):  # stream_data: decode this batch, start decoding the next step's
+        following = step_generator(cfg.seed, run.step + 1, run.accelerator.process_index)
+        d.prefetch(torch.randint(len(d), (cfg.batch_size,), generator=following).tolist())
+        latents, embeds = d.batch(idx.tolist(), drop)
+        return latents.to(device), embeds.to(device)
     embeds = d.text_embeds[d.caption_index[idx]]  # (b, M, D)
     embeds = torch.where(drop[:, None, None], d.empty_embeds.expand_as(embeds), embeds)
     return d.latents[idx].float().to(device), embeds.to(device)
@@ -644,7 +709,7 @@ def export(run: Run, finished: bool) -> Path:
         "minutes": round(run.minutes, 2), "where_trained": where_trained(), "torch_threads": torch.get_num_threads(),
         "num_processes": run.accelerator.num_processes, "batch_size": cfg.batch_size,
         "videos_seen": run.step * cfg.batch_size * run.accelerator.num_processes,
-        "train_videos": len(run.data.latents), "final_loss_terms": final_terms(run.history),
+        "train_videos": len(run.data), "final_loss_terms": final_terms(run.history),
         "sec_per_step": run.history[-1].get("sec_per_step") if run.history else None,
         "command": run.segments[-1]["command"] if run.segments else "", "segments": run.segments,
         "base_model": str(run.base.path), "base_fingerprints": run.base.fingerprints,
@@ -729,6 +794,8 @@ def train(cfg: TrainConfig, command: str = "", accelerator=None, log=print, stop
             log(f"[{cfg.variant}] samples -> {sample_videos(run)}")
     bar.close()
     checkpoint()
+    if not isinstance(run.data, VideoLatents):
+        run.data.close()  # stop the decoding threads of stream_data
     if main and cfg.sample_every and run.step >= cfg.max_steps and run.step % cfg.sample_every and run.step > start_step:
         log(f"[{cfg.variant}] samples -> {sample_videos(run)}")
     log(f"[{cfg.variant}] stopped by {stopped_by} at step {run.step}/{cfg.max_steps}; exported {cfg.out}")
