@@ -5,6 +5,17 @@
 
 Writes `video.mp4`, `frames.npy` (float32, (f, h, w, 3) in [0, 1]), `config.json` (every setting, seed,
 versions) and `attention.npz` (frame-wise cross-attention maps) into --out.
+
+Real scale: any SD1.5-family diffusers folder or hub id + an AnimateDiff MotionAdapter (plain AnimateDiff with
+HARIVO's training-free parts: MG, CFG schedule, attention maps), optionally with trained HARIVO weights:
+
+    python -m harivo.generate --base-model stable-diffusion-v1-5/stable-diffusion-v1-5 \
+        --motion-adapter guoyww/animatediff-motion-adapter-v1-5-2 --dtype float16 --height 512 --width 512 \
+        --prompt "a corgi running on the beach" --out outputs/corgi
+    python -m harivo.generate --base-model SD15 --harivo-weights checkpoints/harivo-sd15-webvid --height 256 ...
+
+Add-ons on the frozen T2I model (`harivo.compat`): --lora, --dreambooth, --controlnet (all or some frames),
+--ip-adapter.
 """
 
 from __future__ import annotations
@@ -19,8 +30,8 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from . import __version__, fileio, media
-from .pipeline import VARIANTS, GenerationSettings, HarivoOutput, HarivoPipeline
+from . import __version__, compat, fileio, media
+from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoOutput, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
 
 
@@ -31,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (same seed ⇒ same video)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--variant", choices=VARIANTS, help="embedded shapes-world model (default: full)")
-    src.add_argument("--checkpoint", help="a HARIVO checkpoint folder (motion_adapter/, harivo.safetensors, config.json)")
-    p.add_argument("--base-model", help="override the checkpoint's base StableDiffusion folder or hub id")
+    src.add_argument("--checkpoint", "--harivo-weights", dest="checkpoint",
+                     help="a HARIVO checkpoint folder (motion_adapter/, harivo.safetensors, config.json)")
+    src.add_argument("--motion-adapter", help="plain AnimateDiff: a diffusers MotionAdapter folder or hub id (needs --base-model)")
+    p.add_argument("--base-model", help="SD1.5-family diffusers folder or hub id (overrides the checkpoint's base)")
     p.add_argument("--frames", type=int, default=16, help="number of frames")
+    p.add_argument("--height", type=int, help="video height in px (default: the UNet's native size)")
+    p.add_argument("--width", type=int, help="video width in px (default: the UNet's native size)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (App. D: 25)")
     p.add_argument("--cfg-high", type=float, default=12.5, help="CFG scale while t > switch·T (App. D: 10–15)")
     p.add_argument("--cfg-low", type=float, default=7.5, help="CFG scale after the switch (App. D: 7.5)")
@@ -44,15 +59,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-frame-tokens", action="store_true", help="skip the frame-wise tokens")
     p.add_argument("--no-mg", action="store_true", help="skip mitigating-gradient sampling")
     p.add_argument("--no-motion", action="store_true", help="frozen T2I model on each frame (temporal layers off)")
+    p.add_argument("--no-attention", action="store_true", help="do not record cross-attention maps")
     p.add_argument("--fps", type=int, default=8, help="frames per second of video.mp4")
     p.add_argument("--out", required=True, help="output folder")
+    mem = p.add_argument_group("device and memory")
+    mem.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda if available)")
+    mem.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="model weights (fp16/bf16 on a GPU)")
+    mem.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU, each on the GPU only while it runs")
+    mem.add_argument("--attention-slicing", action="store_true", help="spatial attention a few heads at a time")
+    mem.add_argument("--vae-slicing", action="store_true", help="decode one frame at a time")
+    mem.add_argument("--decode-chunk-size", type=int, default=16, help="frames per VAE decode call")
+    add = p.add_argument_group("add-ons on the frozen T2I model (harivo.compat)")
+    add.add_argument("--lora", help="LoRA folder, .safetensors file or hub id (diffusers or kohya format)")
+    add.add_argument("--lora-weight-name", help="file name inside a LoRA folder / hub repo")
+    add.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength")
+    add.add_argument("--dreambooth", help="another SD1.5-family folder (DreamBooth): its UNet and text encoder")
+    add.add_argument("--controlnet", help="diffusers ControlNetModel folder or hub id")
+    add.add_argument("--control-images", nargs="+", help="condition images (one per conditioned frame) or one .npy of frames")
+    add.add_argument("--control-frames", help="comma-separated frame indices the images condition (default: all frames)")
+    add.add_argument("--control-scale", type=float, default=1.0, help="ControlNet conditioning scale")
+    add.add_argument("--ip-adapter", help="IP-Adapter .safetensors, folder or hub id (h94/IP-Adapter layout)")
+    add.add_argument("--ip-adapter-weight-name", default="ip-adapter_sd15.safetensors", help="file in the IP-Adapter folder")
+    add.add_argument("--image-encoder", help="CLIP image encoder folder (default: <ip-adapter>/models/image_encoder)")
+    add.add_argument("--ip-image", help="the image prompt")
+    add.add_argument("--ip-scale", type=float, default=0.6, help="IP-Adapter strength")
     return p
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def load_pipeline(args: argparse.Namespace) -> HarivoPipeline:
-    if args.checkpoint:
-        return HarivoPipeline.from_checkpoint(args.checkpoint, base_model=args.base_model)
-    return HarivoPipeline.from_variant(args.variant or "full")
+    if args.motion_adapter:
+        if not args.base_model:
+            raise ValueError("base_model: --motion-adapter needs --base-model (an SD1.5-family folder or hub id)")
+        pipe = HarivoPipeline.from_animatediff(args.base_model, args.motion_adapter)
+    elif args.checkpoint:
+        pipe = HarivoPipeline.from_checkpoint(args.checkpoint, base_model=args.base_model)
+    elif args.base_model:  # an embedded variant's HARIVO networks on another base (same shapes-world sizes)
+        pipe = HarivoPipeline.from_checkpoint(DEFAULT_CHECKPOINTS / f"harivo-shapes-{args.variant or 'full'}", args.base_model)
+    else:
+        pipe = HarivoPipeline.from_variant(args.variant or "full")
+    if args.dreambooth:
+        pipe = compat.swap_base_model(pipe, args.dreambooth)
+    if args.lora:
+        compat.load_lora(pipe, args.lora, weight_name=args.lora_weight_name, scale=args.lora_scale)
+    if args.ip_adapter:
+        compat.load_ip_adapter(pipe, args.ip_adapter, weight_name=args.ip_adapter_weight_name, scale=args.ip_scale)
+    return place(pipe, args)
+
+
+def place(pipe: HarivoPipeline, args: argparse.Namespace) -> HarivoPipeline:
+    """Device, dtype and the memory switches."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.decode_chunk_size < 1:
+        raise ValueError(f"decode_chunk_size: expected an integer >= 1, got {args.decode_chunk_size}")
+    pipe.to(None if args.cpu_offload else device, DTYPES[args.dtype])
+    if args.cpu_offload:
+        pipe.enable_cpu_offload(device)
+    if args.attention_slicing:
+        pipe.enable_attention_slicing()
+    if args.vae_slicing:
+        pipe.enable_vae_slicing()
+    pipe.decode_chunk_size = args.decode_chunk_size
+    return pipe
+
+
+def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, settings: GenerationSettings) -> list:
+    conditions = []
+    height, width = pipe.output_size(settings)
+    if args.controlnet:
+        if not args.control_images:
+            raise ValueError("control_images: --controlnet needs --control-images")
+        frames = None
+        if args.control_frames:
+            try:
+                frames = [int(i) for i in args.control_frames.split(",") if i.strip()]
+            except ValueError:
+                raise ValueError(f"control_frames: expected comma-separated integers, got {args.control_frames!r}") from None
+        net = compat.load_controlnet(args.controlnet, dtype=pipe.model.unet.dtype)
+        conditions.append(compat.ControlNetCondition(net.to(pipe.device), compat.read_images(args.control_images, height, width),
+                                                     frames, args.control_scale))
+    elif args.control_images or args.control_frames:
+        raise ValueError("controlnet: --control-images/--control-frames need --controlnet")
+    if args.ip_adapter:
+        if not args.ip_image:
+            raise ValueError("ip_image: --ip-adapter needs --ip-image (the image prompt)")
+        from PIL import Image
+
+        encoder, processor = compat.load_image_encoder(args.image_encoder or args.ip_adapter)
+        try:
+            image = Image.open(args.ip_image).convert("RGB")
+        except OSError as e:
+            raise ValueError(f"ip_image: cannot read {args.ip_image!r} ({e})") from None
+        conditions.append(compat.IPAdapterCondition(compat.encode_image(encoder, processor, image)))
+    elif args.ip_image:
+        raise ValueError("ip_adapter: --ip-image needs --ip-adapter")
+    return conditions
 
 
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
@@ -61,6 +164,7 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
         num_inference_steps=args.steps, cfg=CFGSchedule(args.cfg_high, args.cfg_low, args.cfg_switch),
         mg=MGConfig(alpha=args.alpha, symmetric=args.mg_symmetric, enabled=not args.no_mg),
         use_mapping=not args.no_mapping, use_frame_tokens=not args.no_frame_tokens, use_motion=not args.no_motion,
+        height=args.height, width=args.width, capture_attention=not args.no_attention,
     )
 
 
@@ -88,16 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         pipe = load_pipeline(args)
         pipe.check(settings)
+        conditions = conditions_from_args(args, pipe, settings)
+        pipe.check_conditions(settings, conditions)
         bar = tqdm(total=settings.num_inference_steps, desc="sampling", unit="step")
-        out = pipe(settings, callback=lambda info: bar.update(1))
+        out = pipe(settings, callback=lambda info: bar.update(1), conditions=conditions)
         bar.close()
-        path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.checkpoint, "variant": args.variant})
+        path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.checkpoint,
+                                                               "variant": args.variant, "args": vars(args)})
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in out.notes:
         print(f"note: {note}")
-    print(f"wrote {path}/video.mp4, frames.npy, config.json, attention.npz")
+    print(f"wrote {path}/video.mp4, frames.npy, config.json" + (", attention.npz" if out.attention is not None else ""))
     return 0
 
 

@@ -3,6 +3,11 @@ VAE decoding, and the record of what happened (frame-wise cross-attention, per-s
 
 With mapping network, frame tokens and MG off and a constant CFG scale, the result equals diffusers'
 `AnimateDiffPipeline` + `DDIMScheduler` on the same weights and seed (tests/test_pipeline.py, the oracle).
+
+Real scale (SD1.5 + AnimateDiff, DESIGN.md §1): `to(device, dtype)` for fp16/bf16 on a GPU (the sampler's own
+state stays float32, so MG's norms cannot overflow in fp16), `enable_cpu_offload` (each stage's modules on the
+GPU only while they run), `enable_attention_slicing`, `enable_vae_slicing` and `decode_chunk_size`. Conditions
+from `compat` (ControlNet, IP-Adapter) enter through `__call__(..., conditions=[...])`.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -81,6 +87,8 @@ class HarivoPipeline:
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.model, self.scheduler, self.name = model, scheduler, name
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.decode_chunk_size = 16  # frames per VAE decode call (AnimateDiff's decode_chunk_size)
+        self.offload_device: torch.device | None = None  # set by enable_cpu_offload
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ loading
@@ -128,10 +136,69 @@ class HarivoPipeline:
             raise ValueError(f"base_model: cannot load the T2I pipeline components from {base!r} ({e})") from None
         return cls(vae.eval(), text_encoder.eval(), tokenizer, model.eval(), scheduler, name=name)
 
+    # ------------------------------------------------------------------------------------------ memory
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "HarivoPipeline":
+        """Move (and cast) VAE, text encoder and video model. fp16/bf16 are for GPUs; on a CPU, bf16 works, fp16
+        is slow or unsupported by some kernels."""
+        if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")
+        if dtype == torch.float16 and torch.device(device or self.device).type == "cpu":
+            warnings.warn("dtype: float16 on a CPU is slow and some kernels lack it; use bfloat16 or float32")
+        for module in (self.vae, self.text_encoder, self.model):
+            module.to(device=device, dtype=dtype)
+        return self
+
+    def enable_cpu_offload(self, device: str | torch.device = "cuda") -> bool:
+        """Keep every module on the CPU and move each stage's modules (text encoder; video model and conditions;
+        VAE) to `device` only while that stage runs. A no-op with a warning where no such device exists."""
+        device = torch.device(device)
+        if device.type == "cpu" or (device.type == "cuda" and not torch.cuda.is_available()):
+            warnings.warn("cpu_offload: no GPU here, the models already run on the CPU; offload does nothing")
+            return False
+        self.to("cpu")
+        self.offload_device = device
+        return True
+
+    @contextlib.contextmanager
+    def _on_device(self, *modules: torch.nn.Module):
+        """With offload, `modules` on the execution device for the duration of the block, then back on the CPU."""
+        if self.offload_device is None:
+            yield
+            return
+        for module in modules:
+            module.to(self.offload_device)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to("cpu")
+            if self.offload_device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def enable_attention_slicing(self, slice_size: int | None = None) -> int:
+        """Spatial attention computed a few heads at a time (diffusers' SlicedAttnProcessor; default half the heads):
+        less peak memory, a little slower. Motion-module attention (over frames) and processors of add-ons
+        (IP-Adapter) are left alone. Returns the number of layers sliced."""
+        from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+        count = 0
+        for unet in (self.model.unet, self.model.t2i_unet):
+            for name, module in unet.named_modules():
+                if isinstance(module, Attention) and "motion_modules" not in name and \
+                        isinstance(module.processor, (AttnProcessor, AttnProcessor2_0)):
+                    module.set_attention_slice(slice_size or max(1, module.heads // 2))
+                    count += 1
+        return count
+
+    def enable_vae_slicing(self) -> None:
+        """Decode one frame at a time (AutoencoderKL.enable_slicing)."""
+        self.vae.enable_slicing()
+
     # ------------------------------------------------------------------------------------------ pieces
     @property
     def device(self) -> torch.device:
-        return self.model.unet.device
+        """Where the computation runs (the offload device when CPU offload is on)."""
+        return self.offload_device or self.model.unet.device
 
     def check(self, s: GenerationSettings) -> None:
         """ValueError naming the argument for anything the model cannot do."""
@@ -159,8 +226,9 @@ class HarivoPipeline:
         """(1, M, D) text tokens as `AnimateDiffPipeline.encode_prompt` makes them, and the input ids."""
         ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        embeds = self.text_encoder(ids.to(self.text_encoder.device), attention_mask=None)[0]
-        return embeds.to(self.model.unet.dtype), ids[0]
+        with self._on_device(self.text_encoder):
+            embeds = self.text_encoder(ids.to(self.device), attention_mask=None)[0]
+        return embeds.to(self.device, self.model.unet.dtype), ids[0]
 
     def prepare_latents(self, seed: int, num_frames: int, height: int, width: int) -> torch.Tensor:
         """Initial noise exactly as AnimateDiffPipeline draws it: randn (b, c, f, h, w) from a seeded Generator."""
@@ -169,10 +237,14 @@ class HarivoPipeline:
         return randn_tensor(shape, generator=generator, device=self.device, dtype=self.model.unet.dtype) * self.scheduler.init_noise_sigma
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk_size: int = 16) -> np.ndarray:
+    def decode(self, latents: torch.Tensor, chunk_size: int | None = None) -> np.ndarray:
         """(1, c, f, h, w) latents → (f, H, W, 3) float32 frames in [0, 1], as AnimateDiffPipeline decodes."""
+        chunk_size = chunk_size or self.decode_chunk_size
         frames = latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor  # (f, c, h, w)
-        images = torch.cat([self.vae.decode(frames[i : i + chunk_size]).sample for i in range(0, len(frames), chunk_size)])
+        with self._on_device(self.vae):
+            frames = frames.to(self.device, self.vae.dtype)
+            images = torch.cat([self.vae.decode(frames[i : i + chunk_size]).sample
+                                for i in range(0, len(frames), chunk_size)])
         return (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
     def attention_tokens(self, ids: torch.Tensor, frame_tokens: bool) -> tuple[list[int], list[str], list[str]]:
@@ -191,41 +263,81 @@ class HarivoPipeline:
 
     # ------------------------------------------------------------------------------------------ call
     def __call__(self, settings: GenerationSettings, callback: Callable[[StepInfo], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> HarivoOutput:
-        """Generate one video. `callback(info)` after every step; `cancel()` true stops early (`out.cancelled`)."""
+                 cancel: Callable[[], bool] | None = None, conditions: Sequence = ()) -> HarivoOutput:
+        """Generate one video. `callback(info)` after every step; `cancel()` true stops early (`out.cancelled`).
+        `conditions`: `compat.ControlNetCondition` / `compat.IPAdapterCondition` objects (this call only)."""
         self.check(settings)
+        self.check_conditions(settings, conditions)
         with self._lock:
-            return self._generate(settings, callback, cancel)
+            return self._generate(settings, callback, cancel, tuple(conditions))
+
+    def output_size(self, s: GenerationSettings) -> tuple[int, int]:
+        default = self.model.unet.config.sample_size * self.vae_scale_factor
+        return s.height or default, s.width or default
+
+    def check_conditions(self, s: GenerationSettings, conditions: Sequence) -> None:
+        from .compat import ControlNetCondition, IPAdapterCondition, has_ip_adapter
+
+        height, width = self.output_size(s)
+        for c in conditions:
+            if isinstance(c, ControlNetCondition):
+                c.validate(s.num_frames, height, width)
+            elif not isinstance(c, IPAdapterCondition):
+                raise ValueError(f"conditions: expected ControlNetCondition or IPAdapterCondition, got {type(c).__name__}")
+        n_ip = sum(isinstance(c, IPAdapterCondition) for c in conditions)
+        loaded = has_ip_adapter(self.model.unet)
+        if n_ip > 1 or (n_ip and not loaded) or (loaded and not n_ip):
+            raise ValueError(f"conditions: {'an IP-Adapter is loaded' if loaded else 'no IP-Adapter is loaded'}; "
+                             f"expected {'one' if loaded else 'no'} IPAdapterCondition, got {n_ip}")
 
     @torch.no_grad()
-    def _generate(self, s: GenerationSettings, callback, cancel) -> HarivoOutput:
+    def _generate(self, s: GenerationSettings, callback, cancel, conditions: tuple = ()) -> HarivoOutput:
+        with self._on_device(self.model, *[m for c in conditions for m in c.modules()]):
+            out = self._sample(s, callback, cancel, conditions)
+        out.frames = self.decode(out.latents)  # after the video model left the GPU (offload)
+        return out
+
+    def _sample(self, s: GenerationSettings, callback, cancel, conditions: tuple) -> HarivoOutput:
+        from .compat import IPAdapterCondition, model_eps, unet_kwargs
+
         model, notes = self.model, []
         use_mapping = s.use_mapping and model.mapping_network is not None
         use_tokens = s.use_frame_tokens and model.frame_token_generator is not None and s.use_motion
         if use_tokens and s.num_frames != model.config.num_frames:
             notes.append(f"frame tokens were trained for {model.config.num_frames} frames; resampled to {s.num_frames}")
-        height = s.height or model.unet.config.sample_size * self.vae_scale_factor
-        width = s.width or model.unet.config.sample_size * self.vae_scale_factor
+        height, width = self.output_size(s)
         cond, ids = self.encode_prompt(s.prompt)
         uncond, _ = self.encode_prompt(s.negative_prompt)
         text = torch.cat([uncond, cond])  # CFG batch order: [uncond, cond]
-        latents = self.prepare_latents(s.seed, s.num_frames, height, width)
+        dtype = model.unet.dtype
+        # the sampler's state (x_t, DDIM, MG) is float32 whatever the model's dtype: fp16 norms in MG overflow
+        latents = self.prepare_latents(s.seed, s.num_frames, height, width).float()
+        capture = s.capture_attention
+        if capture and any(isinstance(c, IPAdapterCondition) for c in conditions):
+            capture = False  # the capture processors would replace IP-Adapter's own ones
+            notes.append("attention maps are not recorded with an IP-Adapter (its attention processors are in use)")
         self.scheduler.set_timesteps(s.num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
         steps: list[dict] = []
 
         recorder = None
-        if s.capture_attention:
+        if capture:
             index, labels, kinds = self.attention_tokens(ids, use_tokens)
             recorder = CrossAttentionRecorder(1, s.num_frames, tuple(latents.shape[-2:]), index, labels, kinds, s.keep_attention_per_step)
 
         def denoise(x: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
             if recorder is not None:
                 recorder.begin_step(len(steps), int(t))
-            mapped = model.map_noise(x, use_mapping)
-            steps.append({"timestep": int(t), "cfg_scale": scale, **mapping_change(x, mapped)})
-            eps = model(torch.cat([mapped] * 2), t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=use_tokens)
-            eps_uncond, eps_cond = eps.chunk(2)
+            x_in = x.to(dtype)
+            mapped = model.map_noise(x_in, use_mapping)
+            steps.append({"timestep": int(t), "cfg_scale": scale, **mapping_change(x_in, mapped)})
+            batch = torch.cat([mapped] * 2)
+            extra = unet_kwargs(conditions, batch, t, text, len(steps) - 1, len(timesteps), s.use_motion)
+            if extra:
+                eps = model_eps(model, batch, t, text, use_motion=s.use_motion, use_frame_tokens=use_tokens, unet_kwargs=extra)
+            else:
+                eps = model(batch, t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=use_tokens)
+            eps_uncond, eps_cond = eps.float().chunk(2)
             return eps_uncond + scale * (eps_cond - eps_uncond)
 
         def on_step(info: StepInfo) -> None:
@@ -247,8 +359,7 @@ class HarivoPipeline:
         cancelled = len(steps) < len(timesteps)
         if cancelled:
             notes.append(f"cancelled after {len(steps)} of {len(timesteps)} steps")
-        frames = self.decode(latents)
-        return HarivoOutput(frames, latents, recorder.result() if recorder else None, steps, s.to_dict(), notes, cancelled)
+        return HarivoOutput(None, latents, recorder.result() if recorder else None, steps, s.to_dict(), notes, cancelled)
 
 
 def mapping_change(x: torch.Tensor, mapped: torch.Tensor) -> dict[str, float]:
