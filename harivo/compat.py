@@ -4,7 +4,8 @@ They work without retraining because HARIVO never changes the T2I weights: anyth
 UNet sees the same spatial layers inside the video model. Each add-on touches both branches of the model (the
 motion UNet and the tied T2I UNet of `use_motion=False`), so the "temporal layers off" view stays comparable.
 
-- `load_lora`          LoRA (diffusers or kohya/A1111 format, via peft) into the spatial layers and the text encoder.
+- `load_lora`          LoRA (diffusers format, via peft) into the spatial layers and the text encoder; kohya/A1111
+                       files go through diffusers' converter (`lora_state_dict`), not tested here.
 - `swap_base_model`    another SD1.5-family folder (a DreamBooth model) under the same motion adapter and HARIVO
                        networks.
 - `ControlNetCondition` ControlNet on every frame or on a few frames only (Fig. 7b: start and end frames): the
@@ -20,7 +21,7 @@ arguments for one denoiser call; `HarivoPipeline.__call__(..., conditions=[...])
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -75,9 +76,10 @@ def _require_peft(what: str) -> None:
 
 
 def load_lora(pipe, source, *, weight_name: str | None = None, adapter_name: str = "lora", scale: float = 1.0) -> dict:
-    """Load a LoRA (folder, file, hub id or state dict; diffusers or kohya format) into the frozen T2I parts of
-    `pipe`: the spatial layers of the motion UNet, the tied T2I UNet and the text encoder. Returns how many LoRA
-    layers went where. The LoRA weights are separate peft layers; the T2I weights themselves stay untouched."""
+    """Load a LoRA (folder, file, hub id or state dict; diffusers format, kohya via diffusers' converter) into
+    the frozen T2I parts of `pipe`: the spatial layers of the motion UNet, the tied T2I UNet and the text
+    encoder. Returns how many LoRA layers went where. The LoRA weights are separate peft layers; the T2I
+    weights themselves stay untouched."""
     from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
     from diffusers.utils.peft_utils import set_weights_and_activate_adapters
 
@@ -200,7 +202,6 @@ class ControlNetCondition:
     scale: float = 1.0  # controlnet_conditioning_scale
     start: float = 0.0  # fraction of the steps where it starts acting (diffusers' control_guidance_start)
     end: float = 1.0  # ... and stops (control_guidance_end)
-    _cond: dict = field(default_factory=dict, repr=False)
 
     def validate(self, num_frames: int, height: int, width: int) -> "ControlNetCondition":
         if not (isinstance(self.images, torch.Tensor) and self.images.ndim == 4 and self.images.shape[1] == 3):

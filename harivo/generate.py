@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--vae-slicing", action="store_true", help="decode one frame at a time")
     mem.add_argument("--decode-chunk-size", type=int, default=16, help="frames per VAE decode call")
     add = p.add_argument_group("add-ons on the frozen T2I model (harivo.compat)")
-    add.add_argument("--lora", help="LoRA folder, .safetensors file or hub id (diffusers or kohya format)")
+    add.add_argument("--lora", help="LoRA folder, .safetensors file or hub id (diffusers format)")
     add.add_argument("--lora-weight-name", help="file name inside a LoRA folder / hub repo")
     add.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength")
     add.add_argument("--dreambooth", help="another SD1.5-family folder (DreamBooth): its UNet and text encoder")
