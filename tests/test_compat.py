@@ -309,3 +309,32 @@ def test_cli_animatediff_with_controlnet_lora_and_ip_adapter(tiny, tmp_path):
     assert config["args"]["control_frames"] == "0,3" and config["args"]["lora_scale"] == 0.5
     bad = args[:-2] + ["--control-frames", "0,9", "--out", str(tmp_path / "bad")]
     assert generate_main(bad) == 2
+
+
+def test_cli_harivo_weights_on_another_base_and_errors(tmp_path, capsys):
+    from harivo.tiny import save_tiny_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path)
+    save_sd(tiny_components(seed=1), tmp_path / "dreambooth")
+    common = ["--prompt", PROMPT, "--frames", "4", "--steps", "1", "--no-attention"]
+    assert generate_main(common + ["--harivo-weights", str(checkpoint), "--out", str(tmp_path / "a")]) == 0
+    assert generate_main(common + ["--harivo-weights", str(checkpoint), "--base-model", str(tmp_path / "dreambooth"),
+                                   "--out", str(tmp_path / "b")]) == 0
+    assert generate_main(common + ["--checkpoint", str(checkpoint), "--dreambooth", str(tmp_path / "dreambooth"),
+                                   "--out", str(tmp_path / "c")]) == 0
+    a, b, c = (np.load(tmp_path / d / "frames.npy") for d in "abc")
+    assert np.abs(a - b).max() > 1e-3 and np.abs(a - c).max() > 1e-3  # c: the other UNet + text encoder, old VAE
+    # swapping every part == loading the checkpoint on the other base
+    from harivo.pipeline import HarivoPipeline
+
+    swapped = compat.swap_base_model(HarivoPipeline.from_checkpoint(checkpoint), str(tmp_path / "dreambooth"),
+                                     parts=("unet", "text_encoder", "vae"))
+    direct = HarivoPipeline.from_checkpoint(checkpoint, base_model=str(tmp_path / "dreambooth"))
+    assert np.abs(swapped(full()).frames - direct(full()).frames).max() <= 1e-6
+    assert not (tmp_path / "a" / "attention.npz").exists()
+    capsys.readouterr()
+    assert generate_main(common + ["--motion-adapter", str(checkpoint / "motion_adapter"), "--out", str(tmp_path / "d")]) == 2
+    assert "base_model" in capsys.readouterr().err
+    assert generate_main(common + ["--checkpoint", str(checkpoint), "--controlnet", str(tmp_path), "--out",
+                                   str(tmp_path / "e")]) == 2
+    assert "control_images" in capsys.readouterr().err
