@@ -26,15 +26,28 @@ from diffusers.models.attention_processor import Attention
 
 
 class Recorder(Protocol):
+    """Gets the probabilities of every recorded layer. Optional attributes a recorder may set:
+    `rows` (int): it only needs the last `rows` batch rows (e.g. the conditional half under CFG), so only those are
+    computed; `output_from_probs` (bool): see `RecordingAttnProcessor`."""
+
     def record(self, name: str, probs: torch.Tensor) -> None: ...
 
 
 class RecordingAttnProcessor:
-    """`AttnProcessor2_0` that also hands softmax(QKᵀ/√d) of shape (batch, heads, queries, keys) to a recorder."""
+    """`AttnProcessor2_0` that also hands softmax(QKᵀ/√d) of shape (batch, heads, queries, keys) to a recorder.
+
+    A recorder with `output_from_probs = True` (L_TRS, whose maps keep gradients) gets the layer output as
+    probs @ V from the very probabilities it records: autograd keeps them anyway, and a second attention
+    computation (SDPA) plus its backward would only double the work. Otherwise the output comes from SDPA,
+    bit-identical to the default processor (capture on/off gives the same video).
+    """
 
     def __init__(self, name: str, recorder: Recorder):
         self.name = name
         self.recorder = recorder
+        self.output_from_probs = bool(getattr(recorder, "output_from_probs", False))
+        self.rows = getattr(recorder, "rows", None)  # only the last `rows` batch rows are recorded
+        assert not (self.output_from_probs and self.rows), "the output needs the probabilities of every row"
 
     def __call__(
         self,
@@ -76,12 +89,21 @@ class RecordingAttnProcessor:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
-        # the probabilities SDPA uses internally (default scale 1/√d), recorded beside the output
-        scores = query.float() @ key.float().transpose(-1, -2) / math.sqrt(head_dim)
-        if attention_mask is not None:
-            scores = scores + attention_mask.float()
-        self.recorder.record(self.name, scores.softmax(dim=-1))  # (B, heads, q, k)
-        hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
+        # the probabilities SDPA uses internally (default scale 1/√d, applied to the smaller Q), recorded
+        q, k, mask = query, key, attention_mask
+        if self.rows:  # just the rows the recorder keeps: under CFG the conditional half, half the work
+            q, k = q[-self.rows :], k[-self.rows :]
+            mask = mask[-self.rows :] if mask is not None else None
+        scores = (q.float() / math.sqrt(head_dim)) @ k.float().transpose(-1, -2)
+        if mask is not None:
+            scores = scores + mask.float()
+        probs = scores.softmax(dim=-1)  # (B or rows, heads, q, k)
+        self.recorder.record(self.name, probs)
+        if self.output_from_probs:
+            hidden_states = probs.to(value.dtype) @ value
+        else:
+            hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0,
+                                                           is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
@@ -198,6 +220,7 @@ class CrossAttentionRecorder:
         self.b, self.f = num_videos, num_frames
         self.latent_hw = latent_hw
         self.token_index = torch.as_tensor(token_index, dtype=torch.long)
+        self.rows = num_videos * num_frames  # the processors compute only these (last) rows
         self.record_ = AttentionRecord(tokens=tokens, token_kinds=token_kinds)
         self.keep_per_step = keep_per_step
         self._step_sums: dict[str, list] = {}  # res -> [sum, count] for the current step
@@ -243,13 +266,51 @@ class CrossAttentionRecorder:
 
 
 # ------------------------------------------------------------------------------------------------ L_TRS
+class FrameDifferenceL1(torch.autograd.Function):
+    """Σ_{j≥2} mean|A^(j) − A^(j−1)| of maps (b, f, ...), the mean over everything but the frame axis.
+
+    Equals `(maps[:, 1:] - maps[:, :-1]).abs().mean(dim=(0, 2, ...)).sum()` with its gradient, but the backward
+    writes ∂/∂A^(j) = (sign Δ_j − sign Δ_{j+1}) / n straight into one tensor instead of autograd's chain of
+    full-size temporaries (abs, sign, two zero-filled slice gradients, negation, sum): on the attention maps of
+    L_TRS those temporaries cost more than the attention itself. Nothing but the maps (which softmax keeps for
+    its own backward anyway) is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, maps: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(maps)
+        n = maps[:, 0].numel()  # elements per frame pair: the mean of Eq. 3's |·|
+        return (maps[:, 1:] - maps[:, :-1]).abs_().sum(dtype=torch.promote_types(maps.dtype, torch.float32)) / n
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (maps,) = ctx.saved_tensors
+        step = (maps[:, 1:] - maps[:, :-1]).sign_().mul_(grad / maps[:, 0].numel())  # (b, f-1, ...)
+        out = torch.empty_like(maps)
+        out[:, :1] = -step[:, :1]  # first frame: only the pair (2, 1)
+        out[:, -1:] = step[:, -1:]  # last frame: only the pair (f, f-1)
+        if maps.shape[1] > 2:  # inner frames: pair (j, j−1) pulls one way, pair (j+1, j) the other
+            torch.sub(step[:, :-1], step[:, 1:], out=out[:, 1:-1])
+        return out
+
+
+def frame_difference_l1(maps: torch.Tensor) -> torch.Tensor:
+    """Σ_{j≥2} mean|A^(j) − A^(j−1)| along dim 1 of `maps` (b, f, ...), see `FrameDifferenceL1`."""
+    if maps.shape[1] < 2:
+        return maps.sum() * 0  # no frame pair: zero, still connected to the graph
+    return FrameDifferenceL1.apply(maps)
+
+
 class TRSRecorder:
     """Eq. 3 on the fly: L_TRS = Σ_i λ_i Σ_{j≥2} mean|A_i^(j) − A_i^(j−1)|, λ_i = i/N over the N decoder layers.
 
     |·| is the mean absolute difference of the attention probabilities (over videos, heads, queries, keys),
     so the loss does not grow with resolution; the sums over layers i and frame pairs j are as in Eq. 3.
-    The maps keep their gradients; only the per-layer scalar terms are stored.
+    The maps keep their gradients; only the per-layer scalar terms are stored, and the recording processors
+    compute the layer outputs from these same maps (`output_from_probs`).
     """
+
+    output_from_probs = True
 
     def __init__(self, layer_names: list[str], num_frames: int):
         if not layer_names:
@@ -261,8 +322,7 @@ class TRSRecorder:
     def record(self, name: str, probs: torch.Tensor) -> None:
         bf, heads, q, k = probs.shape
         maps = probs.reshape(bf // self.f, self.f, heads, q, k)  # (b, f, heads, q, k)
-        diff = (maps[:, 1:] - maps[:, :-1]).abs().mean(dim=(0, 2, 3, 4))  # (f-1,) one term per frame pair
-        self.terms[name] = self.terms.get(name, 0) + diff.sum()
+        self.terms[name] = self.terms.get(name, 0) + frame_difference_l1(maps)
 
     def loss(self) -> torch.Tensor:
         if not self.terms:

@@ -121,6 +121,8 @@ def training_step(
     timesteps = torch.randint(0, T, (b,), generator=generator).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
 
+    # 0. mapping network M(x_t) (§3.2), computed once: both branches of Eq. 2 take the same M(x_t), with gradients
+    mapped = model.map_noise(noisy)
     # 1. video branch f_{M,θ,φ}(x_t), recording decoder self-attention (L_TRS) and h-space (L_DC)
     trs = None
     with contextlib.ExitStack() as stack:
@@ -128,7 +130,7 @@ def training_step(
             names = spatial_attention_names(model.unet, "attn1", decoder_only=True)
             trs = stack.enter_context(recording(model.unet, names, TRSRecorder(names, f)))
         hspace = stack.enter_context(capture_hspace(model)) if loss_config.use_dc else []
-        eps_video = model(noisy, timesteps, text_embeds)
+        eps_video = model(mapped, timesteps, text_embeds, use_mapping=False)
 
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=latents.device)
@@ -141,7 +143,7 @@ def training_step(
         total = total + loss_config.trs_weight * terms["trs"]
     # 3. L_reg (Eq. 2): same x_t through the T2I branch, motion modules and frame tokens off, mapping kept
     if loss_config.use_reg:
-        eps_t2i = model(noisy, timesteps, text_embeds, use_motion=False, use_frame_tokens=False)
+        eps_t2i = model(mapped, timesteps, text_embeds, use_motion=False, use_mapping=False, use_frame_tokens=False)
         terms["reg"] = reg_loss(eps_video, eps_t2i, timesteps, T)
         total = total + loss_config.reg_weight * terms["reg"]
     # 4. L_DC (Eq. 4) on h-space of two frames per video

@@ -136,7 +136,9 @@ class HarivoVideoModel(nn.Module):
             return self.frame_token_generator(text_embeds, num_frames)
         return text_embeds.repeat_interleave(num_frames, dim=0)
 
-    def map_noise(self, sample: torch.Tensor, use_mapping: bool) -> torch.Tensor:
+    def map_noise(self, sample: torch.Tensor, use_mapping: bool | None = None) -> torch.Tensor:
+        """M(x_t) (§3.2) on (b, c, f, h, w); `use_mapping` defaults to whether the model has a mapping network."""
+        use_mapping = self.mapping_network is not None if use_mapping is None else use_mapping
         if not use_mapping:
             return sample
         if self.mapping_network is None:
