@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 from harivo.fileio import atomic_dir, atomic_path, load_tensors, read_json, save_tensors, write_json, write_text
+from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_dict, config_to_yaml, load_yaml, where_trained,
+                                write_loss_curves)
 
 STAGES = ("vae", "unet", "all", "none")
 
@@ -168,81 +170,12 @@ def validate(cfg: T2IConfig) -> T2IConfig:
     return cfg
 
 
-def _field_type(f: dataclasses.Field):
-    return type(f.default)
-
-
-def _coerce(name: str, kind, value):
-    """YAML/CLI value -> the field's type; ValueError names the field."""
-    try:
-        if kind is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-            return tuple(int(v) for v in value)
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or (isinstance(value, float)) or not str(value).lstrip("-").isdigit():
-                raise ValueError
-            return int(value)
-        if kind is float:
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: cannot read {value!r} as {kind.__name__}") from None
-
-
-def config_from_dict(d: dict, base: T2IConfig | None = None) -> T2IConfig:
-    cfg = base or T2IConfig()
-    fields = {f.name: f for f in dataclasses.fields(T2IConfig)}
-    updates = {}
-    for k, v in (d or {}).items():
-        key = k.replace("-", "_")
-        if key not in fields:
-            raise ValueError(f"{k}: unknown config key (known: {', '.join(sorted(fields))})")
-        updates[key] = _coerce(key, _field_type(fields[key]), v)
-    return dataclasses.replace(cfg, **updates)
-
-
-def load_yaml(path: str | os.PathLike) -> dict:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config: no such file {str(p)!r}")
-    d = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(d, dict):
-        raise ValueError(f"config: {str(p)!r} must hold a mapping of config keys")
-    return d
-
-
-def config_to_yaml(cfg: T2IConfig) -> str:
-    import yaml
-
-    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-    return yaml.safe_dump(d, sort_keys=False)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harivo.train_t2i", description=__doc__.split("\n")[0])
     p.add_argument("--config", help="YAML file of T2IConfig keys (CLI flags override it)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="total steps of the selected stage(s); overrides vae_steps / unet_steps")
-    for f in dataclasses.fields(T2IConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = _field_type(f)
-        if kind is bool:
-            p.add_argument(flag, nargs="?", const="true", default=None, help=f"bool (default {f.default})")
-        else:
-            p.add_argument(flag, default=None, help=f"{kind.__name__} (default {f.default})")
+    add_config_flags(p, T2IConfig)
     return p
 
 
@@ -250,9 +183,9 @@ def parse_config(argv: list[str] | None = None) -> T2IConfig:
     args = build_parser().parse_args(argv)
     cfg = T2IConfig()
     if args.config:
-        cfg = config_from_dict(load_yaml(args.config), cfg)
+        cfg = config_from_dict(T2IConfig, load_yaml(args.config), cfg)
     cli = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "max_steps")}
-    cfg = config_from_dict(cli, cfg)
+    cfg = config_from_dict(T2IConfig, cli, cfg)
     if args.max_steps is not None:
         if args.max_steps < 0:
             raise ValueError(f"max_steps: must be an integer >= 0 (got {args.max_steps})")
@@ -266,22 +199,11 @@ def parse_config(argv: list[str] | None = None) -> T2IConfig:
 # ------------------------------------------------------------------------------------------------ helpers
 def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up to `peak`, then cosine down to `peak * min_ratio` at `total` (a pure function of step)."""
-    if warmup > 0 and step < warmup:
-        return peak * (step + 1) / warmup
-    if total <= warmup:
-        return peak
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+    return peak * WarmupDecay(warmup, total, min_ratio)(step)
 
 
 def step_generator(seed: int, stage: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + stage * 7_919 + int(step)) % (2**63 - 1))
-
-
-def where_trained() -> str:
-    if torch.cuda.is_available():
-        return f"gpu: {torch.cuda.get_device_name(0)}"
-    return f"cpu, {os.cpu_count()} cores"
 
 
 def to_pixels(images_uint8: np.ndarray) -> torch.Tensor:
@@ -363,35 +285,7 @@ def load_state(folder: Path, modules: dict, optimizer) -> dict:
 
 def write_history(folder: Path, name: str, history: list[dict], title: str) -> None:
     """loss_<name>.csv + loss_<name>.png (raw and smoothed curves)."""
-    if not history:
-        return
-    keys = list(history[0].keys())
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(history)
-    write_text(folder / f"loss_{name}.csv", buf.getvalue())
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([r["step"] for r in history])
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for key in [k for k in keys if k.startswith("loss")]:
-        y = np.array([r[key] for r in history], dtype=float)
-        ax.plot(steps, y, alpha=0.3, lw=0.8)
-        k = max(1, len(y) // 30)
-        ys = np.convolve(y, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], ys, lw=1.5, label=f"{key} (smoothed)")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(folder / f"loss_{name}.png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    write_loss_curves(folder, history, title, stem=f"loss_{name}")
 
 
 def save_grid(path: Path, images: list[np.ndarray], titles: list[str] | None = None, cols: int = 8) -> None:
