@@ -81,10 +81,14 @@ class LossConfig:
     dc_weight: float = 0.1  # λ_DC, §4 configuration
     dc_temperature: float = 0.1  # τ in Eq. 4
     dc_queue_size: int = 256  # negatives kept from earlier positive pairs (ours; the paper gives no size)
+    # 0 = L_TRS keeps every decoder self-attention map until backward (fastest on small models); N = memory-efficient
+    # L_TRS (attention.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
+    trs_chunk_size: int = 0
 
     def validate(self) -> "LossConfig":
         for name in ("trs_weight", "reg_weight", "dc_weight"):
             _check_range(name, getattr(self, name), 0.0)
         _check_range("dc_temperature", self.dc_temperature, 1e-6)
         _check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
+        _check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
         return self

@@ -2,7 +2,8 @@
 
 - `simple_loss`  Eq. 1 on the video branch only (§3.6: no L_simple on the T2I branch).
 - `reg_loss`     Eq. 2, λ_t = 1 − t/T, video branch vs T2I branch (motion modules off, no frame tokens, mapping on).
-- L_TRS          Eq. 3, recorded by `attention.TRSRecorder` on the decoder's spatial self-attention.
+- L_TRS          Eq. 3, recorded by `attention.TRSRecorder` on the decoder's spatial self-attention
+                 (`LossConfig.trs_chunk_size > 0`: without keeping the maps, `attention.TRSAttentionFunction`).
 - `dc_loss`      Eq. 4, decoupled contrastive loss on h-space (UNet mid-block output) through the projection
                  head g, τ = 0.1, negatives = a queue of earlier positives (`NegativeQueue`).
 `training_step` runs one step's forward passes and returns the total and each term for logging.
@@ -128,7 +129,8 @@ def training_step(
     with contextlib.ExitStack() as stack:
         if loss_config.use_trs:
             names = spatial_attention_names(model.unet, "attn1", decoder_only=True)
-            trs = stack.enter_context(recording(model.unet, names, TRSRecorder(names, f)))
+            recorder = TRSRecorder(names, f, chunk_size=loss_config.trs_chunk_size)
+            trs = stack.enter_context(recording(model.unet, names, recorder))
         hspace = stack.enter_context(capture_hspace(model)) if loss_config.use_dc else []
         eps_video = model(mapped, timesteps, text_embeds, use_mapping=False)
 

@@ -108,6 +108,7 @@ class TrainConfig:
     dc_weight: float = 0.1  # λ_DC (§4)
     dc_temperature: float = 0.1  # τ in Eq. 4
     dc_queue_size: int = 256  # negatives kept from earlier positive pairs
+    trs_chunk_size: int = 0  # 0 = L_TRS keeps the attention maps (fastest, small models); N = memory-efficient, N queries at a time
     # --- bookkeeping -----------------------------------------------------------------------------------
     log_every: int = 10  # one loss row (mean over the window) every N steps
     checkpoint_every: int = 100  # training state + exported checkpoint every N steps (atomic)
@@ -410,7 +411,7 @@ def variant_configs(cfg: TrainConfig, max_text_len: int) -> tuple[HarivoConfig, 
     losses = LossConfig(
         use_simple=True, use_trs=v["use_trs"], use_reg=v["use_reg"], use_dc=v["use_dc"], trs_weight=cfg.trs_weight,
         reg_weight=cfg.reg_weight, dc_weight=cfg.dc_weight, dc_temperature=cfg.dc_temperature,
-        dc_queue_size=cfg.dc_queue_size,
+        dc_queue_size=cfg.dc_queue_size, trs_chunk_size=cfg.trs_chunk_size,
     ).validate()
     return harivo, losses
 
