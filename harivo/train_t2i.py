@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from harivo.fileio import atomic_dir, atomic_path, load_tensors, read_json, save_tensors, write_json, write_text
-from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_dict, config_to_yaml, load_yaml, where_trained,
-                                write_loss_curves)
+from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_dict, config_to_yaml, load_yaml,
+                                optimizer_state_from_flat, optimizer_state_to_flat, where_trained, write_loss_curves)
 
 STAGES = ("vae", "unet", "all", "none")
 
@@ -249,13 +249,8 @@ def save_state(folder: Path, step: int, modules: dict, optimizer, meta: dict) ->
         for k, v in m.state_dict().items():
             tensors[f"model/{name}/{k}"] = v.clone()
     osd = optimizer.state_dict()
-    scalars: dict = {}
-    for pid, st in osd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"optim/{pid}/{k}"] = v.clone()
-            else:
-                scalars[f"{pid}/{k}"] = v
+    optim_tensors, scalars = optimizer_state_to_flat(osd)
+    tensors.update(optim_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     meta = dict(meta, step=int(step), param_groups=osd["param_groups"], optim_scalars=scalars)
     with atomic_dir(folder) as tmp:
@@ -270,15 +265,7 @@ def load_state(folder: Path, modules: dict, optimizer) -> dict:
         prefix = f"model/{name}/"
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         m.load_state_dict(sd, strict=True)
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("optim/"):
-            _, pid, key = k.split("/", 2)
-            state.setdefault(int(pid), {})[key] = v
-    for k, v in meta.get("optim_scalars", {}).items():
-        pid, key = k.split("/", 1)
-        state.setdefault(int(pid), {})[key] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict(optimizer_state_from_flat(tensors, meta))
     torch.set_rng_state(tensors["rng/torch"])
     return meta
 

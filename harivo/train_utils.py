@@ -172,6 +172,32 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 
 # -------------------------------------------------------------------------------------- training state
+def optimizer_state_to_flat(osd: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer state dict's per-parameter state as `optim/<pid>/<key>` tensors + `<pid>/<key>` scalars."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim/{pid}/{k}"] = v.detach().clone()
+            else:
+                scalars[f"{pid}/{k}"] = v
+    return tensors, scalars
+
+
+def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """Inverse of `optimizer_state_to_flat` (scalars in meta["optim_scalars"], groups in meta["param_groups"])."""
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim/"):
+            _, pid, key = k.split("/", 2)
+            state.setdefault(int(pid), {})[key] = v
+    for k, v in meta.get("optim_scalars", {}).items():
+        pid, key = k.split("/", 1)
+        state.setdefault(int(pid), {})[key] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
 def save_training_state(
     folder: str | os.PathLike,
     params: dict[str, torch.Tensor],
@@ -183,13 +209,8 @@ def save_training_state(
     """Write everything a resumed run needs into `folder`, atomically (old state kept until the new is in)."""
     tensors = {f"params/{k}": v.detach().clone() for k, v in params.items()}
     osd = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for pid, st in osd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"optim/{pid}/{k}"] = v.detach().clone()
-            else:
-                scalars[f"{pid}/{k}"] = v
+    optim_tensors, scalars = optimizer_state_to_flat(osd)
+    tensors.update(optim_tensors)
     tensors.update({f"extra/{k}": v.detach().clone() for k, v in (extra_tensors or {}).items()})
     rng_tensors, rng_meta = rng_state()
     tensors.update(rng_tensors)
@@ -227,15 +248,7 @@ def load_training_state(
                 raise ValueError(f"resume: {name} has shape {tuple(saved[name].shape)} in the state, "
                                  f"{tuple(p.shape)} in the model")
             p.copy_(saved[name])
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim/"):
-            _, pid, key = k.split("/", 2)
-            state.setdefault(int(pid), {})[key] = v
-    for k, v in meta.get("optim_scalars", {}).items():
-        pid, key = k.split("/", 1)
-        state.setdefault(int(pid), {})[key] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict(optimizer_state_from_flat(tensors, meta))
     if lr_scheduler is not None and meta.get("lr_scheduler") is not None:
         lr_scheduler.load_state_dict({**lr_scheduler.state_dict(), **meta["lr_scheduler"]})
     set_rng_state(tensors, meta["rng"])

@@ -8,6 +8,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditi
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from harivo.attention import spatial_attention_names
+from harivo.bench import ANIMATEDIFF_V2, SD15_UNET, SD15_VAE
+from harivo.bench import SD15_TEXT as _SD15_TEXT
 from harivo.config import HarivoConfig
 from harivo.model import HarivoVideoModel
 from harivo.pipeline import GenerationSettings, HarivoPipeline
@@ -16,25 +18,8 @@ from harivo.tiny import scheduler_config, word_tokenizer
 
 pytestmark = pytest.mark.slow
 
-SD15_UNET = dict(  # runwayml/stable-diffusion-v1-5 unet/config.json
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
-)
-SD15_VAE = dict(  # vae/config.json
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
-    scaling_factor=0.18215,
-)
-SD15_TEXT = dict(  # text_encoder/config.json (CLIP ViT-L/14 text tower)
-    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-)
-ANIMATEDIFF_V2 = dict(  # guoyww/animatediff-motion-adapter-v1-5-2
-    block_out_channels=(320, 640, 1280, 1280), motion_layers_per_block=2, motion_num_attention_heads=8,
-    motion_max_seq_length=32, use_motion_mid_block=True,
-)
+# the real configs, shared with the benchmark's SD1.5-sized section; the tests use the tiny word tokenizer's vocab
+SD15_TEXT = {k: v for k, v in _SD15_TEXT.items() if k != "vocab_size"}
 
 
 @pytest.fixture(scope="module")
