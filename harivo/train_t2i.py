@@ -58,6 +58,9 @@ class T2IConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate); fp32 is fastest on CPU
     gradient_checkpointing: bool = False  # trade compute for memory (only useful for big models / GPUs)
     num_threads: int = 0  # torch CPU threads; 0 = torch default
+    init_from: str = ""  # StableDiffusionPipeline folder to warm-start the unet stage from when run_dir holds no
+    #   state (e.g. checkpoints/shapes-sd on a fresh machine): its VAE if run_dir/vae is missing, its UNet and text
+    #   encoder weights (raw and EMA); fresh optimizer and lr schedule. Ignored when --resume finds a state
     eval: bool = False  # after training, sample eval prompts from output_dir and score them with the checker
     image_size: int = 64  # shapes-world frame size (64 -> 16x16 latents)
     # --- VAE ---------------------------------------------------------------------------------------------
@@ -565,6 +568,17 @@ def sample_prompts(n: int, seed: int) -> tuple[list[str], list[bool]]:
     return [s.caption for s in pick_t + pick_h], [False] * len(pick_t) + [True] * len(pick_h)
 
 
+def warm_start(folder: Path, parts: dict[str, tuple[torch.nn.Module, ...]]) -> None:
+    """Load `folder/<part>/*.safetensors` (strict) into every module of each part."""
+    for part, modules in parts.items():
+        files = sorted((folder / part).glob("*.safetensors"))
+        if len(files) != 1:
+            raise ValueError(f"init_from: expected one .safetensors file in {str(folder / part)!r}, found {len(files)}")
+        weights = load_tensors(files[0], what=f"init_from {part}")
+        for m in modules:
+            m.load_state_dict(weights, strict=True)
+
+
 def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
     from diffusers import AutoencoderKL, DDPMScheduler
     from tqdm.auto import tqdm
@@ -572,12 +586,20 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
     from harivo.t2i_models import EMA, check_motion_compatible, make_text_encoder, make_unet, min_snr_weights, n_params
 
     run = Path(cfg.run_dir)
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if init is not None and not (init / "unet" / "config.json").is_file():
+        raise ValueError(f"init_from: expected a StableDiffusionPipeline folder with unet/, got {cfg.init_from!r}")
     vae_dir = run / "vae"
+    if not (vae_dir / "config.json").is_file() and init is not None:
+        vae_dir = init / "vae"
     if not (vae_dir / "config.json").is_file():
         raise ValueError(f"stage: the unet stage needs a trained VAE in {str(vae_dir)!r}; run --stage vae first")
     device = acc.device
-    vae = AutoencoderKL.from_pretrained(vae_dir).to(device).eval().requires_grad_(False)
-    vae_info = read_json(vae_dir / "vae_metrics.json")
+    vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True).to(device).eval().requires_grad_(False)
+    if (vae_dir / "vae_metrics.json").is_file():
+        vae_info = read_json(vae_dir / "vae_metrics.json")
+    else:  # an exported pipeline keeps the VAE's record in training.json
+        vae_info = read_json(init / "training.json").get("vae", {})
     sf = float(vae.config.scaling_factor)
     tokenizer = _tokenizer(cfg)
     latents, captions, caption_index = latent_cache(cfg, vae, device)
@@ -604,6 +626,9 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
                                       "ema_text_encoder": ema_t.module}, opt)
         step, history, minutes_before = meta["step"], meta["history"], meta["minutes"]
         acc.print(f"[unet] resumed at step {step}")
+    elif init is not None:
+        warm_start(init, {"unet": (unet, ema_u.module), "text_encoder": (te, ema_t.module)})
+        acc.print(f"[unet] warm start from {init} (fresh optimizer)")
     unet, te, opt = acc.prepare(unet, te, opt)
     ema_u.module.to(device)
     ema_t.module.to(device)

@@ -177,3 +177,19 @@ def test_object_weights_by_hand():
     raw[0, 0, 0, :2] = 8.0  # mean (14 + 16) / 16 = 1.875
     torch.testing.assert_close(w, raw / 1.875)
     assert torch.equal(T.object_weights([spec], x, 1.0), torch.ones(1, 1, 4, 4))
+
+
+def test_init_from_warm_starts_from_an_exported_pipeline(trained, tmp_path):
+    """A fresh run_dir (state lost) warm-starts the unet stage from an exported folder: VAE, UNet and text
+    encoder come from it, so with 0 steps the new export holds exactly the same weights."""
+    from safetensors.torch import load_file
+
+    src = trained[0] / "out"
+    T.main(TINY + ["--run-dir", str(tmp_path / "fresh"), "--output-dir", str(tmp_path / "again"), "--stage", "unet",
+                   "--unet-steps", "0", "--init-from", str(src)])
+    for part, name in (("unet", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors"),
+                       ("vae", "diffusion_pytorch_model.safetensors")):
+        a, b = load_file(str(src / part / name)), load_file(str(tmp_path / "again" / part / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    with pytest.raises(ValueError, match="init_from"):
+        T.main(TINY + ["--run-dir", str(tmp_path / "x"), "--stage", "unet", "--init-from", str(tmp_path)])
