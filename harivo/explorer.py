@@ -77,6 +77,17 @@ def is_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "harivo.safetensors").is_file() and (path / "motion_adapter").is_dir()
 
 
+def training_note(path: Path) -> str:
+    """' (unfinished: 400/1500 training steps)' for a checkpoint exported before its run ended, else ''."""
+    try:
+        info = json.loads((path / "training.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if info.get("finished", True):
+        return ""
+    return f" (unfinished: {info.get('steps', '?')}/{info.get('max_steps', '?')} training steps)"
+
+
 class ModelRegistry:
     """The models the app offers, each loaded once (one `HarivoPipeline` per checkpoint, thread-safe).
 
@@ -100,7 +111,7 @@ class ModelRegistry:
         for v in ("full", "mapping", "trs-dc", "baseline"):
             path = self.checkpoints / f"harivo-shapes-{v}"
             if is_checkpoint(path):
-                entries.append(ModelEntry(v, VARIANT_LABELS[v], path, True))
+                entries.append(ModelEntry(v, VARIANT_LABELS[v] + training_note(path), path, True))
         if self.checkpoints.is_dir():
             for path in sorted(p for p in self.checkpoints.iterdir() if p.is_dir()):
                 if not path.name.startswith("harivo-shapes-") and is_checkpoint(path):

@@ -160,3 +160,13 @@ def test_cancel_stops_sampling_after_the_current_step(registry):
 def test_unknown_words_are_listed_with_the_known_ones(registry):
     _, _, warnings = ex.check_request(registry, ex.RunRequest(prompt="a red unicorn is moving up", **SMALL))
     assert len(warnings) == 1 and "unicorn" in warnings[0] and "circle" in warnings[0]
+
+
+def test_unfinished_checkpoints_say_so(tmp_path):
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    (folder / "training.json").write_text(json.dumps({"finished": False, "steps": 400, "max_steps": 1500}))
+    assert ex.training_note(folder) == " (unfinished: 400/1500 training steps)"
+    (folder / "training.json").write_text(json.dumps({"finished": True, "steps": 1500, "max_steps": 1500}))
+    assert ex.training_note(folder) == ""
+    assert ex.training_note(tmp_path / "missing") == ""
