@@ -1,3 +1,6 @@
+import contextlib
+import socket
+
 import pytest
 import torch
 
@@ -26,3 +29,19 @@ def build_model(tiny, **overrides) -> HarivoVideoModel:
 
 def build_pipeline(tiny, **overrides) -> HarivoPipeline:
     return HarivoPipeline(tiny.vae, tiny.text_encoder, tiny.tokenizer, build_model(tiny, **overrides).eval(), tiny.scheduler)
+
+
+@contextlib.contextmanager
+def served_app(registry, defaults):
+    """The app over `registry` on a free localhost port (as `python app.py` serves it); yields its URL."""
+    import app
+
+    demo = app.build_demo(registry, defaults=defaults)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=app.THEME)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

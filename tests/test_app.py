@@ -2,7 +2,6 @@
 /generate endpoint, per-user isolation under concurrency, determinism, errors, bundles, cancel."""
 
 import json
-import socket
 import threading
 import zipfile
 
@@ -13,17 +12,11 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-import app  # noqa: E402
+from conftest import served_app  # noqa: E402
 from harivo import explorer as ex  # noqa: E402
 
 PROMPT = "a red circle is moving up on a gray background"
 SMALL = dict(num_frames=4, num_inference_steps=2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +27,8 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(registry):
-    demo = app.build_demo(registry, defaults=ex.RunRequest(prompt=PROMPT, **SMALL))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_app(registry, ex.RunRequest(prompt=PROMPT, **SMALL)) as address:
+        yield address
 
 
 def generate(client: Client, **kwargs):

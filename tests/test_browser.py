@@ -9,7 +9,6 @@ $HARIVO_SCREENSHOTS is set, there too. Skipped when chromium or playwright is mi
 import io
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ if not os.access(CHROMIUM, os.X_OK):
                 "browser test; .ci/run does", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
-import app  # noqa: E402
+from conftest import served_app  # noqa: E402
 from harivo import explorer as ex  # noqa: E402
 
 PROMPT = "a blue square is moving down on a white background"
@@ -34,22 +33,12 @@ PICTURES = ("strip", "overlay", "grid")  # on screen after a run; the slice stac
 TIMEOUT_MS = 60_000  # a generous bound for one tiny run on a busy 2-core machine (it takes ~1 s)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     registry = ex.ModelRegistry(root / "no-checkpoints", cache_dir=root / "cache", tiny_frames=4)
-    demo = app.build_demo(registry, defaults=ex.RunRequest(prompt="a red circle is moving up on a gray background",
-                                                           **SMALL))
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=app.THEME)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_app(registry, ex.RunRequest(prompt="a red circle is moving up on a gray background", **SMALL)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
