@@ -44,8 +44,8 @@ from .config import HarivoConfig, LossConfig, _check_range
 from .fileio import atomic_dir, load_tensors, read_json, save_tensors, write_json, write_text
 from .losses import NegativeQueue, training_step
 from .model import HarivoVideoModel, load_unet2d
-from .train_utils import (WarmupDecay, add_config_flags, config_from_dict, config_to_yaml, has_training_state,
-                          load_training_state, load_yaml, save_training_state, step_generator, where_trained,
+from .train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml, has_training_state,
+                          load_training_state, save_training_state, step_generator, where_trained,
                           write_loss_curves)
 
 # Table 1 rows: which networks exist and which terms of Eq. 5 are on.
@@ -177,12 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Defaults < YAML (--config) < CLI flags; returns the validated, resolved config."""
-    args = build_parser().parse_args(argv)
-    cfg = TrainConfig()
-    if args.config:
-        cfg = config_from_dict(TrainConfig, load_yaml(args.config), cfg)
-    cli = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
-    return validate(config_from_dict(TrainConfig, cli, cfg)).resolved()
+    return validate(config_from_args(TrainConfig, build_parser().parse_args(argv))).resolved()
 
 
 # ------------------------------------------------------------------------------------ base model + data

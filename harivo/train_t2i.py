@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from harivo.fileio import atomic_dir, atomic_path, load_tensors, read_json, save_tensors, write_json, write_text
-from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_dict, config_to_yaml, load_yaml,
+from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml,
                                 optimizer_state_from_flat, optimizer_state_to_flat, where_trained, write_loss_curves)
 
 STAGES = ("vae", "unet", "all", "none")
@@ -184,11 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: list[str] | None = None) -> T2IConfig:
     args = build_parser().parse_args(argv)
-    cfg = T2IConfig()
-    if args.config:
-        cfg = config_from_dict(T2IConfig, load_yaml(args.config), cfg)
-    cli = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "max_steps")}
-    cfg = config_from_dict(T2IConfig, cli, cfg)
+    cfg = config_from_args(T2IConfig, args, skip=("max_steps",))
     if args.max_steps is not None:
         if args.max_steps < 0:
             raise ValueError(f"max_steps: must be an integer >= 0 (got {args.max_steps})")

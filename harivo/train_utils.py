@@ -110,6 +110,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
             parser.add_argument(flag, default=None, help=f"{kind.__name__} (default {f.default!r})")
 
 
+def config_from_args(cls: type, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Any:
+    """Defaults < YAML (`args.config`) < CLI flags given (not None), ignoring `config` and the `skip` flags."""
+    cfg = cls()
+    if getattr(args, "config", None):
+        cfg = config_from_dict(cls, load_yaml(args.config), cfg)
+    cli = {k: v for k, v in vars(args).items() if v is not None and k != "config" and k not in skip}
+    return config_from_dict(cls, cli, cfg)
+
+
 # ----------------------------------------------------------------------------------------- schedules, RNG
 @dataclasses.dataclass
 class WarmupDecay:
