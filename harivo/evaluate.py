@@ -36,6 +36,8 @@ upward; the re-centred interval keeps the bootstrap's spread without that bias.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
 import time
@@ -46,6 +48,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from scipy import linalg
+import torch
 from tqdm.auto import tqdm
 
 from . import fileio
@@ -97,11 +100,14 @@ class EvalConfig:
     alphas: tuple[float, ...] = (0.0, 20.0, 40.0, 80.0, 150.0, 300.0)  # MG sweep on full (Fig. 6c: 40 vs 150)
     constant_cfg: float = 7.5  # the constant scale the App. D schedule is compared with
     sweep: bool = True  # run the α sweep and the CFG comparison (needs the full checkpoint)
+    sweep_seeds: int = 0  # noise seeds per prompt in the α sweep and CFG comparison; 0 = `seeds`
     reference_seeds: int = 8  # generator videos per prompt in the FVD reference set
     bootstrap: int = 200  # FVD bootstrap resamples
     confidence: float = 0.95  # FVD interval coverage
     prompt_seed: int = 0  # picks the seen prompts and the held-out prompts' backgrounds
     quick: bool = False  # set by --quick (recorded in the report)
+    cache_dir: str = "runs/eval-cache"  # finished runs (videos' scores + features), keyed by weights and settings;
+    #   a later evaluation with other rows reuses them. "" = no cache
     thresholds: Thresholds = DEFAULT_THRESHOLDS  # the checker's decision thresholds
 
     def validate(self) -> "EvalConfig":
@@ -112,6 +118,7 @@ class EvalConfig:
         _check_range("seen_prompts", self.seen_prompts, 0, 1000, integer=True)
         _check_range("held_out_prompts", self.held_out_prompts, 0, len(HELD_OUT), integer=True)
         _check_range("seeds", self.seeds, 1, 10_000, integer=True)
+        _check_range("sweep_seeds", self.sweep_seeds, 0, 10_000, integer=True)
         if (self.seen_prompts + self.held_out_prompts) * self.seeds < 2:
             raise ValueError("seeds: expected at least 2 videos per variant (prompts × seeds) for a covariance")
         _check_range("steps", self.steps, 1, 1000, integer=True)
@@ -278,11 +285,12 @@ class RunSpec:
     checkpoint: str  # baseline | trs-dc | mapping | full
     mg_alpha: float  # §3.7 MG strength; 0 turns MG off
     cfg: CFGSchedule  # App. D schedule or a constant
+    seeds: int  # noise seeds 0..seeds-1 per prompt
 
 
-def run_videos(pipe: HarivoPipeline, run: RunSpec, specs: list[ShapeSpec], seeds: list[int], cfg: EvalConfig,
-               desc: str) -> dict:
+def run_videos(pipe: HarivoPipeline, run: RunSpec, specs: list[ShapeSpec], cfg: EvalConfig, desc: str) -> dict:
     """Generate and judge prompts × seeds; per-video records, the feature matrix, timing, one example video."""
+    seeds = list(range(run.seeds))
     records, feats, example, example_index = [], [], None, _example_index(specs)
     start = time.perf_counter()
     with tqdm(total=len(specs) * len(seeds), desc=desc, unit="video") as bar:
@@ -300,6 +308,46 @@ def run_videos(pipe: HarivoPipeline, run: RunSpec, specs: list[ShapeSpec], seeds
                 bar.update(1)
     seconds = time.perf_counter() - start
     return {"records": records, "features": np.array(feats), "seconds": seconds, "example": example}
+
+
+def weights_fingerprint(pipe: HarivoPipeline) -> str:
+    """sha256 of every weight the videos depend on (video model, VAE, text encoder), in name order."""
+    h = hashlib.sha256()
+    for prefix, module in (("model", pipe.model), ("vae", pipe.vae), ("text", pipe.text_encoder)):
+        for name, t in sorted(module.state_dict().items()):
+            h.update(f"{prefix}.{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_cache_key(fingerprint: str, run: RunSpec, specs: list[ShapeSpec], cfg: EvalConfig) -> str:
+    """What a run's results depend on: weights, sampling settings, prompts, seeds and checker thresholds."""
+    what = {"format": 1, "weights": fingerprint, "mg_alpha": run.mg_alpha, "cfg": asdict(run.cfg),
+            "seeds": run.seeds, "steps": cfg.steps, "frames": cfg.num_frames, "prompts": [s.caption for s in specs],
+            "thresholds": asdict(cfg.thresholds), "features": list(FEATURE_NAMES)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def load_cached_run(cache_dir: str | Path, key: str) -> dict | None:
+    """A finished run saved by `save_cached_run`, or None (absent or unreadable: it is simply redone)."""
+    folder = Path(cache_dir) / key
+    try:
+        meta = fileio.read_json(folder / "run.json")
+        arrays = fileio.load_tensors(folder / "arrays.safetensors")
+    except (ValueError, OSError):
+        return None
+    example = arrays["example"].numpy() if "example" in arrays else None
+    return {"records": meta["records"], "features": arrays["features"].numpy().astype(np.float64),
+            "seconds": meta["seconds"], "example": example, "cached": True}
+
+
+def save_cached_run(cache_dir: str | Path, key: str, run: dict) -> None:
+    folder = Path(cache_dir) / key
+    arrays = {"features": torch.from_numpy(np.ascontiguousarray(run["features"], dtype=np.float64))}
+    if run["example"] is not None:
+        arrays["example"] = torch.from_numpy(np.ascontiguousarray(run["example"]))
+    fileio.save_tensors(folder / "arrays.safetensors", arrays)  # arrays first: run.json marks the run complete
+    fileio.write_json(folder / "run.json", {"records": run["records"], "seconds": run["seconds"]})
 
 
 def find_checkpoints(checkpoints: str | Path, variants) -> tuple[dict[str, Path], dict[str, str]]:
@@ -331,25 +379,37 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
                          f"{cfg.checkpoints!r} (train them with `python -m harivo.train --variant V`)")
     specs = eval_prompts(cfg.seen_prompts, cfg.held_out_prompts, cfg.prompt_seed)
     seeds = list(range(cfg.seeds))
+    sweep_seeds = cfg.sweep_seeds or cfg.seeds
     started = time.perf_counter()
-    pipes: dict[str, HarivoPipeline] = {}
+    pipes: dict[str, tuple[HarivoPipeline, str]] = {}
     runs: dict[RunSpec, dict] = {}
 
     def get(run: RunSpec, desc: str) -> dict:
         if run not in runs:
             if run.checkpoint not in pipes:
-                pipes[run.checkpoint] = HarivoPipeline.from_variant(run.checkpoint, cfg.checkpoints)
-            runs[run] = run_videos(pipes[run.checkpoint], run, specs, seeds, cfg, desc)
+                pipe = HarivoPipeline.from_variant(run.checkpoint, cfg.checkpoints)
+                pipes[run.checkpoint] = pipe, (weights_fingerprint(pipe) if cfg.cache_dir else "")
+            pipe, fingerprint = pipes[run.checkpoint]
+            key = run_cache_key(fingerprint, run, specs, cfg)
+            runs[run] = load_cached_run(cfg.cache_dir, key) if cfg.cache_dir else None
+            if runs[run] is None:
+                runs[run] = run_videos(pipe, run, specs, cfg, desc)
+                if cfg.cache_dir:
+                    save_cached_run(cfg.cache_dir, key, runs[run])
+            else:
+                print(f"{desc}: {len(runs[run]['records'])} videos from the cache ({cfg.cache_dir}/{key})",
+                      file=sys.stderr)
         return runs[run]
 
-    rows = {v: RunSpec("full" if v == "full+mg" else v, cfg.mg_alpha if v == "full+mg" else 0.0, cfg.cfg)
+    rows = {v: RunSpec("full" if v == "full+mg" else v, cfg.mg_alpha if v == "full+mg" else 0.0, cfg.cfg, cfg.seeds)
             for v in cfg.variants if v in found}
     for v, run in rows.items():
         get(run, v)
     sweep_on = cfg.sweep and {"full", "full+mg"} & set(found)
-    sweep = {a: RunSpec("full", a, cfg.cfg) for a in cfg.alphas} if sweep_on else {}
-    cfg_runs = {"schedule": RunSpec("full", cfg.mg_alpha, cfg.cfg),
-                "constant": RunSpec("full", cfg.mg_alpha, CFGSchedule.constant(cfg.constant_cfg))} if sweep_on else {}
+    sweep = {a: RunSpec("full", a, cfg.cfg, sweep_seeds) for a in cfg.alphas} if sweep_on else {}
+    cfg_runs = {"schedule": RunSpec("full", cfg.mg_alpha, cfg.cfg, sweep_seeds),
+                "constant": RunSpec("full", cfg.mg_alpha, CFGSchedule.constant(cfg.constant_cfg), sweep_seeds)
+                } if sweep_on else {}
     for run in (*sweep.values(), *cfg_runs.values()):
         get(run, f"full α={run.mg_alpha:g} CFG {run.cfg.high:g}→{run.cfg.low:g}")
 
@@ -369,7 +429,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     if cfg_schedule:
         cfg_schedule.update(variant="full", mg_alpha=cfg.mg_alpha)
     total = time.perf_counter() - started
-    n_videos = len(runs) * len(specs) * len(seeds)
+    n_videos = sum(len(r["records"]) for r in runs.values())
     results = {
         "variants": variants,
         "skipped_variants": skipped,
@@ -382,8 +442,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "seeds": seeds,
         "fvd_features": list(FEATURE_NAMES),
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "thresholds"}, "num_frames": int(frames),
-                     "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds)},
+                     "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds),
+                     "videos_per_sweep_row": len(specs) * sweep_seeds},
         "timing": {"total_s": total, "videos_generated": n_videos,
+                   "videos_from_cache": sum(len(r["records"]) for r in runs.values() if r.get("cached")),
                    "per_video_s": sum(r["seconds"] for r in runs.values()) / max(n_videos, 1),
                    "per_run_s": {_run_name(r): runs[r]["seconds"] for r in runs}},
     }
@@ -492,7 +554,9 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
         f"({n_seen} seen, {len(results['prompts']) - n_seen} held-out) × {len(results['seeds'])} seeds = "
         f"{s['videos_per_row']} videos per row, {s['num_frames']} frames at {S}×{S} px, DDIM {s['steps']} steps, "
         f"CFG {s['cfg']['high']:g} → {s['cfg']['low']:g} at {s['cfg']['switch']:g}T (App. D). "
-        f"Total time {results['timing']['total_s']:.0f} s ({results['timing']['per_video_s']:.2f} s per video).",
+        f"Total time {results['timing']['total_s']:.0f} s ({results['timing']['per_video_s']:.2f} s per video"
+        + (f"; {results['timing']['videos_from_cache']} videos from earlier runs in the cache"
+           if results['timing'].get('videos_from_cache') else "") + ").",
     ]
     if results["skipped_variants"]:
         lines += ["", "Skipped: " + "; ".join(f"`{k}` ({w})" for k, w in results["skipped_variants"].items())]
@@ -520,7 +584,11 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
               "of `harivo/evaluate.py`): " + ", ".join(f"`{n}`" for n in results["fvd_features"]) + ".",
               "", f"![FVD]({plots['fvd']})"]
     if results["alpha_sweep"]:
+        n_sweep = s.get("videos_per_sweep_row", s["videos_per_row"])
+        note = "" if n_sweep == s["videos_per_row"] else (
+            f" ({n_sweep} videos per α: fewer than the table's rows, so its FVDs compare with each other only)")
         lines += ["", "## Sensitivity: MG α on `full` (Fig. 6c)", "",
+                  f"{n_sweep} videos per α{note}.", "",
                   "| α | content | action | smooth | non-weird | AVG | FVD ↓ |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {_score_cells(r)} | {fmt_fvd(r['fvd'])} |" for r in results["alpha_sweep"]]
         lines += ["", f"![MG α sweep]({plots['alpha_sweep']})"]
@@ -586,6 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="MG α of the full+mg row (default 40)")
     p.add_argument("--alphas", help="comma-separated MG α sweep (default 0,20,40,80,150,300)")
     p.add_argument("--no-sweep", action="store_true", help="skip the α sweep and the CFG comparison")
+    p.add_argument("--sweep-seeds", type=int, help="noise seeds per prompt in the α sweep and CFG comparison "
+                                                   "(default: --seeds)")
+    p.add_argument("--cache-dir", default="runs/eval-cache",
+                   help="reuse finished runs (same weights, settings, prompts, seeds) from here; '' = off")
     p.add_argument("--reference-seeds", type=int, help="generator videos per prompt in the FVD reference (default 8)")
     p.add_argument("--bootstrap", type=int, help="FVD bootstrap resamples (default 200)")
     return p
@@ -601,10 +673,10 @@ def _float_list(name: str, text: str) -> tuple[float, ...]:
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     over = {"seen_prompts": args.seen_prompts, "held_out_prompts": args.held_out_prompts, "seeds": args.seeds,
             "steps": args.steps, "num_frames": args.frames, "mg_alpha": args.alpha,
-            "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap,
+            "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
-    over.update(checkpoints=args.checkpoints, out_dir=args.out_dir, sweep=not args.no_sweep,
+    over.update(checkpoints=args.checkpoints, out_dir=args.out_dir, sweep=not args.no_sweep, cache_dir=args.cache_dir,
                 variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()))
     cfg = quick_config(**over) if args.quick else EvalConfig(**over)
     return cfg.validate()

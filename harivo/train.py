@@ -45,7 +45,7 @@ from .fileio import atomic_dir, load_tensors, read_json, save_tensors, write_jso
 from .losses import NegativeQueue, training_step
 from .model import HarivoVideoModel, load_unet2d
 from .train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml, has_training_state,
-                          load_training_state, save_training_state, step_generator, where_trained,
+                          load_training_state, run_cli, save_training_state, step_generator, where_trained,
                           write_loss_curves)
 
 # Table 1 rows: which networks exist and which terms of Eq. 5 are on.
@@ -811,4 +811,4 @@ def main(argv: list[str] | None = None) -> Run:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m harivo.train")

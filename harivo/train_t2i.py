@@ -40,7 +40,8 @@ import torch
 
 from harivo.fileio import atomic_dir, atomic_path, load_tensors, read_json, save_tensors, write_json, write_text
 from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml,
-                                optimizer_state_from_flat, optimizer_state_to_flat, where_trained, write_loss_curves)
+                                optimizer_state_from_flat, optimizer_state_to_flat, run_cli, where_trained,
+                                write_loss_curves)
 
 STAGES = ("vae", "unet", "all", "none")
 
@@ -842,4 +843,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m harivo.train_t2i")

@@ -16,8 +16,9 @@ import io
 import math
 import os
 import random
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -138,6 +139,16 @@ class WarmupDecay:
         p = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         shape = 0.5 * (1 + math.cos(math.pi * p)) if self.kind == "cosine" else 1.0 - p
         return self.min_ratio + (1.0 - self.min_ratio) * shape
+
+
+def run_cli(main: Callable[[], Any], prog: str) -> None:
+    """Entry point of a training script: a bad config, flag or data path is one line on stderr and exit 2
+    (the way argparse reports its own errors), not a traceback; anything else still raises."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def step_generator(seed: int, *keys: int) -> torch.Generator:

@@ -261,7 +261,7 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
     StubPipeline.calls = []
     cfg = evaluate.EvalConfig(checkpoints=str(ckpts), seen_prompts=8, held_out_prompts=2, seeds=2,
-                              alphas=(0.0, 40.0, 300.0), reference_seeds=3, bootstrap=50)
+                              alphas=(0.0, 40.0, 300.0), reference_seeds=3, bootstrap=50, cache_dir="")
     results, examples = evaluate.evaluate(cfg)
     n_calls = len(StubPipeline.calls)
     check_results_structure(results, 8, 2, 2)
@@ -295,6 +295,33 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
     check_report_matches_json(report.read_text(), json.loads(json.dumps(results)))
 
 
+def test_finished_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
+    ckpts = tmp_path / "ckpts"
+    for v in ("baseline", "full"):
+        (ckpts / f"harivo-shapes-{v}").mkdir(parents=True)
+        (ckpts / f"harivo-shapes-{v}" / "config.json").write_text("{}")
+        (ckpts / f"harivo-shapes-{v}" / "harivo.safetensors").write_text("")
+    monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
+    monkeypatch.setattr(evaluate, "weights_fingerprint", lambda pipe: f"weights of {pipe.variant}")
+    base = dict(checkpoints=str(ckpts), seen_prompts=3, held_out_prompts=1, seeds=2, alphas=(0.0, 300.0),
+                reference_seeds=2, bootstrap=10, cache_dir=str(tmp_path / "cache"), sweep_seeds=1)
+    StubPipeline.calls = []
+    first, _ = evaluate.evaluate(evaluate.EvalConfig(**base, variants=("full",)))
+    # full (4 prompts x 2 seeds) + the sweep's own 4 runs with 1 seed: α 0, α 300, α 40 schedule and constant
+    assert len(StubPipeline.calls) == 4 * 2 + 4 * 4 and first["timing"]["videos_from_cache"] == 0
+    assert first["settings"]["videos_per_sweep_row"] == 4 and len(first["alpha_sweep"]) == 2
+    StubPipeline.calls = []
+    second, _ = evaluate.evaluate(evaluate.EvalConfig(**base, variants=("baseline", "full")))
+    assert {c[0] for c in StubPipeline.calls} == {"baseline"} and len(StubPipeline.calls) == 4 * 2  # only the new row
+    assert second["timing"]["videos_from_cache"] == 4 * 2 + 4 * 4
+    for k in ("content", "action", "smooth", "non_weird", "fvd", "videos"):
+        assert second["variants"]["full"][k] == first["variants"]["full"][k], k
+    assert second["alpha_sweep"] == first["alpha_sweep"]
+    StubPipeline.calls = []  # another setting is another key: redone
+    evaluate.evaluate(evaluate.EvalConfig(**{**base, "steps": 7}, variants=("full",), sweep=False))
+    assert len(StubPipeline.calls) == 4 * 2
+
+
 def make_tiny_checkpoints(root, variants=("baseline", "full")):
     harivo = save_tiny_checkpoint(root, num_frames=4)
     for v in variants:
@@ -308,7 +335,8 @@ def test_cli_on_tiny_random_checkpoints(tmp_path, capsys):
     out, js = tmp_path / "eval", tmp_path / "summary.json"
     rc = evaluate.main(["--checkpoints", str(ckpts), "--out-dir", str(out), "--json", str(js), "--seen-prompts", "2",
                         "--held-out-prompts", "1", "--seeds", "2", "--steps", "2", "--frames", "4",
-                        "--alphas", "0,40,300", "--reference-seeds", "3", "--bootstrap", "20"])
+                        "--alphas", "0,40,300", "--reference-seeds", "3", "--bootstrap", "20",
+                        "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "skipping variant 'trs-dc'" in err and "skipping variant 'mapping'" in err

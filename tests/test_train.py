@@ -4,6 +4,7 @@ continues exactly, and bad configs fail naming the field."""
 
 import json
 import math
+import os
 import random
 
 import numpy as np
@@ -185,6 +186,18 @@ def test_bad_config_names_the_field(world, tmp_path):
         train.setup(tiny_cfg(world, motion_num_attention_heads=3, run_dir=str(tmp_path / "r")), log=quiet)
     with pytest.raises(ValueError, match="base_model"):
         train.setup(tiny_cfg(world, base_model=str(tmp_path / "nothing"), run_dir=str(tmp_path / "r")), log=quiet)
+
+
+@pytest.mark.parametrize("module", ["harivo.train", "harivo.train_t2i"])
+def test_cli_reports_a_bad_flag_in_one_line(module):
+    # the scripts' entry point: exit status 2 and one 'error: <field>: ...' line, no traceback
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", module, "--seed", "-1"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"python -m {module}: error: seed")
+    assert "Traceback" not in done.stderr
 
 
 def test_yaml_then_cli_precedence(tmp_path):
