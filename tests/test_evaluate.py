@@ -252,13 +252,19 @@ class StubPipeline:
         return SimpleNamespace(frames=video.astype(np.float32) / 255.0)
 
 
-def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
+def stub_checkpoints(tmp_path, monkeypatch):
+    """baseline and full folders with the files find_checkpoints looks for; loading one gives a StubPipeline."""
     ckpts = tmp_path / "ckpts"
-    for v in ("baseline", "full"):  # the files find_checkpoints looks for; the stub loads nothing
+    for v in ("baseline", "full"):
         (ckpts / f"harivo-shapes-{v}").mkdir(parents=True)
         (ckpts / f"harivo-shapes-{v}" / "config.json").write_text("{}")
         (ckpts / f"harivo-shapes-{v}" / "harivo.safetensors").write_text("")
     monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
+    return ckpts
+
+
+def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
+    ckpts = stub_checkpoints(tmp_path, monkeypatch)
     StubPipeline.calls = []
     cfg = evaluate.EvalConfig(checkpoints=str(ckpts), seen_prompts=8, held_out_prompts=2, seeds=2,
                               alphas=(0.0, 40.0, 300.0), reference_seeds=3, bootstrap=50, cache_dir="")
@@ -296,12 +302,7 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
 
 
 def test_finished_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
-    ckpts = tmp_path / "ckpts"
-    for v in ("baseline", "full"):
-        (ckpts / f"harivo-shapes-{v}").mkdir(parents=True)
-        (ckpts / f"harivo-shapes-{v}" / "config.json").write_text("{}")
-        (ckpts / f"harivo-shapes-{v}" / "harivo.safetensors").write_text("")
-    monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
+    ckpts = stub_checkpoints(tmp_path, monkeypatch)
     monkeypatch.setattr(evaluate, "weights_fingerprint", lambda pipe: f"weights of {pipe.variant}")
     base = dict(checkpoints=str(ckpts), seen_prompts=3, held_out_prompts=1, seeds=2, alphas=(0.0, 300.0),
                 reference_seeds=2, bootstrap=10, cache_dir=str(tmp_path / "cache"), sweep_seeds=1)
