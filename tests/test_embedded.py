@@ -1,0 +1,56 @@
+"""The shipped checkpoints (checkpoints/): what they claim about themselves holds.
+
+These load the real embedded weights (a few MB) and run a handful of sampling steps, so they take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
+
+from harivo import train
+from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
+from harivo.sampling import CFGSchedule, MGConfig
+
+SHIPPED = [v for v in VARIANTS if (DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "config.json").is_file()]
+pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / "shapes-sd" / "unet").is_dir(),
+                                reason="no embedded checkpoints in this checkout")
+
+
+def test_every_shipped_variant_was_trained_on_the_shipped_t2i_with_one_recipe():
+    if not SHIPPED:
+        pytest.skip("no HARIVO checkpoint shipped yet")
+    base = train.load_base(str(DEFAULT_CHECKPOINTS / "shapes-sd"))
+    runs = {v: json.loads((DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "training.json").read_text()) for v in SHIPPED}
+    for v, run in runs.items():
+        assert run["variant"] == v
+        assert run["base_fingerprints"] == base.fingerprints, f"{v} was trained on other T2I weights"
+        assert run["steps"] == sum(s["end_step"] - s["start_step"] for s in run["segments"])
+        assert run["command"].startswith("python -m harivo.train ")
+    # Table 1 rows compare like with like: same seed, data, batch and number of steps
+    same = {(r["steps"], r["max_steps"], r["batch_size"], r["train_videos"]) for r in runs.values()}
+    assert len(same) == 1, same
+    total_mb = sum(p.stat().st_size for p in DEFAULT_CHECKPOINTS.rglob("*") if p.is_file()) / 2**20
+    assert total_mb < 50
+
+
+@pytest.mark.skipif("baseline" not in SHIPPED, reason="no baseline checkpoint shipped yet")
+def test_shipped_baseline_is_a_diffusers_animatediff_motion_adapter():
+    # DESIGN.md's oracle on the real embedded weights: diffusers alone, from the two folders, draws our video
+    folder = DEFAULT_CHECKPOINTS / "harivo-shapes-baseline"
+    adapter = MotionAdapter.from_pretrained(folder / "motion_adapter")
+    ad = AnimateDiffPipeline.from_pretrained(DEFAULT_CHECKPOINTS / "shapes-sd", motion_adapter=adapter)
+    ad.scheduler = DDIMScheduler.from_config(ad.scheduler.config)
+    ad.set_progress_bar_config(disable=True)
+    prompt = "a red circle is moving left to right on a gray background"
+    ref = ad(prompt, num_frames=16, num_inference_steps=4, guidance_scale=7.5, height=64, width=64, output_type="np",
+             generator=torch.Generator().manual_seed(0)).frames[0]
+    ours = HarivoPipeline.from_checkpoint(folder)(GenerationSettings(
+        prompt=prompt, seed=0, num_frames=16, num_inference_steps=4, cfg=CFGSchedule.constant(7.5),
+        mg=MGConfig(enabled=False), capture_attention=False))
+    assert ref.shape == (16, 64, 64, 3)
+    assert np.abs(ours.frames - ref).max() <= 1e-4
