@@ -13,6 +13,7 @@ import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
 from harivo import train
+from harivo.explorer import training_note
 from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
 
@@ -31,9 +32,13 @@ def test_every_shipped_variant_was_trained_on_the_shipped_t2i_with_one_recipe():
         assert run["base_fingerprints"] == base.fingerprints, f"{v} was trained on other T2I weights"
         assert run["steps"] == sum(s["end_step"] - s["start_step"] for s in run["segments"])
         assert run["command"].startswith("python -m harivo.train ")
-    # Table 1 rows compare like with like: same seed, data, batch and number of steps
-    same = {(r["steps"], r["max_steps"], r["batch_size"], r["train_videos"]) for r in runs.values()}
-    assert len(same) == 1, same
+    # Table 1 rows compare like with like: same schedule, data and batch; finished ones also the same steps
+    assert len({(r["max_steps"], r["batch_size"], r["train_videos"]) for r in runs.values()}) == 1
+    assert len({r["steps"] for r in runs.values() if r["finished"]}) <= 1
+    for v, run in runs.items():  # an unfinished one says so wherever it is offered
+        assert run["finished"] == (run["steps"] >= run["max_steps"])
+        note = training_note(DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}")
+        assert (f"{run['steps']}/{run['max_steps']}" in note) != run["finished"], (v, note)
     total_mb = sum(p.stat().st_size for p in DEFAULT_CHECKPOINTS.rglob("*") if p.is_file()) / 2**20
     assert total_mb < 50
 
