@@ -139,7 +139,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                 mode = gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants",
                                 label="Rows")
                 ablate = gr.Button("Run ablation grid", variant="primary", elem_id="ablate")
-                ablation_image = gr.Image(label="Ablation figure", format="png", interactive=False,
+                ablation_image = gr.Image(label="Ablation figure", show_label=False, format="png", interactive=False,
                                           elem_id="ablation-image")
                 ablation_files = gr.File(label="PNG + PDF", file_count="multiple", interactive=False)
 

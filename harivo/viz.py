@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -354,10 +355,14 @@ def ablation_figure(rows: Sequence[tuple[str, np.ndarray]], x_red: int, x_green:
     stack_ratio = stacks[0].shape[1] / stacks[0].shape[0]
     ratios = [w / h] * len(shown) + [stack_ratio]
     row_h = 1.05
-    fig = plt.figure(figsize=(row_h * sum(ratios) + 1.3, row_h * len(rows) + 0.35), dpi=200)
+    width = row_h * sum(ratios) + 1.3
+    # the title wraps to the figure's width (about 15 characters of 8 pt per inch) instead of running off it
+    title_lines = textwrap.wrap(title, width=max(20, int(width * 15))) if title else []
+    header = 0.25 + 0.14 * len(title_lines)  # inches above the first row: title lines + the column titles
+    height = row_h * len(rows) + header
+    fig = plt.figure(figsize=(width, height), dpi=200)
     grid = fig.add_gridspec(len(rows), len(ratios), width_ratios=ratios, wspace=0.04, hspace=0.06,
-                            left=1.2 / (row_h * sum(ratios) + 1.3), right=0.995, top=1 - 0.3 / (row_h * len(rows) + 0.35),
-                            bottom=0.01)
+                            left=1.2 / width, right=0.995, top=1 - header / height, bottom=0.01)
     for r, ((label, frames), stack) in enumerate(zip(rows, stacks)):
         frames = to_uint8(_check_video(frames))
         for c, i in enumerate(shown):
@@ -373,8 +378,8 @@ def ablation_figure(rows: Sequence[tuple[str, np.ndarray]], x_red: int, x_green:
         _bare(ax)
         if r == 0:
             ax.set_title(f"first | x={x_red} (red) | x={x_green} (green) over {f} frames | last", fontsize=7, pad=2)
-    if title:
-        fig.suptitle(title, fontsize=8, y=0.999)
+    if title_lines:
+        fig.suptitle("\n".join(title_lines), fontsize=8, y=1 - 0.03 / height, va="top")
     return fig
 
 
