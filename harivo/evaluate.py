@@ -507,7 +507,7 @@ def plot_fvd(variants: dict, floor: float, floor_ci, path: Path) -> Path:
 
 
 def plot_alpha_sweep(sweep: list[dict], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     xs = np.arange(len(sweep))  # categorical: α = 0 has no place on a log axis
     for key in QUESTIONS:
         ax.plot(xs, [r[key] for r in sweep], marker=".", lw=1, alpha=0.7, label=key.replace("_", "-"))
@@ -517,7 +517,14 @@ def plot_alpha_sweep(sweep: list[dict], path: Path) -> Path:
     ax.set_ylabel("% of videos")
     ax.set_ylim(0, 100)
     ax.set_title("MG α sensitivity (Fig. 6c)")
-    ax.legend(fontsize=7, ncol=3)
+    fvd_ax = ax.twinx()  # the continuous measure: Fréchet distance to generator videos, right axis
+    fvd_ax.plot(xs, [r["fvd"] for r in sweep], ls="--", marker="s", ms=4, color="tab:purple", label="FVD (right)")
+    fvd_ax.set_ylabel("FVD analog ↓", color="tab:purple")
+    fvd_ax.set_ylim(0, max(r["fvd"] for r in sweep) * 1.15 or 1.0)
+    lines = ax.get_legend_handles_labels()
+    extra = fvd_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=7, ncol=3, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _save(fig, path)
 
 
