@@ -593,7 +593,8 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
     if results["alpha_sweep"]:
         n_sweep = s.get("videos_per_sweep_row", s["videos_per_row"])
         note = "" if n_sweep == s["videos_per_row"] else (
-            f" ({n_sweep} videos per α: fewer than the table's rows, so its FVDs compare with each other only)")
+            f" (the table's rows have {s['videos_per_row']}; Fréchet distances depend on the set size, so the "
+            "sweep's FVDs compare with each other only)")
         lines += ["", "## Sensitivity: MG α on `full` (Fig. 6c)", "",
                   f"{n_sweep} videos per α{note}.", "",
                   "| α | content | action | smooth | non-weird | AVG | FVD ↓ |", "|---|---|---|---|---|---|---|"]

@@ -661,8 +661,9 @@ def run_ablation(registry: ModelRegistry, mode: str, req: RunRequest, x_red: int
     x_red = d_red if x_red is None else int(np.clip(as_int("x_red", x_red), 0, w - 1))
     x_green = d_green if x_green is None else int(np.clip(as_int("x_green", x_green), 0, w - 1))
     first = rows[0][1]
-    what = ABLATION_MODES[mode] if mode == "alpha" or len({r.model for _, r in rows}) > 1 else "components one by one + MG"
-    models = first.model_label if len({r.model for _, r in rows}) == 1 else "one trained checkpoint per row"
+    one_model = len({r.model for _, r in rows}) == 1
+    what = ABLATION_MODES[mode] if mode == "alpha" or not one_model else "components one by one + MG"
+    models = first.model_label if one_model else "one trained checkpoint per row"
     title = f"“{first.settings['prompt']}”, seed {first.settings['seed']} — {what} ({models})"
     fig = viz.ablation_figure([(label, res.frames) for label, res in rows], x_red, x_green, title=title)
     stem = Path(out_stem) if out_stem else first.workdir / f"ablation-{mode}"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo.data.checker import read_video  # noqa: E402
 from harivo.data.shapes import all_specs  # noqa: E402
-from harivo.pipeline import GenerationSettings, HarivoPipeline  # noqa: E402
+from harivo.pipeline import DEFAULT_CHECKPOINTS, GenerationSettings, HarivoPipeline  # noqa: E402
 
 AXIS = {"moving left to right": "x", "moving right to left": "x", "moving up": "y", "moving down": "y"}
 
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    pipe = (HarivoPipeline.from_variant(args.variant, args.checkpoints) if args.checkpoints
-            else HarivoPipeline.from_variant(args.variant))
+    pipe = HarivoPipeline.from_variant(args.variant, args.checkpoints or DEFAULT_CHECKPOINTS)
     specs = [s for s in all_specs("train") if s.motion in AXIS]
     rng = np.random.default_rng(0)
     specs = [specs[i] for i in rng.choice(len(specs), size=args.prompts, replace=False)]
@@ -83,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.setdefault(name, []).append(track_scores(map_centroids(maps[..., i], size), obj, AXIS[spec.motion]))
             centre = np.full_like(obj, (size - 1) / 2)
             rows.setdefault("uniform map (frame centre)", []).append(track_scores(centre, obj, AXIS[spec.motion]))
-    summary = {name: {"mean_distance_px": float(np.nanmean([d for d, _ in v])),
-                      "trajectory_correlation": float(np.nanmean([c for _, c in v])),
+    def mean(xs: list[float]) -> float:  # NaN (not a warning) when no video gave a value
+        xs = [x for x in xs if not np.isnan(x)]
+        return float(np.mean(xs)) if xs else float("nan")
+
+    summary = {name: {"mean_distance_px": mean([d for d, _ in v]),
+                      "trajectory_correlation": mean([c for _, c in v]),
                       "videos": int(np.sum([not np.isnan(d) for d, _ in v]))} for name, v in rows.items()}
     print(f"{args.variant}: {len(specs)} translating prompts x {args.seeds} seeds, {args.steps} steps")
     print(f"{'token':>28}  {'distance px':>11}  {'corr':>6}  videos")
