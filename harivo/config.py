@@ -84,9 +84,13 @@ class LossConfig:
     # 0 = L_TRS keeps every decoder self-attention map until backward (fastest on small models); N = memory-efficient
     # L_TRS (attention.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
     trs_chunk_size: int = 0
+    # offset noise (ours, not in the paper; diffusers' --noise_offset): ε += offset · N(0, 1) per (video, channel,
+    # frame). Frames that share a background must then agree on it from the caption and each other, not from each
+    # frame's own noise mean (see train_t2i.T2IConfig.noise_offset for the leak it closes)
+    noise_offset: float = 0.0
 
     def validate(self) -> "LossConfig":
-        for name in ("trs_weight", "reg_weight", "dc_weight"):
+        for name in ("trs_weight", "reg_weight", "dc_weight", "noise_offset"):
             _check_range(name, getattr(self, name), 0.0)
         _check_range("dc_temperature", self.dc_temperature, 1e-6)
         _check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)

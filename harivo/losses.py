@@ -120,6 +120,9 @@ def training_step(
     T = noise_scheduler.config.num_train_timesteps
     noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
     timesteps = torch.randint(0, T, (b,), generator=generator).to(latents.device)
+    if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
+        offset = torch.randn(*latents.shape[:3], 1, 1, generator=generator, dtype=latents.dtype)
+        noise = noise + loss_config.noise_offset * offset.to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
 
     # 0. mapping network M(x_t) (§3.2), computed once: both branches of Eq. 2 take the same M(x_t), with gradients

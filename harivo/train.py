@@ -108,6 +108,7 @@ class TrainConfig:
     dc_weight: float = 0.1  # λ_DC (§4)
     dc_temperature: float = 0.1  # τ in Eq. 4
     dc_queue_size: int = 256  # negatives kept from earlier positive pairs
+    noise_offset: float = 0.0  # offset noise per (video, channel, frame), ours (config.LossConfig.noise_offset)
     trs_chunk_size: int = 0  # 0 = L_TRS keeps the attention maps (fastest, small models); N = memory-efficient, N queries at a time
     # --- bookkeeping -----------------------------------------------------------------------------------
     log_every: int = 10  # one loss row (mean over the window) every N steps
@@ -130,7 +131,7 @@ _FIXED_ON_RESUME = (
     "motion_adapter", "motion_num_attention_heads",
     "motion_max_seq_length", "use_motion_mid_block", "num_frame_tokens", "mapping_hidden_channels", "mapping_heads",
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
-    "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size",
+    "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "noise_offset",
 )
 
 
@@ -154,7 +155,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check_range("motion_max_seq_length", cfg.motion_max_seq_length, cfg.num_frames, integer=True)
     for name in ("lr", "min_lr", "dc_temperature"):
         _check_range(name, getattr(cfg, name), 1e-12)
-    for name in ("weight_decay", "grad_clip", "trs_weight", "reg_weight", "dc_weight", "max_minutes", "webvid_fps"):
+    for name in ("weight_decay", "grad_clip", "trs_weight", "reg_weight", "dc_weight", "max_minutes", "webvid_fps",
+                 "noise_offset"):
         _check_range(name, getattr(cfg, name), 0.0)
     _check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
     if cfg.min_lr > cfg.lr:
@@ -406,7 +408,7 @@ def variant_configs(cfg: TrainConfig, max_text_len: int) -> tuple[HarivoConfig, 
     losses = LossConfig(
         use_simple=True, use_trs=v["use_trs"], use_reg=v["use_reg"], use_dc=v["use_dc"], trs_weight=cfg.trs_weight,
         reg_weight=cfg.reg_weight, dc_weight=cfg.dc_weight, dc_temperature=cfg.dc_temperature,
-        dc_queue_size=cfg.dc_queue_size, trs_chunk_size=cfg.trs_chunk_size,
+        dc_queue_size=cfg.dc_queue_size, trs_chunk_size=cfg.trs_chunk_size, noise_offset=cfg.noise_offset,
     ).validate()
     return harivo, losses
 

@@ -151,3 +151,38 @@ def test_reg_is_zero_when_motion_outputs_are_zero_and_tokens_off(tiny):
     out = training_step(model, latents, text, sched, LossConfig(use_dc=False, use_trs=False), generator=torch.Generator().manual_seed(0))
     assert out.terms["reg"] < 1e-10
     assert out.terms["simple"] > 0.1
+
+
+class _RecordingScheduler(DDPMScheduler):
+    """DDPMScheduler that keeps the (noise, timesteps) of its last add_noise call."""
+
+    def add_noise(self, original, noise, timesteps):
+        self.seen = (noise.clone(), timesteps.clone())
+        return super().add_noise(original, noise, timesteps)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_noise_offset_is_one_constant_per_video_channel_and_frame(tiny, offset):
+    model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
+    sched = _RecordingScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                beta_schedule="scaled_linear")
+    latents, text = make_batch(2)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, noise_offset=offset)
+    training_step(model, latents, text, sched, cfg, generator=torch.Generator().manual_seed(3))
+    noise, t = sched.seen
+    gen = torch.Generator().manual_seed(3)  # the stream: noise, timesteps, then (only with an offset) the offsets
+    base = torch.randn(latents.shape, generator=gen)
+    assert torch.equal(t, torch.randint(0, 1000, (latents.shape[0],), generator=gen))
+    if offset == 0:
+        assert torch.equal(noise, base)  # runs without offset noise keep their exact random stream
+    else:
+        expected = offset * torch.randn(*latents.shape[:3], 1, 1, generator=gen)
+        torch.testing.assert_close(noise - base, expected.expand_as(base), rtol=0, atol=1e-6)
+        d = noise - base  # one constant per (video, channel, frame), different between frames
+        assert torch.allclose(d, d[..., :1, :1].expand_as(d))
+        assert not torch.allclose(d[:, :, 0], d[:, :, 1])
+
+
+def test_noise_offset_must_be_non_negative():
+    with pytest.raises(ValueError, match="noise_offset"):
+        LossConfig(noise_offset=-0.1).validate()

@@ -83,6 +83,38 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def test_noise_offset_adds_one_constant_per_sample_and_channel(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from harivo.t2i_models import SCHEDULE
+
+    class Recording(DDPMScheduler):
+        def add_noise(self, original, noise, timesteps):
+            self.seen = noise.clone()
+            return super().add_noise(original, noise, timesteps)
+
+    class Zero(torch.nn.Module):  # stands in for the UNet / text encoder: only the noise matters here
+        def forward(self, x, *args):
+            out = type("Out", (), {})()
+            out.sample = torch.zeros_like(x)
+            return (torch.zeros(x.shape[0], 3, 4),) if not args else out
+
+    latents = torch.randn(8, 4, 16, 16)
+    seen = {}
+    for offset in (0.0, 0.3):
+        cfg = tiny_cfg(tmp_path, "--noise-offset", str(offset))
+        sched = Recording(**SCHEDULE)
+        T.unet_loss(5, cfg, latents, torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
+                    torch.zeros(3, dtype=torch.long), 1.0, sched, sched.alphas_cumprod, Zero(), Zero(),
+                    T.make_accelerator(cfg), 8)
+        seen[offset] = sched.seen
+    d = seen[0.3] - seen[0.0]  # the base noise is the same stream; the offset is drawn after it
+    assert torch.allclose(d, d[..., :1, :1].expand_as(d), atol=1e-6)
+    assert 0.05 < d[..., 0, 0].std().item() < 1.0  # ~0.3 * N(0, 1)
+    with pytest.raises(ValueError, match="noise_offset"):
+        tiny_cfg(tmp_path, "--noise-offset", "-1")
+
+
 def test_export_loads_with_stock_diffusers(trained):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
