@@ -174,3 +174,20 @@ def test_float_input_and_errors():
         read_video(video[0])
     with pytest.raises(ValueError, match="spec must be a ShapeSpec, got str"):
         judge(video, "a black square is spinning on a white background")
+
+
+@pytest.mark.parametrize("frames", [6, 8, 16, 24])
+def test_generator_videos_are_smooth_at_any_frame_count(frames):
+    """The per-step bounds hold at 16 frames and widen by 15 / (F - 1) for shorter clips (fast spins at 8 frames)."""
+    specs = [s for s in all_specs("train") if s.motion in ("spinning", "getting closer", "moving left to right")]
+    rng = np.random.default_rng(frames)
+    for k in rng.choice(len(specs), size=12, replace=False):
+        video, _ = render_video(specs[k], int(k), num_frames=frames)
+        result = judge(video, specs[k])
+        assert result["smooth"], (frames, specs[k], result["details"]["max_angle_step"])
+        assert result["details"]["step_scale"] == max(1.0, 15 / (frames - 1))
+    spec = ShapeSpec("red", "square", "moving left to right", "gray")
+    video, _ = render_video(spec, 1, num_frames=frames)
+    assert judge(video, spec)["smooth"]
+    swapped = video[[frames - 1, *range(1, frames - 1), 0]]  # first and last frame swapped: a jump of the whole path
+    assert not judge(swapped, spec)["smooth"]

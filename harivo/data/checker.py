@@ -50,6 +50,8 @@ class Thresholds:
     min_translation: float = 0.12  # |centroid displacement| over the clip, x S (generator: >= 0.30 S)
     min_zoom: float = 1.25  # size ratio end/start (or start/end) over the clip (generator: >= 1.6)
     min_rotation: float = 40.0  # degrees over the clip (generator: >= 100)
+    # the three per-step bounds below hold at 16 frames; a clip of F < 16 frames covers the same motion in fewer
+    # steps, so judge() widens them by 15 / (F - 1) (generator motion per step scales the same way)
     max_step: float = 0.08  # smooth: largest frame-to-frame centroid step, x S (generator: <= 0.03 S)
     max_size_step: float = 1.15  # smooth: largest frame-to-frame size ratio (generator: <= 1.05)
     max_angle_step: float = 20.0  # smooth: largest frame-to-frame rotation, degrees (generator: <= 12)
@@ -285,6 +287,11 @@ def _steps(track: Track) -> tuple[float, float, float]:
     return worst[0], worst[1], worst[2]
 
 
+def step_scale(num_frames: int) -> float:
+    """Factor on the per-step smoothness bounds for a clip of `num_frames`: 1 at >= 16 frames, 15 / (F - 1) below."""
+    return max(1.0, 15.0 / max(1, num_frames - 1))
+
+
 def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict:
     """Table A2 analog for one video and its prompt.
 
@@ -305,10 +312,11 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     action = reading.motion in accepted
     step, size_step, angle_step = _steps(reading.track)
     flicker = _flicker(reading.frames)
+    per_step = step_scale(len(video))
     smooth = (
-        step <= T.max_step * S
-        and size_step <= T.max_size_step
-        and angle_step <= T.max_angle_step
+        step <= T.max_step * S * per_step
+        and size_step <= T.max_size_step ** per_step
+        and angle_step <= T.max_angle_step * per_step
         and flicker <= T.max_flicker
     )
     areas = np.array([r.area for r in reading.frames])
@@ -333,6 +341,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         "max_step_px": step,
         "max_size_step": size_step,
         "max_angle_step": angle_step,
+        "step_scale": per_step,
         "flicker": flicker,
         "area_ratio": area_ratio,
         "max_noise": noise,
