@@ -766,6 +766,23 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
                 src = vae_hist.with_suffix("." + suffix)
                 if src.is_file():
                     (tmp / src.name).write_bytes(src.read_bytes())
+        if cfg.init_from:
+            carry_from_init(Path(cfg.init_from), tmp)
+
+
+def carry_from_init(init: Path, folder: Path) -> None:
+    """A warm-started export keeps its history: the init's training record goes into training.json under
+    "warm_started_from", its UNet curve becomes loss_unet_init.*, and its VAE curve is kept (same VAE)."""
+    record = read_json(init / "training.json") if (init / "training.json").is_file() else {}
+    training = read_json(folder / "training.json")
+    training["warm_started_from"] = {"folder": str(init), **{k: record[k] for k in ("command", "where_trained", "unet",
+                                                                                   "warm_started_from") if k in record}}
+    write_json(folder / "training.json", training)
+    for suffix in ("csv", "png"):
+        if (init / f"loss_unet.{suffix}").is_file():
+            (folder / f"loss_unet_init.{suffix}").write_bytes((init / f"loss_unet.{suffix}").read_bytes())
+        if (init / f"loss_vae.{suffix}").is_file() and not (folder / f"loss_vae.{suffix}").is_file():
+            (folder / f"loss_vae.{suffix}").write_bytes((init / f"loss_vae.{suffix}").read_bytes())
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

@@ -1,6 +1,7 @@
 """Stage-1 training (harivo.train_t2i) on tiny configs: losses go down, export loads with stock diffusers,
 resume reproduces an uninterrupted run, bad config values are rejected by name."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -223,5 +224,12 @@ def test_init_from_warm_starts_from_an_exported_pipeline(trained, tmp_path):
                        ("vae", "diffusion_pytorch_model.safetensors")):
         a, b = load_file(str(src / part / name)), load_file(str(tmp_path / "again" / part / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    # the export keeps the history it started from: the init's record and its loss curves
+    record = json.loads((tmp_path / "again" / "training.json").read_text())
+    origin = json.loads((src / "training.json").read_text())
+    assert record["warm_started_from"]["folder"] == str(src)
+    assert record["warm_started_from"]["unet"] == origin["unet"]
+    assert (tmp_path / "again" / "loss_unet_init.csv").read_bytes() == (src / "loss_unet.csv").read_bytes()
+    assert (tmp_path / "again" / "loss_vae.csv").read_bytes() == (src / "loss_vae.csv").read_bytes()
     with pytest.raises(ValueError, match="init_from"):
         T.main(TINY + ["--run-dir", str(tmp_path / "x"), "--stage", "unet", "--init-from", str(tmp_path)])
