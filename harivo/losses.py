@@ -31,6 +31,14 @@ def simple_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(eps_pred.float(), noise.float())
 
 
+def offset_noise(noise: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`noise` + strength · N(0, 1), one draw per index of every axis but the last two (spatial) ones: per
+    (sample, channel) for images (b, c, h, w), per (video, channel, frame) for videos (b, c, f, h, w). Offset noise
+    (diffusers' --noise_offset; ours, not the paper's), see `config.LossConfig.noise_offset`."""
+    offset = torch.randn(*noise.shape[:-2], 1, 1, generator=generator, dtype=noise.dtype)
+    return noise + strength * offset.to(noise.device)
+
+
 def reg_weights(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
     """λ_t = 1 − t/T (Eq. 2): soft near pure noise, where the T2I model's frames are discontinuous."""
     return 1.0 - timesteps.float() / num_train_timesteps
@@ -121,8 +129,7 @@ def training_step(
     noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
     timesteps = torch.randint(0, T, (b,), generator=generator).to(latents.device)
     if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
-        offset = torch.randn(*latents.shape[:3], 1, 1, generator=generator, dtype=latents.dtype)
-        noise = noise + loss_config.noise_offset * offset.to(latents.device)
+        noise = offset_noise(noise, loss_config.noise_offset, generator)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
 
     # 0. mapping network M(x_t) (§3.2), computed once: both branches of Eq. 2 take the same M(x_t), with gradients

@@ -701,6 +701,7 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
 
 def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched, alphas_cumprod, unet, te, acc, n):
     """Min-SNR-weighted epsilon loss of training step `step` (batch, noise, t and caption drop from (seed, step))."""
+    from harivo.losses import offset_noise
     from harivo.t2i_models import min_snr_weights
 
     device = acc.device
@@ -711,7 +712,7 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.unet_batch_size,), generator=gen)
     drop = torch.rand(cfg.unet_batch_size, generator=gen) < cfg.cond_drop
     if cfg.noise_offset:  # drawn after the rest, so runs without it keep their exact random stream
-        noise = noise + cfg.noise_offset * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=gen)
+        noise = offset_noise(noise, cfg.noise_offset, gen)
     ids = cap_ids[cap_index[idx]].clone()
     ids[drop] = empty_ids
     noisy = noise_sched.add_noise(x0, noise, t)
@@ -757,32 +758,28 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
             "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                          "transformers": transformers.__version__, "python": platform.python_version()},
         }
+        # a warm-started export keeps its history: the init's training record and its loss curves
+        init = Path(cfg.init_from) if cfg.init_from else None
+        if init is not None:
+            training["warm_started_from"] = warm_start_record(init)
         write_json(tmp / "training.json", training)
         write_text(tmp / "t2i_config.yaml", config_to_yaml(cfg))
         write_history(tmp, "unet", history, "UNet loss (min-SNR weighted eps MSE)")
-        vae_hist = Path(cfg.run_dir) / "vae" / "loss_vae.csv"
-        if vae_hist.is_file():
+        copies = [(Path(cfg.run_dir) / "vae" / "loss_vae", "loss_vae")]  # this run's VAE curve first, else the init's
+        if init is not None:
+            copies += [(init / "loss_vae", "loss_vae"), (init / "loss_unet", "loss_unet_init")]
+        for src, name in copies:
             for suffix in ("csv", "png"):
-                src = vae_hist.with_suffix("." + suffix)
-                if src.is_file():
-                    (tmp / src.name).write_bytes(src.read_bytes())
-        if cfg.init_from:
-            carry_from_init(Path(cfg.init_from), tmp)
+                source, target = src.with_suffix("." + suffix), tmp / f"{name}.{suffix}"
+                if source.is_file() and not target.is_file():
+                    target.write_bytes(source.read_bytes())
 
 
-def carry_from_init(init: Path, folder: Path) -> None:
-    """A warm-started export keeps its history: the init's training record goes into training.json under
-    "warm_started_from", its UNet curve becomes loss_unet_init.*, and its VAE curve is kept (same VAE)."""
+def warm_start_record(init: Path) -> dict:
+    """What training.json keeps of the folder a run was warm-started from (its command, machine, UNet record)."""
     record = read_json(init / "training.json") if (init / "training.json").is_file() else {}
-    training = read_json(folder / "training.json")
-    training["warm_started_from"] = {"folder": str(init), **{k: record[k] for k in ("command", "where_trained", "unet",
-                                                                                   "warm_started_from") if k in record}}
-    write_json(folder / "training.json", training)
-    for suffix in ("csv", "png"):
-        if (init / f"loss_unet.{suffix}").is_file():
-            (folder / f"loss_unet_init.{suffix}").write_bytes((init / f"loss_unet.{suffix}").read_bytes())
-        if (init / f"loss_vae.{suffix}").is_file() and not (folder / f"loss_vae.{suffix}").is_file():
-            (folder / f"loss_vae.{suffix}").write_bytes((init / f"loss_vae.{suffix}").read_bytes())
+    keep = ("command", "where_trained", "unet", "warm_started_from")
+    return {"folder": str(init), **{k: record[k] for k in keep if k in record}}
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

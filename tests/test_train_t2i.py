@@ -3,6 +3,7 @@ resume reproduces an uninterrupted run, bad config values are rejected by name."
 
 import json
 import shutil
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +95,12 @@ def test_noise_offset_adds_one_constant_per_sample_and_channel(tmp_path):
             self.seen = noise.clone()
             return super().add_noise(original, noise, timesteps)
 
-    class Zero(torch.nn.Module):  # stands in for the UNet / text encoder: only the noise matters here
-        def forward(self, x, *args):
-            out = type("Out", (), {})()
-            out.sample = torch.zeros_like(x)
-            return (torch.zeros(x.shape[0], 3, 4),) if not args else out
+    # stand-ins for the text encoder and the UNet: only the noise handed to add_noise matters here
+    def text_encoder(ids):
+        return (torch.zeros(ids.shape[0], 3, 4),)
+
+    def unet(x, t, enc):
+        return SimpleNamespace(sample=torch.zeros_like(x))
 
     latents = torch.randn(8, 4, 16, 16)
     seen = {}
@@ -106,7 +108,7 @@ def test_noise_offset_adds_one_constant_per_sample_and_channel(tmp_path):
         cfg = tiny_cfg(tmp_path, "--noise-offset", str(offset))
         sched = Recording(**SCHEDULE)
         T.unet_loss(5, cfg, latents, torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
-                    torch.zeros(3, dtype=torch.long), 1.0, sched, sched.alphas_cumprod, Zero(), Zero(),
+                    torch.zeros(3, dtype=torch.long), 1.0, sched, sched.alphas_cumprod, unet, text_encoder,
                     T.make_accelerator(cfg), 8)
         seen[offset] = sched.seen
     d = seen[0.3] - seen[0.0]  # the base noise is the same stream; the offset is drawn after it
