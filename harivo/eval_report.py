@@ -47,7 +47,8 @@ def plot_table_a2(variants: dict, path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of videos")
     ax.set_title("Table A2 analog (pixel checker)")
-    ax.legend(ncol=5, fontsize=7, loc="upper left")
+    # below the axes: inside, it covered the tops of bars near 90 %
+    ax.legend(ncol=5, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     return _save(fig, path)
 
 
