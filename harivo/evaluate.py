@@ -185,11 +185,24 @@ def weights_fingerprint(pipe: HarivoPipeline) -> str:
     return h.hexdigest()
 
 
+def judging_code_digest() -> str:
+    """sha256 of the source of the code that turns a video into its scores and features (the pixel checker and
+    eval_metrics): a cached run is only reused while that code is byte-identical."""
+    from . import eval_metrics
+    from .data import checker
+
+    h = hashlib.sha256()
+    for module in (checker, eval_metrics):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_cache_key(fingerprint: str, run: RunSpec, specs: list[ShapeSpec], cfg: EvalConfig) -> str:
-    """What a run's results depend on: weights, sampling settings, prompts, seeds and checker thresholds."""
+    """What a run's results depend on: weights, sampling settings, prompts, seeds, checker thresholds and the
+    judging code itself (`judging_code_digest`)."""
     what = {"format": 1, "weights": fingerprint, "mg_alpha": run.mg_alpha, "cfg": asdict(run.cfg),
             "seeds": run.seeds, "steps": cfg.steps, "frames": cfg.num_frames, "prompts": [s.caption for s in specs],
-            "thresholds": asdict(cfg.thresholds), "features": list(FEATURE_NAMES)}
+            "thresholds": asdict(cfg.thresholds), "features": list(FEATURE_NAMES), "code": judging_code_digest()}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 

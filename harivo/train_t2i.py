@@ -111,6 +111,9 @@ class T2IConfig:
     #   shapes world's uniform backgrounds make that leak a shortcut: the model read the background from the
     #   leaked latent mean instead of the caption, so sampling from pure noise drew gray (the mean) backgrounds.
     #   Measured on the 7000-step model: background right 45 % from pure noise, 70 % with the leak put back
+    text_probe_weight: float = 0.0  # weight of the caption probe's cross-entropy (t2i_models.CaptionProbe): the
+    #   text encoder's pooled output must name colour, shape, motion and background, as CLIP's contrastive
+    #   pre-training made SD's do. Without it the encoder, taught by single frames only, dropped the verb
     train_videos: int = 4000  # videos of the training split whose frames are pre-encoded
     frames_per_video: int = 4  # random frames taken from each video
     # --- bookkeeping -------------------------------------------------------------------------------------
@@ -131,7 +134,7 @@ _POSITIVE_INT = {
 }
 _NONNEG_INT = {"vae_steps", "unet_steps", "vae_warmup_steps", "unet_warmup_steps", "num_threads", "seed"}
 _POSITIVE_FLOAT = {"vae_lr", "unet_lr", "ema_decay", "vae_object_weight"}
-_NONNEG_FLOAT = {"noise_offset", "vae_kl_weight", "vae_l1_weight", "vae_mse_weight", "weight_decay", "grad_clip", "snr_gamma",
+_NONNEG_FLOAT = {"noise_offset", "text_probe_weight", "vae_kl_weight", "vae_l1_weight", "vae_mse_weight", "weight_decay", "grad_clip", "snr_gamma",
                  "max_minutes", "export_every_minutes", "vae_stop_psnr", "eval_guidance"}
 _RATIO = {"vae_min_lr_ratio", "unet_min_lr_ratio", "cond_drop"}
 
@@ -585,7 +588,8 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
     from diffusers import AutoencoderKL, DDPMScheduler
     from tqdm.auto import tqdm
 
-    from harivo.t2i_models import EMA, check_motion_compatible, make_text_encoder, make_unet, min_snr_weights, n_params
+    from harivo.t2i_models import (EMA, CaptionProbe, caption_labels, check_motion_compatible, make_text_encoder,
+                                   make_unet, n_params)
 
     run = Path(cfg.run_dir)
     init = Path(cfg.init_from) if cfg.init_from else None
@@ -619,22 +623,28 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
         unet.enable_gradient_checkpointing()
         te.gradient_checkpointing_enable()
     ema_u, ema_t = EMA(unet, cfg.ema_decay), EMA(te, cfg.ema_decay)
-    params = list(unet.parameters()) + list(te.parameters())
+    probe = CaptionProbe(cfg.text_hidden) if cfg.text_probe_weight else None
+    cap_labels = caption_labels(captions) if probe is not None else None
+    params = list(unet.parameters()) + list(te.parameters()) + (list(probe.parameters()) if probe else [])
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=cfg.weight_decay)
     state_dir = run / "state_unet"
     step, history, minutes_before = 0, [], 0.0
+    stateful = {"unet": unet, "text_encoder": te, "ema_unet": ema_u.module, "ema_text_encoder": ema_t.module,
+                **({"caption_probe": probe} if probe is not None else {})}
     if cfg.resume and (state_dir / "state.json").is_file():
-        meta = load_state(state_dir, {"unet": unet, "text_encoder": te, "ema_unet": ema_u.module,
-                                      "ema_text_encoder": ema_t.module}, opt)
+        meta = load_state(state_dir, stateful, opt)
         step, history, minutes_before = meta["step"], meta["history"], meta["minutes"]
         acc.print(f"[unet] resumed at step {step}")
     elif init is not None:
         warm_start(init, {"unet": (unet, ema_u.module), "text_encoder": (te, ema_t.module)})
         acc.print(f"[unet] warm start from {init} (fresh optimizer)")
     unet, te, opt = acc.prepare(unet, te, opt)
+    if probe is not None:
+        probe = acc.prepare(probe)
     ema_u.module.to(device)
     ema_t.module.to(device)
     raw_u, raw_t = acc.unwrap_model(unet), acc.unwrap_model(te)
+    raw_probe = acc.unwrap_model(probe) if probe is not None else None
     noise_sched = DDPMScheduler(**_sched_kwargs())
     alphas_cumprod = noise_sched.alphas_cumprod
     seg_start = time.time()
@@ -649,12 +659,14 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
 
     def checkpoint():
         save_state(state_dir, step, {"unet": raw_u, "text_encoder": raw_t, "ema_unet": ema_u.module,
-                                     "ema_text_encoder": ema_t.module}, opt,
+                                     "ema_text_encoder": ema_t.module,
+                                     **({"caption_probe": raw_probe} if raw_probe is not None else {})}, opt,
                    {"history": history, "minutes": minutes(), "config": dataclasses.asdict(cfg)})
         write_history(run, "unet", history, "UNet loss")
 
     def export():
-        info = {**info_base, "steps": step, "minutes": minutes()}
+        info = {**info_base, "steps": step, "minutes": minutes(),
+                "text_encoder": text_encoder_record(ema_t.module, tokenizer, raw_probe, cfg)}
         export_pipeline(cfg, vae, ema_t.module, tokenizer, ema_u.module, info, vae_info, history, argv_str)
         acc.print(f"[unet] exported {cfg.output_dir} at step {step}")
 
@@ -669,8 +681,8 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
         lr = lr_at(step, cfg.unet_lr, cfg.unet_warmup_steps, cfg.unet_steps, cfg.unet_min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, mse = unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched, alphas_cumprod,
-                              unet, te, acc, n)
+        loss, mse, probe_ce = unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched,
+                                        alphas_cumprod, unet, te, acc, n, probe, cap_labels)
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         if cfg.grad_clip:
@@ -682,7 +694,8 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
         bar.update(1)
         if step % cfg.log_every == 0 or step == 1:
             history.append({"step": step, "loss": loss.item(), "loss_eps_mse": mse.item(), "lr": lr,
-                            "minutes": round(minutes(), 3)})
+                            "minutes": round(minutes(), 3),
+                            **({"loss_text_probe": probe_ce.item()} if probe_ce is not None else {})})
             bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{mse.item():.4f}")
         if step % cfg.checkpoint_every == 0:
             checkpoint()
@@ -699,8 +712,14 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
     return {**info_base, "steps": step, "minutes": minutes(), "finished": step >= cfg.unet_steps}
 
 
-def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched, alphas_cumprod, unet, te, acc, n):
-    """Min-SNR-weighted epsilon loss of training step `step` (batch, noise, t and caption drop from (seed, step))."""
+def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched, alphas_cumprod, unet, te, acc, n,
+              probe=None, cap_labels=None):
+    """Min-SNR-weighted epsilon loss of training step `step` (batch, noise, t and caption drop from (seed, step)).
+
+    Returns (loss, eps MSE, caption-probe cross-entropy or None). With a `probe` (CaptionProbe) and `cap_labels`
+    ((captions, 4), `caption_labels`), loss += text_probe_weight × the probe's cross-entropy on the batch's
+    non-empty captions; it draws no random numbers, so the batch, noise and timesteps are those of a run without.
+    """
     from harivo.losses import offset_noise
     from harivo.t2i_models import min_snr_weights
 
@@ -718,11 +737,17 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     noisy = noise_sched.add_noise(x0, noise, t)
     noisy, noise, t, ids = noisy.to(device), noise.to(device), t.to(device), ids.to(device)
     with acc.autocast():
-        enc = te(ids)[0]
-        pred = unet(noisy, t, enc).sample
+        out = te(ids)
+        pred = unet(noisy, t, out[0]).sample
     per = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
     w = min_snr_weights(t, alphas_cumprod, cfg.snr_gamma)
-    return (w * per).mean(), per.mean()
+    loss = (w * per).mean()
+    probe_ce = None
+    if probe is not None and cfg.text_probe_weight and bool((~drop).any()):
+        keep = (~drop).to(device)
+        probe_ce = probe.loss(out[1][keep], cap_labels[cap_index[idx]].to(device)[keep])
+        loss = loss + cfg.text_probe_weight * probe_ce
+    return loss, per.mean(), probe_ce
 
 
 def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, history, argv_str) -> None:
@@ -755,6 +780,7 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
                 "exported_weights": f"EMA (decay {cfg.ema_decay})",
             },
             "params": info["params"],
+            "text_encoder": info.get("text_encoder", {}),
             "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                          "transformers": transformers.__version__, "python": platform.python_version()},
         }
@@ -773,6 +799,27 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
                 source, target = src.with_suffix("." + suffix), tmp / f"{name}.{suffix}"
                 if source.is_file() and not target.is_file():
                     target.write_bytes(source.read_bytes())
+
+
+@torch.no_grad()
+def text_encoder_record(text_encoder, tokenizer, probe, cfg: T2IConfig) -> dict:
+    """What training.json says of the exported (EMA) text encoder: how far a verb moves its hidden states against
+    a colour or a shape (`verb_separation`), and with a probe, its accuracy on train and held-out captions."""
+    from harivo.data.shapes import all_specs
+    from harivo.t2i_models import caption_labels, verb_separation
+
+    was = text_encoder.training
+    text_encoder.eval()
+    record: dict = {"separation": {k: round(v, 4) for k, v in verb_separation(text_encoder, tokenizer).items()},
+                    "text_probe_weight": cfg.text_probe_weight}
+    if probe is not None:
+        for split in ("train", "held_out"):
+            caps = [s.caption for s in all_specs(split)]
+            pooled = text_encoder(encode_captions(tokenizer, caps).to(text_encoder.device))[1]
+            acc = probe.accuracy(pooled, caption_labels(caps).to(pooled.device))
+            record[f"probe_accuracy_{split}"] = {k: round(v, 4) for k, v in acc.items()}
+    text_encoder.train(was)
+    return record
 
 
 def warm_start_record(init: Path) -> dict:
@@ -827,6 +874,10 @@ def evaluate(cfg: T2IConfig, folder: str | None = None) -> dict:
     train_info = Path(folder) / "training.json"
     step = read_json(train_info).get("unet", {}).get("steps", 0) if train_info.is_file() else 0
     result["unet_steps"] = step
+    from harivo.t2i_models import verb_separation
+
+    with torch.no_grad():
+        result["text_separation"] = verb_separation(pipe.text_encoder, pipe.tokenizer)
     grid = Path(cfg.run_dir) / "samples" / f"eval_step{step:06d}.png"
     save_grid(grid, list(imgs), titles, cols=8)
     result["grid"] = str(grid)

@@ -321,6 +321,10 @@ def test_finished_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
     StubPipeline.calls = []  # another setting is another key: redone
     evaluate.evaluate(evaluate.EvalConfig(**{**base, "steps": 7}, variants=("full",), sweep=False))
     assert len(StubPipeline.calls) == 4 * 2
+    StubPipeline.calls = []  # so is other judging code (the checker or eval_metrics edited): redone
+    monkeypatch.setattr(evaluate, "judging_code_digest", lambda: "edited checker")
+    evaluate.evaluate(evaluate.EvalConfig(**base, variants=("full",), sweep=False))
+    assert len(StubPipeline.calls) == 4 * 2
 
 
 def make_tiny_checkpoints(root, variants=("baseline", "full")):

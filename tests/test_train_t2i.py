@@ -76,7 +76,7 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     opt = torch.optim.AdamW(list(unet.parameters()) + list(te.parameters()), lr=2e-3)
     losses = []
     for _ in range(8):  # step index fixed -> same batch, noise and timesteps every time
-        loss, _ = T.unet_loss(0, cfg, latents, torch.tensor([0, 1] * 4), cap_ids, empty, 1.0, sched,
+        loss, _, _ = T.unet_loss(0, cfg, latents, torch.tensor([0, 1] * 4), cap_ids, empty, 1.0, sched,
                               sched.alphas_cumprod, unet, te, acc, 8)
         opt.zero_grad()
         loss.backward()
@@ -145,7 +145,8 @@ def test_unet_is_motion_adapter_compatible():
     assert check_motion_compatible(unet, 1) > 0
 
 
-def test_resume_continues_exactly(trained, tmp_path):
+@pytest.mark.parametrize("probe", ["0", "0.5"])
+def test_resume_continues_exactly(trained, tmp_path, probe):
     tmp, _ = trained
     losses = {}
     for name, segments in (("straight", [4]), ("resumed", [2, 4])):
@@ -153,10 +154,14 @@ def test_resume_continues_exactly(trained, tmp_path):
         shutil.copytree(tmp / "run" / "vae", run / "vae")
         for steps in segments:
             T.main(TINY + ["--run-dir", str(run), "--output-dir", str(tmp_path / f"out_{name}"), "--stage", "unet",
-                           "--unet-steps", "4", "--max-steps", str(steps), "--resume"])
+                           "--unet-steps", "4", "--max-steps", str(steps), "--resume", "--text-probe-weight", probe])
         state = T.read_json(run / "state_unet" / "state.json")
         assert state["step"] == 4
         losses[name] = [r["loss"] for r in state["history"]]
+        assert ("loss_text_probe" in state["history"][-1]) == (probe != "0")
+    record = json.loads((tmp_path / "out_resumed" / "training.json").read_text())["text_encoder"]
+    assert set(record["separation"]) == {"motion", "colour", "shape", "motion_over_colour"}
+    assert ("probe_accuracy_held_out" in record) == (probe != "0")
     assert [r for r in losses["resumed"]][:2] == losses["straight"][:2]
     assert np.allclose(losses["resumed"], losses["straight"], rtol=0, atol=1e-6), losses
 
@@ -235,3 +240,77 @@ def test_init_from_warm_starts_from_an_exported_pipeline(trained, tmp_path):
     assert (tmp_path / "again" / "loss_vae.csv").read_bytes() == (src / "loss_vae.csv").read_bytes()
     with pytest.raises(ValueError, match="init_from"):
         T.main(TINY + ["--run-dir", str(tmp_path / "x"), "--stage", "unet", "--init-from", str(tmp_path)])
+
+
+def test_caption_labels_and_probe_loss_by_hand():
+    """Labels are the attributes' indices in the world's lists; zero logits give CE = ln(classes) per attribute."""
+    import math
+
+    from harivo.t2i_models import CaptionProbe, attribute_values, caption_labels
+
+    labels = caption_labels(["a red circle is moving up on a gray background",
+                             "an orange star is standing still on a black background"])
+    values = attribute_values()
+    assert labels.tolist() == [
+        [values["colour"].index("red"), values["shape"].index("circle"), values["motion"].index("moving up"),
+         values["background"].index("gray")],
+        [values["colour"].index("orange"), values["shape"].index("star"),
+         values["motion"].index("standing still"), values["background"].index("black")]]
+    probe = CaptionProbe(5)
+    for head in probe.heads.values():
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    want = sum(math.log(len(values[a])) for a in ("colour", "shape", "motion", "background")) / 4
+    assert probe.loss(torch.randn(2, 5), labels).item() == pytest.approx(want, abs=1e-6)
+    probe.heads["motion"].bias.data[labels[0, 2]] = 100.0  # both captions' motions: one right, one wrong
+    assert probe.accuracy(torch.randn(2, 5), labels)["motion"] == 0.5
+    with pytest.raises(ValueError, match="caption"):
+        caption_labels(["a red blob is moving up on a gray background"])
+
+
+def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
+    """With text_probe_weight w the step's loss is the plain loss + w × the probe's CE on the same batch (no
+    random numbers drawn), and training on it makes the text encoder tell verbs apart."""
+    from diffusers import DDPMScheduler
+
+    from harivo.t2i_models import SCHEDULE, CaptionProbe, caption_labels, make_text_encoder, make_unet, verb_separation
+    from harivo.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(tmp_path / "tok")
+    torch.manual_seed(0)
+    te = make_text_encoder(tok, 16, 1, 2, 32)
+    unet = make_unet((32, 32, 32), 1, 16, 2, 32, 16, 4)
+    probe = CaptionProbe(16)
+    caps = [f"a red circle is {m} on a gray background" for m in ("moving up", "moving down", "moving left to right",
+                                                                  "moving right to left")]
+    cap_ids, empty = T.encode_captions(tok, caps), T.encode_captions(tok, [""])[0]
+    labels = caption_labels(caps)
+    sched = DDPMScheduler(**SCHEDULE)
+    latents, index = torch.randn(8, 4, 16, 16), torch.tensor([0, 1, 2, 3] * 2)
+    plain_cfg = tiny_cfg(tmp_path, "--cond-drop", "0")
+    probe_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--text-probe-weight", "0.5")
+    acc = T.make_accelerator(plain_cfg)
+    plain, _, none = T.unet_loss(3, plain_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod, unet,
+                                 te, acc, 8)
+    with_probe, _, ce = T.unet_loss(3, probe_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod,
+                                    unet, te, acc, 8, probe, labels)
+    assert none is None and ce is not None
+    torch.testing.assert_close(with_probe, plain + 0.5 * ce)
+
+    def motion_gap():
+        with torch.no_grad():
+            h = te(cap_ids)[0]
+        return (h[2] - h[3]).norm().item()  # "left to right" vs "right to left": same words, other order
+
+    before = motion_gap()
+    opt = torch.optim.Adam(list(te.parameters()) + list(probe.parameters()), lr=1e-2)
+    for _ in range(80):
+        loss = probe.loss(te(cap_ids)[1], labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert probe.accuracy(te(cap_ids)[1], labels)["motion"] == 1.0
+    assert motion_gap() > 2 * before, (before, motion_gap())
+    sep = verb_separation(te, tok)
+    assert sep["motion_over_colour"] == pytest.approx(sep["motion"] / sep["colour"])
