@@ -792,8 +792,10 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
         write_text(tmp / "t2i_config.yaml", config_to_yaml(cfg))
         write_history(tmp, "unet", history, "UNet loss (min-SNR weighted eps MSE)")
         copies = [(Path(cfg.run_dir) / "vae" / "loss_vae", "loss_vae")]  # this run's VAE curve first, else the init's
-        if init is not None:
-            copies += [(init / "loss_vae", "loss_vae"), (init / "loss_unet", "loss_unet_init")]
+        if init is not None:  # the init's UNet curves move one generation back: loss_unet -> loss_unet_init, ...
+            copies += [(init / "loss_vae", "loss_vae")]
+            copies += [(init / stem, "loss_unet_init" + stem[len("loss_unet"):])
+                       for stem in sorted({f.stem for f in init.glob("loss_unet*.csv")})]
         for src, name in copies:
             for suffix in ("csv", "png"):
                 source, target = src.with_suffix("." + suffix), tmp / f"{name}.{suffix}"

@@ -238,6 +238,13 @@ def test_init_from_warm_starts_from_an_exported_pipeline(trained, tmp_path):
     assert record["warm_started_from"]["unet"] == origin["unet"]
     assert (tmp_path / "again" / "loss_unet_init.csv").read_bytes() == (src / "loss_unet.csv").read_bytes()
     assert (tmp_path / "again" / "loss_vae.csv").read_bytes() == (src / "loss_vae.csv").read_bytes()
+    # a second warm start moves every curve one generation back
+    T.main(TINY + ["--run-dir", str(tmp_path / "fresh2"), "--output-dir", str(tmp_path / "third"), "--stage", "unet",
+                   "--unet-steps", "0", "--init-from", str(tmp_path / "again")])
+    third = tmp_path / "third"
+    assert (third / "loss_unet_init_init.csv").read_bytes() == (src / "loss_unet.csv").read_bytes()
+    assert not (tmp_path / "again" / "loss_unet.csv").exists() and not (third / "loss_unet_init.csv").exists()  # 0 steps
+    assert json.loads((third / "training.json").read_text())["warm_started_from"]["warm_started_from"]["folder"] == str(src)
     with pytest.raises(ValueError, match="init_from"):
         T.main(TINY + ["--run-dir", str(tmp_path / "x"), "--stage", "unet", "--init-from", str(tmp_path)])
 
