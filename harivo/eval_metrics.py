@@ -137,6 +137,44 @@ def score_video(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DE
     return {**{q: verdict[q] for q in QUESTIONS}, "features": features}
 
 
+# how each motion's "along" value reads the features (sign, feature names): see motion_along_prompt
+_ALONG = {
+    "moving left to right": (1.0, ("shift_x",)), "moving right to left": (-1.0, ("shift_x",)),
+    "moving up": (-1.0, ("shift_y",)), "moving down": (1.0, ("shift_y",)),  # image y points down
+    "getting closer": (1.0, ("zoom",)), "moving away": (-1.0, ("zoom",)),
+    "spinning": (1.0, ("rotation",)), "standing still": (1.0, ("shift_x", "shift_y")),
+}
+
+
+def motion_along_prompt(motion: str, features: np.ndarray) -> np.ndarray:
+    """How far videos (rows of FEATURE_NAMES features) moved the way `motion` says: the centroid shift along the
+    prompted direction (fraction of the frame) for the four translations, the signed change of log size for
+    "getting closer" / "moving away", the fraction of a turn for "spinning", and for "standing still" the length
+    of the centroid shift (0 is right). NaN where the checker found no object."""
+    if motion not in _ALONG:
+        raise ValueError(f"motion: expected one of {list(_ALONG)}, got {motion!r}")
+    sign, names = _ALONG[motion]
+    cols = np.atleast_2d(np.asarray(features, dtype=np.float64))[:, [FEATURE_NAMES.index(n) for n in names]]
+    return sign * cols[:, 0] if len(names) == 1 else np.hypot(cols[:, 0], cols[:, 1])
+
+
+def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
+    """Per prompted motion: videos `n`, % whose `action` the checker accepted (when the records have it) and the
+    mean `along` (`motion_along_prompt`, NaN-skipping; NaN when no video had an object)."""
+    features = np.asarray(features, dtype=np.float64)
+    out = {}
+    for motion in _ALONG:
+        rows = [i for i, r in enumerate(records) if ShapeSpec.from_caption(r["prompt"]).motion == motion]
+        if not rows:
+            continue
+        along = motion_along_prompt(motion, features[rows])
+        entry = {"n": len(rows), "along": float(np.nanmean(along)) if np.isfinite(along).any() else float("nan")}
+        if all("action" in records[i] for i in rows):
+            entry["action"] = 100.0 * float(np.mean([bool(records[i]["action"]) for i in rows]))
+        out[motion] = entry
+    return out
+
+
 def percentages(records: list[dict]) -> dict:
     """% of videos passing each question, their average (Table A2's AVG) and the count; NaN when empty."""
     if not records:

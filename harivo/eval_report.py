@@ -109,6 +109,39 @@ def _score_cells(row: dict) -> str:
     return " | ".join(fmt_pct(row[k]) for k in (*QUESTIONS, "avg"))
 
 
+_MOTION_SHORT = {"moving left to right": "left→right", "moving right to left": "right→left", "moving up": "up",
+                 "moving down": "down", "getting closer": "closer", "moving away": "away", "spinning": "spinning",
+                 "standing still": "still"}
+
+
+def fmt_along(x: float) -> str:
+    return "–" if x != x else f"{x:+.2f}"
+
+
+def motion_section(results: dict) -> list[str]:
+    """'Action per verb': per variant and prompted motion, % action-correct and the mean movement the prompted
+    way (`eval_metrics.motion_along_prompt`), with the generator videos' movement as the scale."""
+    rows = {name: row["by_motion"] for name, row in results["variants"].items() if "by_motion" in row}
+    if not rows:
+        return []
+    motions = [m for m in _MOTION_SHORT if any(m in r for r in rows.values())]
+    head = "| variant | " + " | ".join(_MOTION_SHORT[m] for m in motions) + " |"
+    rule = "|---|" + "---|" * len(motions)
+    lines = ["", "### Action per verb", "",
+             "% of videos whose action the checker accepts, then how far they moved the prompted way: centroid "
+             "shift along the prompted direction (fraction of the frame) for the translations, change of log size "
+             "for closer / away, fraction of a turn for spinning, length of the centroid shift for still (0 is "
+             "right). The generator's videos give the scale.", "", head, rule]
+    for name, r in rows.items():
+        cells = [f"{fmt_pct(r[m]['action'])} / {fmt_along(r[m]['along'])}" if m in r else "" for m in motions]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    real = results.get("real_by_motion") or {}
+    if real:
+        lines.append("| generator videos | " + " | ".join(
+            f"{fmt_along(real[m]['along'])}" if m in real else "" for m in motions) + " |")
+    return lines
+
+
 def report_markdown(results: dict, plots: dict[str, str]) -> str:
     """The report: every number is the JSON's, formatted by fmt_pct / fmt_fvd."""
     s, v, T = results["settings"], results["variants"], results["thresholds"]
@@ -141,6 +174,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
         lines += ["", f"### {title}", "", "| variant | n | content | action | smooth | non-weird | AVG |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {name} | {row[split]['n']} | {_score_cells(row[split])} |" for name, row in v.items()]
+    lines += motion_section(results)
     lo, hi = results["real_floor_fvd_ci"]
     lines += ["", "## Table 1 analog: Fréchet video distance", "",
               f"Reference: {s['reference_videos']} generator videos of the same prompts. Real-data floor "

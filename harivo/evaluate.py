@@ -52,10 +52,10 @@ from .config import _check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 # the measurements and the report live in eval_metrics / eval_report; their names stay importable from here
-from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats,  # noqa: F401
+from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats, motion_breakdown,  # noqa: F401
                            frechet_distance, percentages, reference_features, score_video, table_scores,
                            video_features)
-from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
+from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_along, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
                           plot_examples, plot_fvd, plot_table_a2, report_markdown, write_report)
 from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
@@ -243,7 +243,8 @@ def find_checkpoints(checkpoints: str | Path, variants) -> tuple[dict[str, Path]
 def row_result(run: dict, ref_mu, ref_sigma, cfg: EvalConfig) -> dict:
     fvd = frechet_distance(*feature_stats(run["features"]), ref_mu, ref_sigma)
     ci = bootstrap_fd(run["features"], ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
-    return {**table_scores(run["records"]), "fvd": fvd, "fvd_ci": list(ci), "seconds": run["seconds"]}
+    return {**table_scores(run["records"]), "fvd": fvd, "fvd_ci": list(ci), "seconds": run["seconds"],
+            "by_motion": motion_breakdown(run["records"], run["features"])}
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
@@ -293,7 +294,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
 
     # Table 1 analog: reference = generator videos of the same prompts, floor = another generator set of equal size
     frames, size = runs[next(iter(rows.values()))]["example"].shape[:2]
-    ref_mu, ref_sigma = feature_stats(reference_features(specs, cfg.reference_seeds, 1, frames, size))
+    ref_feats = reference_features(specs, cfg.reference_seeds, 1, frames, size)
+    ref_mu, ref_sigma = feature_stats(ref_feats)
+    real_by_motion = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(cfg.reference_seeds)],
+                                      ref_feats)
     floor_feats = reference_features(specs, cfg.seeds, 2, frames, size)
     floor = frechet_distance(*feature_stats(floor_feats), ref_mu, ref_sigma)
     floor_ci = bootstrap_fd(floor_feats, ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
@@ -315,6 +319,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "cfg_schedule": cfg_schedule,
         "real_floor_fvd": floor,
         "real_floor_fvd_ci": list(floor_ci),
+        "real_by_motion": real_by_motion,
         "thresholds": {**asdict(cfg.thresholds), "frame_size_px": int(size)},
         "prompts": [{"prompt": s.caption, "held_out": is_held_out(s)} for s in specs],
         "seeds": seeds,

@@ -207,6 +207,12 @@ def check_report_matches_json(md: str, results: dict) -> None:
         cells = table_row(md, "## Sensitivity: MG α", f"{r['alpha']:g}")
         assert cells[1:6] == [fmt_pct(r[k]) for k in keys] and cells[6] == fmt_fvd(r["fvd"])
     assert f"**{fmt_fvd(results['real_floor_fvd'])}**" in md
+    for name, row in results["variants"].items():
+        cells = table_row(md, "### Action per verb", name)
+        by = row["by_motion"]
+        assert sum(b["n"] for b in by.values()) == row["n"]
+        for m, b in by.items():
+            assert f"{fmt_pct(b['action'])} / {evaluate.fmt_along(b['along'])}" in cells, (name, m)
     for p in results["prompts"]:
         assert p["prompt"] in md
 
@@ -400,3 +406,42 @@ def test_report_states_the_thresholds_it_was_given():
     for text in ("centroid step ≤ 0.11·S", "size ratio ≤ 1.2,", "rotation ≤ 25°", "flicker score ≤ 0.07",
                  "shift ≥ 0.2·S", "max/min area ≤ 1.7", "(S = 48 px)"):
         assert text in md, text
+
+
+def test_motion_along_prompt_by_hand():
+    """The 'along' value reads the features the prompted way: signed shifts, signed zoom, turns, still = length."""
+    from harivo.eval_metrics import motion_along_prompt, motion_breakdown
+
+    f = np.zeros((2, len(FEATURE_NAMES)))
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    f[0, col["shift_x"]], f[0, col["shift_y"]], f[0, col["zoom"]], f[0, col["rotation"]] = 0.3, -0.4, 0.5, 0.25
+    f[1] = np.nan  # no object found
+    assert motion_along_prompt("moving left to right", f)[0] == pytest.approx(0.3)
+    assert motion_along_prompt("moving right to left", f)[0] == pytest.approx(-0.3)
+    assert motion_along_prompt("moving up", f)[0] == pytest.approx(0.4)  # y grows downwards
+    assert motion_along_prompt("moving down", f)[0] == pytest.approx(-0.4)
+    assert motion_along_prompt("getting closer", f)[0] == pytest.approx(0.5)
+    assert motion_along_prompt("moving away", f)[0] == pytest.approx(-0.5)
+    assert motion_along_prompt("spinning", f)[0] == pytest.approx(0.25)
+    assert motion_along_prompt("standing still", f)[0] == pytest.approx(0.5)  # hypot(0.3, 0.4)
+    with pytest.raises(ValueError, match="motion"):
+        motion_along_prompt("dancing", f)
+    up = "a red square is moving up on a gray background"
+    records = [{"prompt": up, "action": True}, {"prompt": up, "action": False}]
+    assert motion_breakdown(records, f) == {"moving up": {"n": 2, "along": pytest.approx(0.4), "action": 50.0}}
+    assert np.isnan(motion_breakdown(records[1:], f[1:])["moving up"]["along"])
+
+
+def test_generator_videos_move_the_prompted_way():
+    """On the generator's own videos every motion's 'along' is clearly positive (still: clearly ~0): the scale
+    the report prints beside the models."""
+    from harivo.eval_metrics import motion_breakdown
+
+    specs = [ShapeSpec("red", "square", m, "gray") for m in MOTIONS]
+    feats = evaluate.reference_features(specs, 2, 1, 16, 64)
+    by = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(2)], feats)
+    for m, b in by.items():
+        if m == "standing still":
+            assert b["along"] < 0.02, b
+        else:
+            assert b["along"] > 0.2, (m, b)
