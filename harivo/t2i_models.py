@@ -175,14 +175,18 @@ class CaptionProbe(torch.nn.Module):
             {a: torch.nn.Linear(hidden, len(v)) for a, v in attribute_values().items()}
         )
 
-    def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {a: self.heads[a](pooled) for a in CAPTION_ATTRIBUTES}
+    def forward(self, pooled: torch.Tensor, labels: torch.Tensor | None = None):
+        """Logits per attribute; with `labels` ((n, 4) as `caption_labels`) the loss instead, so that a
+        DDP-wrapped probe computes it in its forward (and syncs its gradients)."""
+        logits = {a: self.heads[a](pooled.float()) for a in CAPTION_ATTRIBUTES}
+        if labels is None:
+            return logits
+        ce = [torch.nn.functional.cross_entropy(logits[a], labels[:, i]) for i, a in enumerate(CAPTION_ATTRIBUTES)]
+        return torch.stack(ce).mean()
 
     def loss(self, pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean over the four attributes of the cross-entropy; labels (n, 4) as `caption_labels`."""
-        logits = self(pooled.float())
-        ce = [torch.nn.functional.cross_entropy(logits[a], labels[:, i]) for i, a in enumerate(CAPTION_ATTRIBUTES)]
-        return torch.stack(ce).mean()
+        return self(pooled, labels)
 
     @torch.no_grad()
     def accuracy(self, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

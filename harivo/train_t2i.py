@@ -745,7 +745,7 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     probe_ce = None
     if probe is not None and cfg.text_probe_weight and bool((~drop).any()):
         keep = (~drop).to(device)
-        probe_ce = probe.loss(out[1][keep], cap_labels[cap_index[idx]].to(device)[keep])
+        probe_ce = probe(out[1][keep], cap_labels[cap_index[idx]].to(device)[keep])  # the CE (DDP-safe forward)
         loss = loss + cfg.text_probe_weight * probe_ce
     return loss, per.mean(), probe_ce
 
