@@ -114,6 +114,10 @@ _MOTION_SHORT = {"moving left to right": "left→right", "moving right to left":
                  "standing still": "still"}
 
 
+def _ci(ci, fmt) -> str:
+    return "–" if not ci else f"{fmt(ci[0])}–{fmt(ci[1])}"
+
+
 def fmt_along(x: float) -> str:
     return "–" if x != x else f"{x:+.2f}"
 
@@ -162,18 +166,23 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
         lines += ["", "Skipped: " + "; ".join(f"`{k}` ({w})" for k, w in results["skipped_variants"].items())]
     lines += ["", "## Table A2 analog: % of videos the pixel checker accepts", "",
               "| variant | Table 1 row | content | action | smooth | non-weird | AVG | FVD ↓ | FVD 95% CI "
-              "| paper AVG |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| paper AVG | AVG 95% CI |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in v.items():
         lo, hi = row["fvd_ci"]
         lines.append(f"| {name} | {row['table1_row']} | {_score_cells(row)} | {fmt_fvd(row['fvd'])} | "
-                     f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} |")
+                     f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} | {_ci(row.get('avg_ci'), fmt_pct)} |")
     lines += ["", "Paper AVG: HARIVO's Table A2 (human judges, 100 WebVid-style prompts; rows there add one component "
               "at a time, so `trs-dc` corresponds to its + L_DC row).", "", f"![Table A2 analog]({plots['table_a2']})"]
     for split, title in (("seen", "Seen prompts"), ("held_out", "Held-out prompts (never trained on)")):
-        lines += ["", f"### {title}", "", "| variant | n | content | action | smooth | non-weird | AVG |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {row[split]['n']} | {_score_cells(row[split])} |" for name, row in v.items()]
+        lines += ["", f"### {title}", "", "| variant | n | content | action | smooth | non-weird | AVG | AVG 95% CI "
+                  "| FVD ↓ | FVD 95% CI |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {row[split]['n']} | {_score_cells(row[split])} | "
+                  f"{_ci(row[split].get('avg_ci'), fmt_pct)} | "
+                  f"{fmt_fvd(row[split]['fvd']) if 'fvd' in row[split] else '–'} | "
+                  f"{_ci(row[split].get('fvd_ci'), fmt_fvd)} |" for name, row in v.items()]
+    lines += ["", "FVD per split: that split's videos against the reference videos of that split's prompts. "
+              "AVG 95% CI: percentile bootstrap over videos."]
     lines += motion_section(results)
     lo, hi = results["real_floor_fvd_ci"]
     lines += ["", "## Table 1 analog: Fréchet video distance", "",

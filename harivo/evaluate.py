@@ -52,7 +52,8 @@ from .config import _check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 # the measurements and the report live in eval_metrics / eval_report; their names stay importable from here
-from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats, motion_breakdown,  # noqa: F401
+from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats,  # noqa: F401
+                           motion_breakdown,
                            frechet_distance, percentages, reference_features, score_video, table_scores,
                            video_features)
 from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_along, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
@@ -240,11 +241,44 @@ def find_checkpoints(checkpoints: str | Path, variants) -> tuple[dict[str, Path]
     return found, skipped
 
 
-def row_result(run: dict, ref_mu, ref_sigma, cfg: EvalConfig) -> dict:
-    fvd = frechet_distance(*feature_stats(run["features"]), ref_mu, ref_sigma)
-    ci = bootstrap_fd(run["features"], ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
-    return {**table_scores(run["records"]), "fvd": fvd, "fvd_ci": list(ci), "seconds": run["seconds"],
-            "by_motion": motion_breakdown(run["records"], run["features"])}
+def bootstrap_avg(records: list[dict], resamples: int = 200, confidence: float = 0.95,
+                  seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of Table A2's AVG (`percentages(...)["avg"]`): videos resampled with
+    replacement. (nan, nan) without videos; (avg, avg) with resamples < 1."""
+    if not records:
+        return float("nan"), float("nan")
+    answers = np.array([[bool(r[q]) for q in QUESTIONS] for r in records], dtype=np.float64)  # (n, 4)
+    point = 100.0 * float(answers.mean())
+    if resamples < 1:
+        return point, point
+    rng = np.random.default_rng(seed)
+    n = len(answers)
+    values = 100.0 * answers[rng.integers(0, n, (resamples, n))].mean(axis=(1, 2))
+    lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+    # (here, not in eval_metrics: that file's bytes are part of the run cache key, see judging_code_digest)
+
+
+def row_result(run: dict, ref_mu, ref_sigma, cfg: EvalConfig, split_refs: dict | None = None) -> dict:
+    """Table scores, FVD + bootstrap CI, the AVG's bootstrap CI and the per-verb breakdown of one run. With
+    `split_refs` ({"seen": (mu, sigma), "held_out": (mu, sigma)}: the reference videos of that split's prompts)
+    the seen / held-out sub-dicts get their own FVD, FVD CI and AVG CI."""
+    records, feats = run["records"], run["features"]
+    fvd = frechet_distance(*feature_stats(feats), ref_mu, ref_sigma)
+    ci = bootstrap_fd(feats, ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
+    out = {**table_scores(records), "fvd": fvd, "fvd_ci": list(ci), "seconds": run["seconds"],
+           "avg_ci": list(bootstrap_avg(records, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)),
+           "by_motion": motion_breakdown(records, feats)}
+    for split in ("seen", "held_out"):
+        mask = np.array([bool(r["held_out"]) == (split == "held_out") for r in records])
+        sub = [r for r, m in zip(records, mask) if m]
+        out[split]["avg_ci"] = list(bootstrap_avg(sub, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed))
+        if split_refs and split in split_refs and mask.sum() >= 2:
+            mu, sigma = split_refs[split]
+            out[split]["fvd"] = frechet_distance(*feature_stats(feats[mask]), mu, sigma)
+            out[split]["fvd_ci"] = list(bootstrap_fd(feats[mask], mu, sigma, cfg.bootstrap, cfg.confidence,
+                                                     seed=cfg.prompt_seed))
+    return out
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
@@ -301,7 +335,11 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     floor_feats = reference_features(specs, cfg.seeds, 2, frames, size)
     floor = frechet_distance(*feature_stats(floor_feats), ref_mu, ref_sigma)
     floor_ci = bootstrap_fd(floor_feats, ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
-    scored = {run: row_result(r, ref_mu, ref_sigma, cfg) for run, r in tqdm(runs.items(), desc="FVD bootstrap")}
+    ref_held = np.array([is_held_out(s) for s in specs for _ in range(cfg.reference_seeds)])
+    split_refs = {split: feature_stats(ref_feats[mask]) for split, mask in (("seen", ~ref_held), ("held_out", ref_held))
+                  if mask.sum() >= 2}
+    scored = {run: row_result(r, ref_mu, ref_sigma, cfg, split_refs if run in rows.values() else None)
+              for run, r in tqdm(runs.items(), desc="FVD bootstrap")}
 
     variants = {v: {**scored[run], "table1_row": TABLE1_ROW[v], "mg_alpha": run.mg_alpha,
                     "videos": runs[run]["records"]} for v, run in rows.items()}

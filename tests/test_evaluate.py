@@ -203,6 +203,11 @@ def check_report_matches_json(md: str, results: dict) -> None:
         for split, heading in (("seen", "### Seen prompts"), ("held_out", "### Held-out prompts")):
             cells = table_row(md, heading, name)
             assert cells[1] == str(row[split]["n"]) and cells[2:7] == [fmt_pct(row[split][k]) for k in keys]
+            lo, hi = row[split]["avg_ci"]
+            assert cells[7] == f"{fmt_pct(lo)}–{fmt_pct(hi)}" and lo <= row[split]["avg"] <= hi
+            if "fvd" in row[split]:
+                lo, hi = row[split]["fvd_ci"]
+                assert cells[8] == fmt_fvd(row[split]["fvd"]) and cells[9] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
     for r in results["alpha_sweep"]:
         cells = table_row(md, "## Sensitivity: MG α", f"{r['alpha']:g}")
         assert cells[1:6] == [fmt_pct(r[k]) for k in keys] and cells[6] == fmt_fvd(r["fvd"])
@@ -445,3 +450,16 @@ def test_generator_videos_move_the_prompted_way():
             assert b["along"] < 0.02, b
         else:
             assert b["along"] > 0.2, (m, b)
+
+
+def test_bootstrap_avg_by_hand():
+    """All-pass videos have AVG 100 with a zero-width interval; a half/half set's interval holds its point."""
+    from harivo.evaluate import bootstrap_avg
+
+    yes = {q: True for q in QUESTIONS}
+    no = {q: False for q in QUESTIONS}
+    assert bootstrap_avg([yes] * 5, 100) == (100.0, 100.0)
+    lo, hi = bootstrap_avg([yes, no] * 20, 500, 0.95, seed=1)
+    assert lo < 50.0 < hi and 25.0 < lo and hi < 75.0  # binomial sd of the mean at n = 40 is ~7.9 points
+    assert bootstrap_avg([yes, no], 0) == (50.0, 50.0)
+    assert all(np.isnan(bootstrap_avg([], 10)))
