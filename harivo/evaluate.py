@@ -52,9 +52,8 @@ from .config import _check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 # the measurements and the report live in eval_metrics / eval_report; their names stay importable from here
-from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats,  # noqa: F401
-                           motion_breakdown,
-                           frechet_distance, percentages, reference_features, score_video, table_scores,
+from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats, frechet_distance,  # noqa: F401
+                           motion_breakdown, percentages, reference_features, score_video, table_scores,
                            video_features)
 from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_along, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
                           plot_examples, plot_fvd, plot_table_a2, report_markdown, write_report)
@@ -241,6 +240,7 @@ def find_checkpoints(checkpoints: str | Path, variants) -> tuple[dict[str, Path]
     return found, skipped
 
 
+# (here, not in eval_metrics: that file's bytes are part of the run cache key, see judging_code_digest)
 def bootstrap_avg(records: list[dict], resamples: int = 200, confidence: float = 0.95,
                   seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of Table A2's AVG (`percentages(...)["avg"]`): videos resampled with
@@ -256,7 +256,6 @@ def bootstrap_avg(records: list[dict], resamples: int = 200, confidence: float =
     values = 100.0 * answers[rng.integers(0, n, (resamples, n))].mean(axis=(1, 2))
     lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
-    # (here, not in eval_metrics: that file's bytes are part of the run cache key, see judging_code_digest)
 
 
 def row_result(run: dict, ref_mu, ref_sigma, cfg: EvalConfig, split_refs: dict | None = None) -> dict:

@@ -31,6 +31,7 @@ from .config import _check_range
 from .config import HarivoConfig
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import CFGSchedule, MGConfig, StepInfo, sample_ddim
+from .tokenizer import token_ids
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 VARIANTS = ("baseline", "trs-dc", "mapping", "full")
@@ -224,8 +225,7 @@ class HarivoPipeline:
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, M, D) text tokens as `AnimateDiffPipeline.encode_prompt` makes them, and the input ids."""
-        ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
+        ids = token_ids(self.tokenizer, prompt)
         with self._on_device(self.text_encoder):
             embeds = self.text_encoder(ids.to(self.device), attention_mask=None)[0]
         return embeds.to(self.device, self.model.unet.dtype), ids[0]

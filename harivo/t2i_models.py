@@ -176,21 +176,18 @@ class CaptionProbe(torch.nn.Module):
         )
 
     def forward(self, pooled: torch.Tensor, labels: torch.Tensor | None = None):
-        """Logits per attribute; with `labels` ((n, 4) as `caption_labels`) the loss instead, so that a
-        DDP-wrapped probe computes it in its forward (and syncs its gradients)."""
+        """Logits per attribute; with `labels` ((n, 4) as `caption_labels`) the loss instead — the mean over the
+        four attributes of the cross-entropy — so that a DDP-wrapped probe computes it in its forward (and syncs
+        its gradients)."""
         logits = {a: self.heads[a](pooled.float()) for a in CAPTION_ATTRIBUTES}
         if labels is None:
             return logits
         ce = [torch.nn.functional.cross_entropy(logits[a], labels[:, i]) for i, a in enumerate(CAPTION_ATTRIBUTES)]
         return torch.stack(ce).mean()
 
-    def loss(self, pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean over the four attributes of the cross-entropy; labels (n, 4) as `caption_labels`."""
-        return self(pooled, labels)
-
     @torch.no_grad()
     def accuracy(self, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        logits = self(pooled.float())
+        logits = self(pooled)
         return {a: (logits[a].argmax(-1) == labels[:, i]).float().mean().item()
                 for i, a in enumerate(CAPTION_ATTRIBUTES)}
 
@@ -201,6 +198,7 @@ def verb_separation(text_encoder, tokenizer) -> dict[str, float]:
     a caption changes: mean norm of the difference over caption pairs that differ only in motion, only in
     colour, only in shape. A verb-blind encoder has motion << colour."""
     from harivo.data.shapes import ShapeSpec, all_specs
+    from harivo.tokenizer import token_ids
 
     specs = all_specs("all")
     out = {}
@@ -214,9 +212,7 @@ def verb_separation(text_encoder, tokenizer) -> dict[str, float]:
             pairs += [(a.caption, b.caption) for a, b in zip(group, group[1:])]
         pairs = pairs[:: max(1, len(pairs) // 64)][:64]  # a fixed, spread subset
         caps = [p for pair in pairs for p in pair]
-        ids = tokenizer(caps, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        h = text_encoder(ids.to(text_encoder.device))[0].float()
+        h = text_encoder(token_ids(tokenizer, caps).to(text_encoder.device))[0].float()
         out[attr] = (h[0::2] - h[1::2]).flatten(1).norm(dim=1).mean().item()
     out["motion_over_colour"] = out["motion"] / max(out["colour"], 1e-12)
     return out

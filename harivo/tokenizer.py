@@ -130,6 +130,13 @@ def build_tokenizer(folder: str | Path, words: list[str] | None = None):
     return load_tokenizer(build_tokenizer_files(folder, words))
 
 
+def token_ids(tokenizer, texts):
+    """(n, M) input ids as the SD / AnimateDiff pipelines make them: padded to the tokenizer's max length,
+    truncated, no attention mask. `texts`: one string or a list."""
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
 def split_words(prompt: str) -> list[str]:
     """The prompt's words as CLIP's pre-tokenizer splits them (lower-cased)."""
     return _WORD_RE.findall(re.sub(r"\s+", " ", prompt.lower()))

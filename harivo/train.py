@@ -44,6 +44,7 @@ from .config import HarivoConfig, LossConfig, _check_range
 from .fileio import atomic_dir, load_tensors, read_json, save_tensors, write_json, write_text
 from .losses import NegativeQueue, training_step
 from .model import HarivoVideoModel, load_unet2d
+from .tokenizer import token_ids
 from .train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml, has_training_state,
                           load_training_state, run_cli, save_training_state, step_generator, where_trained,
                           write_loss_curves)
@@ -315,8 +316,7 @@ def encode_videos(cfg: TrainConfig, base: BaseModel, device: torch.device, chunk
 @torch.no_grad()
 def encode_captions(base: BaseModel, captions: list[str], device: torch.device) -> torch.Tensor:
     """(C, M, D) text-encoder states, as the pipelines compute them (padded to max length, no attention mask)."""
-    tok = base.tokenizer
-    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    ids = token_ids(base.tokenizer, captions)
     te = base.text_encoder.to(device)
     return torch.cat([te(ids[i:i + 64].to(device))[0].float().cpu() for i in range(0, len(ids), 64)])
 

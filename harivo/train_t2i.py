@@ -504,8 +504,9 @@ def _tokenizer(cfg: T2IConfig):
 
 
 def encode_captions(tokenizer, captions: list[str]) -> torch.Tensor:
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+    from harivo.tokenizer import token_ids
+
+    return token_ids(tokenizer, captions)
 
 
 def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], list[int]]:
@@ -658,9 +659,7 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
         return minutes_before + (time.time() - seg_start) / 60
 
     def checkpoint():
-        save_state(state_dir, step, {"unet": raw_u, "text_encoder": raw_t, "ema_unet": ema_u.module,
-                                     "ema_text_encoder": ema_t.module,
-                                     **({"caption_probe": raw_probe} if raw_probe is not None else {})}, opt,
+        save_state(state_dir, step, stateful, opt,  # the unwrapped modules, as loaded
                    {"history": history, "minutes": minutes(), "config": dataclasses.asdict(cfg)})
         write_history(run, "unet", history, "UNet loss")
 
@@ -836,6 +835,8 @@ def evaluate(cfg: T2IConfig, folder: str | None = None) -> dict:
     """Sample `eval_prompts` captions with the stock StableDiffusionPipeline and score them with the checker."""
     from diffusers import StableDiffusionPipeline
 
+    from harivo.t2i_models import verb_separation
+
     folder = folder or cfg.output_dir
     if not (Path(folder) / "model_index.json").is_file():
         raise ValueError(f"output_dir: no StableDiffusionPipeline folder at {folder!r}")
@@ -876,8 +877,6 @@ def evaluate(cfg: T2IConfig, folder: str | None = None) -> dict:
     train_info = Path(folder) / "training.json"
     step = read_json(train_info).get("unet", {}).get("steps", 0) if train_info.is_file() else 0
     result["unet_steps"] = step
-    from harivo.t2i_models import verb_separation
-
     with torch.no_grad():
         result["text_separation"] = verb_separation(pipe.text_encoder, pipe.tokenizer)
     grid = Path(cfg.run_dir) / "samples" / f"eval_step{step:06d}.png"

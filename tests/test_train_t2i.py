@@ -268,7 +268,7 @@ def test_caption_labels_and_probe_loss_by_hand():
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
     want = sum(math.log(len(values[a])) for a in ("colour", "shape", "motion", "background")) / 4
-    assert probe.loss(torch.randn(2, 5), labels).item() == pytest.approx(want, abs=1e-6)
+    assert probe(torch.randn(2, 5), labels).item() == pytest.approx(want, abs=1e-6)
     probe.heads["motion"].bias.data[labels[0, 2]] = 100.0  # both captions' motions: one right, one wrong
     assert probe.accuracy(torch.randn(2, 5), labels)["motion"] == 0.5
     with pytest.raises(ValueError, match="caption"):
@@ -312,7 +312,7 @@ def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
     before = motion_gap()
     opt = torch.optim.Adam(list(te.parameters()) + list(probe.parameters()), lr=1e-2)
     for _ in range(80):
-        loss = probe.loss(te(cap_ids)[1], labels)
+        loss = probe(te(cap_ids)[1], labels)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
+from ..tokenizer import token_ids
 from .webvid import WebVidDataset
 
 _REPLACEMENT_STRIDE = 7_919  # a prime: replacement rows of a broken video are spread over the CSV
@@ -87,9 +88,7 @@ class StreamingVideos:
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
         """(b, M, D) text-encoder states, padded to max length with no attention mask (as the pipelines)."""
-        tok = self.tokenizer
-        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids
+        ids = token_ids(self.tokenizer, captions)
         return self.text_encoder(ids.to(self.device))[0].float()
 
     @property
