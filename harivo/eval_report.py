@@ -42,7 +42,12 @@ def plot_table_a2(variants: dict, path: Path) -> Path:
     keys, width = (*QUESTIONS, "avg"), 0.8 / 5
     for k, key in enumerate(keys):
         xs = np.arange(len(variants)) + (k - 2) * width
-        ax.bar(xs, [variants[v][key] for v in variants], width, label=key.replace("_", "-"))
+        values = [variants[v][key] for v in variants]
+        cis = [variants[v].get(f"{key}_ci") for v in variants]  # the AVG's bootstrap interval, when there is one
+        yerr = (np.array([[val - ci[0], ci[1] - val] for val, ci in zip(values, cis)]).T
+                if all(cis) else None)
+        ax.bar(xs, values, width, label=key.replace("_", "-") + (" (95% CI)" if yerr is not None else ""),
+               yerr=yerr, capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_xticks(np.arange(len(variants)), list(variants))
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of videos")
