@@ -81,6 +81,11 @@ class LossConfig:
     dc_weight: float = 0.1  # λ_DC, §4 configuration
     dc_temperature: float = 0.1  # τ in Eq. 4
     dc_queue_size: int = 256  # negatives kept from earlier positive pairs (ours; the paper gives no size)
+    # ours: the batch's other videos are negatives too, with gradients (losses.dc_loss: a queue alone collapsed)
+    dc_in_batch: bool = True
+    # ours: h minus its mean over the batch's frames before g (an offset shared by all videos gets no gradient);
+    # a batch of one video is left uncentred
+    dc_center_h: bool = True
     # 0 = L_TRS keeps every decoder self-attention map until backward (fastest on small models); N = memory-efficient
     # L_TRS (attention.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
     trs_chunk_size: int = 0

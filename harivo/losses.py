@@ -5,7 +5,8 @@
 - L_TRS          Eq. 3, recorded by `attention.TRSRecorder` on the decoder's spatial self-attention
                  (`LossConfig.trs_chunk_size > 0`: without keeping the maps, `attention.TRSAttentionFunction`).
 - `dc_loss`      Eq. 4, decoupled contrastive loss on h-space (UNet mid-block output) through the projection
-                 head g, τ = 0.1, negatives = a queue of earlier positives (`NegativeQueue`).
+                 head g, τ = 0.1, negatives = a queue of earlier positives (`NegativeQueue`) and, with
+                 `LossConfig.dc_in_batch` (ours), the other videos of the batch.
 `training_step` runs one step's forward passes and returns the total and each term for logging.
 """
 
@@ -50,18 +51,38 @@ def reg_loss(eps_video: torch.Tensor, eps_t2i: torch.Tensor, timesteps: torch.Te
     return (reg_weights(timesteps, num_train_timesteps) * per_video).mean()
 
 
-def dc_loss(z1: torch.Tensor, z2: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def dc_loss(z1: torch.Tensor, z2: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.1,
+            in_batch: bool = False) -> torch.Tensor:
     """Eq. 4 (decoupled contrastive, Yeh et al. 2022): −⟨z1, z2⟩/τ + log Σ_{q∈Q} exp(⟨z1, z_q⟩/τ), mean over pairs.
 
     z1, z2: (b, d) projected h-space of two frames of each video; negatives: (Q, d). Embeddings are L2-normalised
     (cosine similarity), as usual with τ = 0.1. The positive pair is *not* in the denominator (decoupled). With an
     empty queue only the alignment term remains.
+
+    `in_batch` (ours): Q of row i also holds this step's z1, z2 of the *other* videos, with gradients. A queue of
+    detached earlier embeddings alone rewards moving every current z away from the stale ones together; on the
+    shapes world that ran away (h-space grew a common offset, std 1.5 → 45, every z collapsed to one direction,
+    L_DC stuck at its collapse value log|Q| and L_simple 40 % above the baseline's). Live negatives make that
+    collapse cost log(2b − 2) + 1/τ at once, as in SimCLR / MoCo's in-batch keys. Live negatives alone still let
+    the offset grow (std 8 after 250 steps), since frames of one video then agree for free; `training_step` also
+    centres h over the batch's frames (`LossConfig.dc_center_h`, DINO-style centring) so that an offset shared by
+    every video has no gradient at all.
     """
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     loss = -(z1 * z2).sum(-1) / temperature
+    logits = []
     if negatives.numel():
-        negatives = F.normalize(negatives.float().to(z1.device), dim=-1)
-        loss = loss + torch.logsumexp(z1 @ negatives.T / temperature, dim=-1)
+        logits.append(z1 @ F.normalize(negatives.float().to(z1.device), dim=-1).T / temperature)
+    b = z1.shape[0]
+    if in_batch and b > 1:
+        live = z1 @ torch.cat([z1, z2]).T / temperature  # (b, 2b)
+        own = torch.arange(b, device=z1.device)
+        mask = torch.zeros_like(live, dtype=torch.bool)
+        mask[own, own] = True
+        mask[own, own + b] = True
+        logits.append(live.masked_fill(mask, float("-inf")))
+    if logits:
+        loss = loss + torch.logsumexp(torch.cat(logits, dim=1), dim=-1)
     return loss.mean()
 
 
@@ -163,10 +184,12 @@ def training_step(
         if projection_head is None or queue is None:
             raise ValueError("projection_head/queue: L_DC needs the projection head g and a NegativeQueue")
         h = rearrange(hspace[-1], "(b f) c h w -> b f c h w", f=f)
+        if loss_config.dc_center_h and b > 1:  # ours: an offset shared by the whole batch says nothing (see dc_loss)
+            h = h - h.mean(dim=(0, 1), keepdim=True)
         i1, i2 = pick_frame_pairs(b, f, generator)
         rows = torch.arange(b)
         z1, z2 = projection_head(h[rows, i1]), projection_head(h[rows, i2])
-        terms["dc"] = dc_loss(z1, z2, queue.get(), loss_config.dc_temperature)
+        terms["dc"] = dc_loss(z1, z2, queue.get(), loss_config.dc_temperature, loss_config.dc_in_batch)
         total = total + loss_config.dc_weight * terms["dc"]
         queue.push(torch.cat([z1, z2]))
     logged = {k: float(v.detach()) for k, v in terms.items()}

@@ -42,7 +42,7 @@ from torch import nn
 from . import media
 from .config import HarivoConfig, LossConfig, _check_range
 from .fileio import atomic_dir, load_tensors, read_json, save_tensors, write_json, write_text
-from .losses import NegativeQueue, training_step
+from .losses import NegativeQueue, capture_hspace, training_step
 from .model import HarivoVideoModel, load_unet2d
 from .tokenizer import token_ids
 from .train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml, has_training_state,
@@ -109,6 +109,8 @@ class TrainConfig:
     dc_weight: float = 0.1  # λ_DC (§4)
     dc_temperature: float = 0.1  # τ in Eq. 4
     dc_queue_size: int = 256  # negatives kept from earlier positive pairs
+    dc_in_batch: bool = True  # ours: the batch's other videos are L_DC negatives too (config.LossConfig.dc_in_batch)
+    dc_center_h: bool = True  # ours: h centred over the batch's frames before g (config.LossConfig.dc_center_h)
     noise_offset: float = 0.0  # offset noise per (video, channel, frame), ours (config.LossConfig.noise_offset)
     trs_chunk_size: int = 0  # 0 = L_TRS keeps the attention maps (fastest, small models); N = memory-efficient, N queries at a time
     # --- bookkeeping -----------------------------------------------------------------------------------
@@ -132,7 +134,8 @@ _FIXED_ON_RESUME = (
     "motion_adapter", "motion_num_attention_heads",
     "motion_max_seq_length", "use_motion_mid_block", "num_frame_tokens", "mapping_hidden_channels", "mapping_heads",
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
-    "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "noise_offset",
+    "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch",
+    "dc_center_h", "noise_offset",
 )
 
 
@@ -408,7 +411,8 @@ def variant_configs(cfg: TrainConfig, max_text_len: int) -> tuple[HarivoConfig, 
     losses = LossConfig(
         use_simple=True, use_trs=v["use_trs"], use_reg=v["use_reg"], use_dc=v["use_dc"], trs_weight=cfg.trs_weight,
         reg_weight=cfg.reg_weight, dc_weight=cfg.dc_weight, dc_temperature=cfg.dc_temperature,
-        dc_queue_size=cfg.dc_queue_size, trs_chunk_size=cfg.trs_chunk_size, noise_offset=cfg.noise_offset,
+        dc_queue_size=cfg.dc_queue_size, dc_in_batch=cfg.dc_in_batch,
+        dc_center_h=cfg.dc_center_h, trs_chunk_size=cfg.trs_chunk_size, noise_offset=cfg.noise_offset,
     ).validate()
     return harivo, losses
 
@@ -685,6 +689,31 @@ def final_terms(history: list[dict], last: int = 10) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
 
 
+@torch.no_grad()
+def hspace_stats(run: Run, n: int = 8, t: int = 500) -> dict[str, float]:
+    """Collapse check of h-space (README: the L_DC guards): on the first n training videos at timestep t, the std
+    of the video UNet's mid-block output and the mean cosine between different videos' frame-averaged h (1 =
+    every video looks the same to L_DC). The baseline (no L_DC) measures std 1.52, cosine 0.77; the first `full`
+    run, whose L_DC collapsed, 44.6 and 0.999."""
+    d, device = run.data, run.accelerator.device
+    if not isinstance(d, VideoLatents) or len(d) < 2:
+        return {}
+    n = min(n, len(d))
+    latents = d.latents[:n].float().to(device)
+    embeds = d.text_embeds[d.caption_index[:n]].to(device)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    timesteps = torch.full((n,), t, device=device)
+    model = run.raw.model
+    with capture_hspace(model) as store:
+        model(run.raw.noise_scheduler.add_noise(latents, noise, timesteps), timesteps, embeds)
+    h = store[-1].float()
+    per_video = torch.nn.functional.normalize(h.reshape(n, -1, *h.shape[1:]).mean(1).flatten(1), dim=-1)
+    cos = per_video @ per_video.T
+    off_diagonal = cos[~torch.eye(n, dtype=torch.bool, device=cos.device)]
+    return {"timestep": t, "videos": n, "std": round(h.std().item(), 4),
+            "mean_cos_between_videos": round(off_diagonal.mean().item(), 4)}
+
+
 def export(run: Run, finished: bool) -> Path:
     """Write `out/` as DESIGN.md §3 (atomically): the model without the training-only projection head,
     the resolved config, training.json and the loss curves."""
@@ -714,6 +743,7 @@ def export(run: Run, finished: bool) -> Path:
         "trainable_parameters": {"shipped": sum(p.numel() for n, p in run.params.items() if not n.startswith("projection_head.")),
                                  "projection_head (not shipped)": sum(p.numel() for n, p in run.params.items() if n.startswith("projection_head."))},
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__},
+        "hspace": hspace_stats(run),
     }
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, extra={"variant": cfg.variant, "components": components})

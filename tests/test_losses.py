@@ -39,6 +39,32 @@ def test_dc_loss_hand_computed():
     assert far == pytest.approx(-1 / tau + math.log(4 * math.exp(-1 / tau)), rel=1e-6)
 
 
+def test_dc_loss_in_batch_negatives_hand_computed():
+    # two videos; row 0's negatives = the queue + row 1's z1 and z2 (never its own pair)
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # (1, 0), (0, 1)
+    z2 = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # (1, 0), (−1, 0)
+    queue = torch.tensor([[1.0, 1.0]])  # (1/√2, 1/√2)
+    tau, r = 0.5, 1 / math.sqrt(2)
+    row0 = -1 / tau + math.log(math.exp(r / tau) + math.exp(0 / tau) + math.exp(-1 / tau))
+    row1 = -0 / tau + math.log(math.exp(r / tau) + math.exp(0 / tau) + math.exp(0 / tau))
+    assert dc_loss(z1, z2, queue, tau, in_batch=True).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    # without in-batch negatives only the queue counts
+    plain = (-1 / tau + r / tau + 0 + r / tau) / 2
+    assert dc_loss(z1, z2, queue, tau).item() == pytest.approx(plain, rel=1e-6)
+    # one video: nothing else in the batch, the same as the queue alone
+    assert dc_loss(z1[:1], z2[:1], queue, tau, in_batch=True).item() == pytest.approx(-1 / tau + r / tau, rel=1e-6)
+
+
+def test_dc_loss_in_batch_penalises_collapse():
+    # the collapse the queue alone rewarded: every current z on one new direction, far from stale negatives
+    c = torch.tensor([[0.0, 1.0]]).repeat(4, 1)
+    stale = torch.tensor([[0.0, -1.0]]).repeat(8, 1)
+    spread = torch.tensor([[1.0, 0], [-1.0, 0], [0, 1.0], [0, -1.0]])
+    tau = 0.1
+    assert dc_loss(c, c, stale, tau).item() < dc_loss(spread, spread, stale, tau).item()  # queue alone: collapse wins
+    assert dc_loss(c, c, stale, tau, in_batch=True).item() > dc_loss(spread, spread, stale, tau, in_batch=True).item() + 5
+
+
 def test_negative_queue_fifo():
     q = NegativeQueue(size=3, dim=2)
     q.push(torch.tensor([[1.0, 0], [2.0, 0]]))
@@ -129,6 +155,33 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tiny):
     model = build_model(tiny)
     outs, _ = run_steps(model, 12, LossConfig(use_dc=False), lr=3e-3)
     assert outs[-1].terms["total"] < outs[0].terms["total"]
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_dc_ignores_an_hspace_offset_shared_by_the_batch_when_centred(tiny, center):
+    """The runaway of the first shapes-world runs: a constant added to h-space. Centred, L_DC cannot see it."""
+    model = build_model(tiny, use_mapping=False, use_frame_tokens=False)
+    cfg = LossConfig(use_trs=False, use_reg=False, dc_center_h=center)
+    head = model.make_projection_head()
+    sched = DDPMScheduler(**{k: v for k, v in scheduler_config().items() if k not in ("set_alpha_to_one", "clip_sample")})
+    latents, text = make_batch()
+    queue = NegativeQueue(cfg.dc_queue_size, head.channels)
+    queue.push(torch.randn(6, head.channels, generator=torch.Generator().manual_seed(1)))
+
+    def dc(offset):
+        hook = model.unet.mid_block.register_forward_hook(lambda _m, _i, out: out + offset)
+        try:
+            q = NegativeQueue(queue.size, queue.dim)
+            q.load_state_dict(queue.state_dict())
+            return training_step(model, latents, text, sched, cfg, head, q, torch.Generator().manual_seed(0)).terms["dc"]
+        finally:
+            hook.remove()
+
+    offset = 30 * torch.randn(1, head.channels, 1, 1, generator=torch.Generator().manual_seed(2))
+    if center:
+        assert dc(offset) == pytest.approx(dc(0.0), rel=1e-4, abs=1e-4)
+    else:
+        assert abs(dc(offset) - dc(0.0)) > 1e-2
 
 
 def test_terms_switch_off(tiny):

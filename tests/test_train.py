@@ -98,6 +98,10 @@ def test_cli_checkpoint_round_trip(world):
     assert training["where_trained"] and set(training["final_loss_terms"]) >= {"loss_total", "loss_simple", "loss_dc"}
     header = (out / "loss_curves.csv").read_text().splitlines()[0].split(",")
     assert {"step", "loss_total", "loss_simple", "loss_trs", "loss_reg", "loss_dc", "lr"} <= set(header)
+    # the h-space collapse check: a fixed batch and noise, so recomputing it gives the recorded numbers
+    hs = training["hspace"]
+    assert hs["std"] > 0 and -1 <= hs["mean_cos_between_videos"] <= 1 and hs["videos"] >= 2
+    assert train.hspace_stats(run) == hs
 
     loaded = HarivoVideoModel.from_pretrained(out)
     assert not any("projection" in k for k in loaded.harivo_state_dict())  # g is training-only
