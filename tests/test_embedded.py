@@ -43,6 +43,18 @@ def test_every_shipped_variant_was_trained_on_the_shipped_t2i_with_one_recipe():
     assert total_mb < 50
 
 
+def test_shipped_dc_variants_did_not_collapse():
+    """The first shipped L_DC runs collapsed (h-space std 20-45, cosine between videos 0.999, L_DC = log 256 = 5.55)."""
+    for v in SHIPPED:
+        folder = DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}"
+        if not json.loads((folder / "config.json").read_text())["components"]["losses"]["dc"]:
+            continue
+        run = json.loads((folder / "training.json").read_text())
+        # collapsed, every projection is the same unit vector and L_DC = log|Q| (+ log(2b − 2) live negatives)
+        assert run["final_loss_terms"]["loss_dc"] < np.log(256) - 0.5, (v, run["final_loss_terms"])
+        assert {"std", "mean_cos_between_videos"} <= set(run["hspace"])  # recorded for the next reader
+
+
 @pytest.mark.skipif("baseline" not in SHIPPED, reason="no baseline checkpoint shipped yet")
 def test_shipped_baseline_is_a_diffusers_animatediff_motion_adapter():
     # DESIGN.md's oracle on the real embedded weights: diffusers alone, from the two folders, draws our video
