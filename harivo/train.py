@@ -537,6 +537,20 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
     return run
 
 
+def _unused_loss_fields(variant: str) -> set[str]:
+    """Settings of the losses `variant` does not train with: they may change between segments (the baseline
+    trained before the shapes config set λ_DC = 0.01 resumes under it)."""
+    v = VARIANTS.get(variant, {})
+    unused = set()
+    if not v.get("use_trs", True):
+        unused.add("trs_weight")
+    if not v.get("use_reg", True):
+        unused.add("reg_weight")
+    if not v.get("use_dc", True):
+        unused |= {"dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch", "dc_center_h"}
+    return unused
+
+
 def check_resume(cfg: TrainConfig, log=print) -> dict | None:
     """The saved config of run_dir's training state if this run resumes it (None: fresh start); ValueError if
     a state exists without --resume or was trained with other values of the fields that must stay fixed."""
@@ -547,8 +561,9 @@ def check_resume(cfg: TrainConfig, log=print) -> dict | None:
         raise ValueError(f"resume: {str(state_dir)!r} already holds a training state; pass --resume to continue "
                          f"it or choose another run_dir")
     saved = read_json(state_dir / "state.json", what="resume state")["config"]
+    unused = _unused_loss_fields(cfg.variant)
     for name in _FIXED_ON_RESUME:
-        if name in saved and saved[name] != getattr(cfg, name):
+        if name in saved and name not in unused and saved[name] != getattr(cfg, name):
             raise ValueError(f"{name}: the run in {str(state_dir)!r} was trained with {saved[name]!r}, "
                              f"got {getattr(cfg, name)!r}; resume with the same value or use another run_dir")
     if saved.get("max_steps") != cfg.max_steps:

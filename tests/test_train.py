@@ -146,6 +146,8 @@ def test_resume_continues_exactly(world):
         train.main(cli(world, "trs-dc", "--max-steps", "4", name="parts"))  # a state exists: refuse to start over
     with pytest.raises(ValueError, match="batch_size"):
         train.main(cli(world, "trs-dc", "--max-steps", "4", "--resume", "--batch-size", "3", name="parts"))
+    with pytest.raises(ValueError, match="dc_weight"):  # a weight of a loss this variant trains with
+        train.main(cli(world, "trs-dc", "--max-steps", "4", "--resume", "--dc-weight", "0.5", name="parts"))
     second = train.main(cli(world, "trs-dc", "--max-steps", "4", "--resume", name="parts"))
     assert second.step == 4 and [s["end_step"] for s in second.segments] == [2, 4]
     by_step = {r["step"]: r for r in whole.history}
@@ -156,6 +158,16 @@ def test_resume_continues_exactly(world):
         assert torch.equal(p, second.params[k]), k
     training = json.loads((world / "out-parts" / "training.json").read_text())
     assert training["steps"] == 4 and len(training["segments"]) == 2
+
+
+def test_baseline_resumes_under_other_weights_of_losses_it_does_not_train(world):
+    first = train.main(cli(world, "baseline", "--max-steps", "2", "--segment-steps", "1", name="base-parts"))
+    assert first.step == 1
+    second = train.main(cli(world, "baseline", "--max-steps", "2", "--resume", "--dc-weight", "0.5", "--trs-weight",
+                            "0.3", "--reg-weight", "0.2", name="base-parts"))
+    assert second.step == 2
+    with pytest.raises(ValueError, match="batch_size"):  # what it does train with stays fixed
+        train.main(cli(world, "baseline", "--max-steps", "3", "--resume", "--batch-size", "3", name="base-parts"))
 
 
 def test_gradient_checkpointing_gives_the_same_step(world):
