@@ -75,12 +75,9 @@ def dc_loss(z1: torch.Tensor, z2: torch.Tensor, negatives: torch.Tensor, tempera
         logits.append(z1 @ F.normalize(negatives.float().to(z1.device), dim=-1).T / temperature)
     b = z1.shape[0]
     if in_batch and b > 1:
-        live = z1 @ torch.cat([z1, z2]).T / temperature  # (b, 2b)
-        own = torch.arange(b, device=z1.device)
-        mask = torch.zeros_like(live, dtype=torch.bool)
-        mask[own, own] = True
-        mask[own, own + b] = True
-        logits.append(live.masked_fill(mask, float("-inf")))
+        live = z1 @ torch.cat([z1, z2]).T / temperature  # (b, 2b): row i's own z1_i, z2_i at columns i, b + i
+        own = torch.eye(b, dtype=torch.bool, device=z1.device).repeat(1, 2)
+        logits.append(live.masked_fill(own, float("-inf")))
     if logits:
         loss = loss + torch.logsumexp(torch.cat(logits, dim=1), dim=-1)
     return loss.mean()

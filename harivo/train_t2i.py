@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from harivo.fileio import atomic_dir, atomic_path, load_tensors, read_json, save_tensors, write_json, write_text
+from harivo.tokenizer import token_ids
 from harivo.train_utils import (WarmupDecay, add_config_flags, config_from_args, config_to_yaml,
                                 optimizer_state_from_flat, optimizer_state_to_flat, run_cli, where_trained,
                                 write_loss_curves)
@@ -503,12 +504,6 @@ def _tokenizer(cfg: T2IConfig):
     return build_tokenizer(Path(cfg.run_dir) / "tokenizer")
 
 
-def encode_captions(tokenizer, captions: list[str]) -> torch.Tensor:
-    from harivo.tokenizer import token_ids
-
-    return token_ids(tokenizer, captions)
-
-
 def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], list[int]]:
     """Pre-encode (once) `frames_per_video` random frames of `train_videos` training videos -> cached latents."""
     from harivo.data.shapes import make_dataset, render_video
@@ -610,8 +605,8 @@ def train_unet(cfg: T2IConfig, acc, t_start: float, argv_str: str) -> dict:
     sf = float(vae.config.scaling_factor)
     tokenizer = _tokenizer(cfg)
     latents, captions, caption_index = latent_cache(cfg, vae, device)
-    cap_ids = encode_captions(tokenizer, captions)
-    empty_ids = encode_captions(tokenizer, [""])[0]
+    cap_ids = token_ids(tokenizer, captions)
+    empty_ids = token_ids(tokenizer, [""])[0]
     cap_index = torch.tensor(caption_index)
     acc.print(f"[unet] {len(latents)} cached latents, {len(captions)} captions, scaling_factor {sf:.4f}")
 
@@ -816,7 +811,7 @@ def text_encoder_record(text_encoder, tokenizer, probe, cfg: T2IConfig) -> dict:
     if probe is not None:
         for split in ("train", "held_out"):
             caps = [s.caption for s in all_specs(split)]
-            pooled = text_encoder(encode_captions(tokenizer, caps).to(text_encoder.device))[1]
+            pooled = text_encoder(token_ids(tokenizer, caps).to(text_encoder.device))[1]
             acc = probe.accuracy(pooled, caption_labels(caps).to(pooled.device))
             record[f"probe_accuracy_{split}"] = {k: round(v, 4) for k, v in acc.items()}
     text_encoder.train(was)

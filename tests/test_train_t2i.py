@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harivo import train_t2i as T
+from harivo.tokenizer import token_ids
 
 TINY = [
     "--vae-channels", "8,16,16", "--vae-norm-groups", "8", "--vae-batch-size", "4", "--vae-eval-images", "8",
@@ -71,7 +72,7 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     unet = make_unet((32, 32, 32), 1, 16, 2, 32, 16, 4)
     latents = torch.randn(8, 4, 16, 16)
     caps = ["a red circle is moving up on a gray background", "a blue star is spinning on a white background"]
-    cap_ids, empty = T.encode_captions(tok, caps), T.encode_captions(tok, [""])[0]
+    cap_ids, empty = token_ids(tok, caps), token_ids(tok, [""])[0]
     sched = DDPMScheduler(**SCHEDULE)
     opt = torch.optim.AdamW(list(unet.parameters()) + list(te.parameters()), lr=2e-3)
     losses = []
@@ -290,7 +291,7 @@ def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
     probe = CaptionProbe(16)
     caps = [f"a red circle is {m} on a gray background" for m in ("moving up", "moving down", "moving left to right",
                                                                   "moving right to left")]
-    cap_ids, empty = T.encode_captions(tok, caps), T.encode_captions(tok, [""])[0]
+    cap_ids, empty = token_ids(tok, caps), token_ids(tok, [""])[0]
     labels = caption_labels(caps)
     sched = DDPMScheduler(**SCHEDULE)
     latents, index = torch.randn(8, 4, 16, 16), torch.tensor([0, 1, 2, 3] * 2)
