@@ -158,9 +158,20 @@ def motion_along_prompt(motion: str, features: np.ndarray) -> np.ndarray:
     return sign * cols[:, 0] if len(names) == 1 else np.hypot(cols[:, 0], cols[:, 1])
 
 
+TRANSLATIONS = ("moving left to right", "moving right to left", "moving up", "moving down")
+_SIGNED = (*TRANSLATIONS, "getting closer", "moving away")  # motions whose `along` has a right sign
+
+
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+
+
 def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
-    """Per prompted motion: videos `n`, % whose `action` the checker accepted (when the records have it) and the
-    mean `along` (`motion_along_prompt`, NaN-skipping; NaN when no video had an object)."""
+    """Per prompted motion: videos `n`, % whose `action` the checker accepted (when the records have it), the
+    mean `along` (`motion_along_prompt`), the mean length of the centroid shift in any direction `moved`
+    (fraction of the frame: moving the wrong way vs not moving) and, where the sign of `along` says the direction
+    (translations, closer / away), `right_way`: % of videos with `along` > 0 (chance: 50 %). Means skip NaN (no
+    object found) and are NaN when no video had an object."""
     features = np.asarray(features, dtype=np.float64)
     out = {}
     for motion in _ALONG:
@@ -168,11 +179,30 @@ def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
         if not rows:
             continue
         along = motion_along_prompt(motion, features[rows])
-        entry = {"n": len(rows), "along": float(np.nanmean(along)) if np.isfinite(along).any() else float("nan")}
+        entry = {"n": len(rows), "along": _nanmean(along),
+                 "moved": _nanmean(motion_along_prompt("standing still", features[rows]))}
+        if motion in _SIGNED:
+            found = along[np.isfinite(along)]
+            entry["right_way"] = 100.0 * float(np.mean(found > 0)) if len(found) else float("nan")
         if all("action" in records[i] for i in rows):
             entry["action"] = 100.0 * float(np.mean([bool(records[i]["action"]) for i in rows]))
         out[motion] = entry
     return out
+
+
+def translation_summary(by_motion: dict) -> dict:
+    """The four translations of a `motion_breakdown` pooled (weighted by videos): `n`, mean `moved` and
+    `right_way` %. NaN where no translation was prompted."""
+    rows = [by_motion[m] for m in TRANSLATIONS if m in by_motion]
+    n = sum(r["n"] for r in rows)
+    if not n:
+        return {"n": 0, "moved": float("nan"), "right_way": float("nan")}
+
+    def pooled(key):
+        ok = [(r[key], r["n"]) for r in rows if r[key] == r[key]]
+        return sum(v * k for v, k in ok) / sum(k for _, k in ok) if ok else float("nan")
+
+    return {"n": n, "moved": pooled("moved"), "right_way": pooled("right_way")}
 
 
 def percentages(records: list[dict]) -> dict:

@@ -13,7 +13,7 @@ import matplotlib
 import numpy as np
 
 from . import fileio
-from .eval_metrics import QUESTIONS
+from .eval_metrics import QUESTIONS, translation_summary
 
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
@@ -148,6 +148,16 @@ def motion_section(results: dict) -> list[str]:
     if real:
         lines.append("| generator videos | " + " | ".join(
             f"{fmt_along(real[m]['along'])}" if m in real else "" for m in motions) + " |")
+    pooled = {name: translation_summary(r) for name, r in rows.items()}
+    if real:
+        pooled["generator videos"] = translation_summary(real)
+    if any(p["n"] for p in pooled.values()):
+        lines += ["", "**Translations, any direction.** The four translations pooled: how far the object moved in any direction (length of the centroid "
+                  "shift, fraction of the frame) and % of videos whose shift has the prompted sign (chance: 50 %). "
+                  "Moving the wrong way and not moving at all score alike above; not here.", "",
+                  "| variant | moved | right way |", "|---|---|---|"]
+        lines += [f"| {name} | {fmt_along(p['moved']).lstrip('+')} | {fmt_pct(p['right_way'])} |"
+                  for name, p in pooled.items() if p["n"]]
     return lines
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from harivo import evaluate
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
+from harivo.eval_metrics import translation_summary
 from harivo.evaluate import (
     FEATURE_NAMES,
     QUESTIONS,
@@ -218,6 +219,10 @@ def check_report_matches_json(md: str, results: dict) -> None:
         assert sum(b["n"] for b in by.values()) == row["n"]
         for m, b in by.items():
             assert f"{fmt_pct(b['action'])} / {evaluate.fmt_along(b['along'])}" in cells, (name, m)
+        pooled = translation_summary(by)
+        if pooled["n"]:
+            cells = table_row(md, "**Translations, any direction.**", name)
+            assert cells[1:] == [f"{pooled['moved']:.2f}", fmt_pct(pooled["right_way"])], name
     for p in results["prompts"]:
         assert p["prompt"] in md
 
@@ -433,8 +438,31 @@ def test_motion_along_prompt_by_hand():
         motion_along_prompt("dancing", f)
     up = "a red square is moving up on a gray background"
     records = [{"prompt": up, "action": True}, {"prompt": up, "action": False}]
-    assert motion_breakdown(records, f) == {"moving up": {"n": 2, "along": pytest.approx(0.4), "action": 50.0}}
-    assert np.isnan(motion_breakdown(records[1:], f[1:])["moving up"]["along"])
+    assert motion_breakdown(records, f) == {"moving up": {"n": 2, "along": pytest.approx(0.4), "action": 50.0,
+                                                          "moved": pytest.approx(0.5), "right_way": 100.0}}
+    nothing = motion_breakdown(records[1:], f[1:])["moving up"]
+    assert np.isnan(nothing["along"]) and np.isnan(nothing["moved"]) and np.isnan(nothing["right_way"])
+    spin = "a red square is spinning on a gray background"
+    assert "right_way" not in motion_breakdown([{"prompt": spin}], f[:1])["spinning"]  # a turn has no wrong sign
+
+
+def test_translation_summary_by_hand():
+    """Pooled over the translations: moved = mean shift length, right way = % with the prompted sign."""
+    from harivo.eval_metrics import motion_breakdown, translation_summary
+
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    shifts = [(0.3, 0.0), (-0.1, 0.0), (0.0, 0.0), (0.0, -0.4)]  # right way, wrong way, still; then up, right way
+    f = np.zeros((len(shifts), len(FEATURE_NAMES)))
+    for i, (dx, dy) in enumerate(shifts):
+        f[i, col["shift_x"]], f[i, col["shift_y"]] = dx, dy
+    prompts = ["a red circle is moving left to right on a gray background"] * 3
+    prompts += ["a red circle is moving up on a gray background"]
+    by = motion_breakdown([{"prompt": p} for p in prompts], f)
+    assert by["moving left to right"]["right_way"] == pytest.approx(100 / 3)  # 0 is not the prompted way
+    assert translation_summary(by) == {"n": 4, "moved": pytest.approx((0.3 + 0.1 + 0.0 + 0.4) / 4),
+                                       "right_way": pytest.approx(50.0)}
+    empty = translation_summary({})
+    assert empty["n"] == 0 and np.isnan(empty["moved"])
 
 
 def test_generator_videos_move_the_prompted_way():
@@ -450,6 +478,8 @@ def test_generator_videos_move_the_prompted_way():
             assert b["along"] < 0.02, b
         else:
             assert b["along"] > 0.2, (m, b)
+        if "right_way" in b:
+            assert b["right_way"] == 100.0, (m, b)
 
 
 def test_bootstrap_avg_by_hand():
