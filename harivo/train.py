@@ -330,24 +330,23 @@ def load_training_data(cfg: TrainConfig, base: BaseModel, device: torch.device, 
     source = "shapes" if cfg.data == "shapes" else f"csv-{_sha([Path(cfg.data)])}-fps{cfg.webvid_fps:g}"
     key = f"{source}_n{cfg.train_videos}_s{cfg.seed}_f{cfg.num_frames}_{cfg.video_size}px_vae{base.fingerprints['vae']}"
     lat_file, cap_file = cache / f"latents_{key}.safetensors", cache / f"latents_{key}.json"
-    if lat_file.is_file() and cap_file.is_file():
-        latents, captions = load_tensors(lat_file)["latents"], read_json(cap_file)["captions"]
-        log(f"[data] {len(latents)} cached video latents from {lat_file}")
-    else:
+    if not (lat_file.is_file() and cap_file.is_file()):
         t0 = time.time()
         latents, captions = encode_videos(cfg, base, device)
         save_tensors(lat_file, {"latents": latents})
         write_json(cap_file, {"captions": captions, "config": dataclasses.asdict(cfg), "base": str(base.path)})
         log(f"[data] encoded {len(latents)} videos in {time.time() - t0:.0f} s -> {lat_file}")
+    # always read back from the cache: a run that encoded and a run that resumes then train on the same tensors
+    latents, captions = load_tensors(lat_file)["latents"], read_json(cap_file)["captions"]
+    log(f"[data] {len(latents)} cached video latents from {lat_file}")
     unique = sorted(set(captions))
     index = {c: i for i, c in enumerate(unique)}
     text_key = hashlib.sha256("\n".join(unique).encode()).hexdigest()[:16]
     text_file = cache / f"text_{text_key}_te{base.fingerprints['text_encoder']}_tok{base.fingerprints['tokenizer']}.safetensors"
-    if text_file.is_file():
-        text = load_tensors(text_file)
-    else:
-        text = {"embeds": encode_captions(base, unique, device), "empty": encode_captions(base, [""], device)[0]}
-        save_tensors(text_file, text)
+    if not text_file.is_file():
+        save_tensors(text_file, {"embeds": encode_captions(base, unique, device),
+                                 "empty": encode_captions(base, [""], device)[0]})
+    text = load_tensors(text_file)
     caption_index = torch.tensor([index[c] for c in captions], dtype=torch.long)
     return VideoLatents(latents, caption_index, unique, text["embeds"], text["empty"])
 
