@@ -826,8 +826,9 @@ def warm_start_record(init: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def evaluate(cfg: T2IConfig, folder: str | None = None) -> dict:
-    """Sample `eval_prompts` captions with the stock StableDiffusionPipeline and score them with the checker."""
+def evaluate(cfg: T2IConfig, folder: str | None = None, record: bool = True) -> dict:
+    """Sample `eval_prompts` captions with the stock StableDiffusionPipeline and score them with the checker; the
+    result goes to `run_dir` and, with `record`, to eval.json beside the weights."""
     from diffusers import StableDiffusionPipeline
 
     from harivo.t2i_models import verb_separation
@@ -878,7 +879,8 @@ def evaluate(cfg: T2IConfig, folder: str | None = None) -> dict:
     save_grid(grid, list(imgs), titles, cols=8)
     result["grid"] = str(grid)
     write_json(Path(cfg.run_dir) / f"eval_step{step:06d}.json", result)
-    write_json(Path(folder) / "eval.json", result)  # beside the weights it scores (dropped by the next export)
+    if record:
+        write_json(Path(folder) / "eval.json", result)  # beside the weights it scores (dropped by the next export)
     return result
 
 
