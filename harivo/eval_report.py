@@ -152,9 +152,10 @@ def motion_section(results: dict) -> list[str]:
     if real:
         pooled["generator videos"] = translation_summary(real)
     if any(p["n"] for p in pooled.values()):
-        lines += ["", "**Translations, any direction.** The four translations pooled: how far the object moved in any direction (length of the centroid "
-                  "shift, fraction of the frame) and % of videos whose shift has the prompted sign (chance: 50 %). "
-                  "Moving the wrong way and not moving at all score alike above; not here.", "",
+        lines += ["", "**Translations, any direction.** The four translations pooled: how far the object moved in any "
+                  "direction (length of the centroid shift, fraction of the frame) and % of videos whose shift has the "
+                  "prompted sign (chance: 50 %). Moving the wrong way and not moving at all score alike above; not "
+                  "here.", "",
                   "| variant | moved | right way |", "|---|---|---|"]
         lines += [f"| {name} | {fmt_along(p['moved']).lstrip('+')} | {fmt_pct(p['right_way'])} |"
                   for name, p in pooled.items() if p["n"]]

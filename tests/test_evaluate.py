@@ -448,7 +448,7 @@ def test_motion_along_prompt_by_hand():
 
 def test_translation_summary_by_hand():
     """Pooled over the translations: moved = mean shift length, right way = % with the prompted sign."""
-    from harivo.eval_metrics import motion_breakdown, translation_summary
+    from harivo.eval_metrics import motion_breakdown
 
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     shifts = [(0.3, 0.0), (-0.1, 0.0), (0.0, 0.0), (0.0, -0.4)]  # right way, wrong way, still; then up, right way
