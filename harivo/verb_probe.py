@@ -12,7 +12,8 @@
 - **Caption oracle** (`oracle_gain`): the most the verb can buy at t ≈ T, where x_t holds almost nothing of
   x0 and the best prediction of x0 is the mean video of the caption. Per verb pair, the x0-MSE of the
   per-verb mean (verb known) against the pooled mean (verb ignored), on generator videos of one
-  (colour, shape, background), both as unbiased population estimates. Times the SNR at t this is the ε-loss a model could save by reading the verb.
+  (colour, shape, background), both as unbiased population estimates. Times the SNR at t, this is the
+  ε-loss a model could save by reading the verb.
 
 This is the measurement behind the README's "Why the videos do not follow the verb".
 """
@@ -239,8 +240,8 @@ def probe_variant(pipe, videos: int, timesteps, seed: int) -> dict:
     out = {}
     if model.frame_token_generator is not None:
         pair, colour = FEATURE_PAIRS[0], FEATURE_PAIRS[-1]
-        out["frame_tokens"] = frame_token_stats(model, *(pipe.encode_prompt(c)[0] for c in (pair[1], pair[2], colour[2])),
-                                                sample, 800)
+        embeds = [pipe.encode_prompt(c)[0] for c in (pair[1], pair[2], colour[2])]
+        out["frame_tokens"] = frame_token_stats(model, *embeds, sample, 800)
     specs = gap_specs(videos, seed)
     latents = _encode_videos(pipe.vae, specs, [70_000 + i for i in range(len(specs))], size, f)
     embeds = torch.cat([pipe.encode_prompt(s.caption)[0] for s in specs])

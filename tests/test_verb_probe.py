@@ -5,8 +5,7 @@ import torch
 from conftest import build_model
 
 from harivo.data.shapes import ShapeSpec
-from harivo.verb_probe import (_int_list, feature_change, frame_token_stats, gap_noise, oracle_gain, swap_gap,
-                               swap_verb)
+from harivo.verb_probe import _int_list, feature_change, frame_token_stats, gap_noise, oracle_gain, swap_gap, swap_verb
 
 
 def test_swap_verb_pairs_and_rejects_unknown():
