@@ -47,6 +47,8 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
         if registry.untrained_only:
             gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
                         "its videos are noise by design.**", elem_id="untrained-warning")
+        if note := ex.miniature_note(registry):
+            gr.Markdown(note, elem_id="miniature-note")
         with gr.Tabs():
             with gr.Tab("Explore", elem_id="tab-explore"):
                 with gr.Row():

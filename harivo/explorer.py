@@ -73,6 +73,19 @@ class ModelEntry:
     trained: bool
 
 
+MINIATURE_NOTE = (
+    "ℹ️ The shapes-world models are miniatures trained on 2 CPU cores. They keep one object and one background "
+    "through a video, but have **not learned the prompted direction of motion**: objects hold still or drift in a "
+    "chance direction, whatever the verb says. The README (Results, \"Why the videos do not follow the verb\") "
+    "measures why; `python -m harivo.verb_probe` tells when a longer run has learned it."
+)
+
+
+def miniature_note(registry: ModelRegistry) -> str | None:
+    """The app's note on what the shipped shapes-world models cannot do yet; None when none of them is offered."""
+    return MINIATURE_NOTE if any(e.key in VARIANT_LABELS for e in registry.entries) else None
+
+
 def is_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "harivo.safetensors").is_file() and (path / "motion_adapter").is_dir()
 

@@ -152,6 +152,16 @@ def test_unknown_words_are_listed_with_the_known_ones(registry):
     assert len(warnings) == 1 and "unicorn" in warnings[0] and "circle" in warnings[0]
 
 
+def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
+    assert ex.miniature_note(registry) is None  # the tiny random model has its own warning
+    folder = tmp_path / "harivo-shapes-full"
+    (folder / "motion_adapter").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "harivo.safetensors").write_bytes(b"")
+    note = ex.miniature_note(ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache"))
+    assert note is not None and "not learned the prompted direction" in note and "verb_probe" in note
+
+
 def test_unfinished_checkpoints_say_so(tmp_path):
     folder = tmp_path / "ck"
     folder.mkdir()
