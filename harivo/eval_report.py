@@ -13,7 +13,8 @@ import matplotlib
 import numpy as np
 
 from . import fileio
-from .eval_metrics import QUESTIONS, translation_summary
+from .eval_metrics import QUESTIONS
+from .eval_stats import translation_summary
 
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
@@ -129,7 +130,7 @@ def fmt_along(x: float) -> str:
 
 def motion_section(results: dict) -> list[str]:
     """'Action per verb': per variant and prompted motion, % action-correct and the mean movement the prompted
-    way (`eval_metrics.motion_along_prompt`), with the generator videos' movement as the scale."""
+    way (`eval_stats.motion_along_prompt`), with the generator videos' movement as the scale."""
     rows = {name: row["by_motion"] for name, row in results["variants"].items() if "by_motion" in row}
     if not rows:
         return []

@@ -51,12 +51,13 @@ from . import fileio
 from .config import _check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
-# the measurements and the report live in eval_metrics / eval_report; their names stay importable from here
-from .eval_metrics import (FEATURE_NAMES, QUESTIONS, bootstrap_fd, feature_stats, frechet_distance,  # noqa: F401
-                           motion_breakdown, percentages, reference_features, score_video, table_scores,
-                           video_features)
+# per-video judging (eval_metrics), the report (eval_report) and statistics over videos (eval_stats); their names
+# stay importable from here
+from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features  # noqa: F401
 from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_along, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
                           plot_examples, plot_fvd, plot_table_a2, report_markdown, write_report)
+from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, percentages,  # noqa: F401
+                         reference_features, table_scores)
 from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
 
@@ -187,7 +188,8 @@ def weights_fingerprint(pipe: HarivoPipeline) -> str:
 
 def judging_code_digest() -> str:
     """sha256 of the source of the code that turns a video into its scores and features (the pixel checker and
-    eval_metrics): a cached run is only reused while that code is byte-identical."""
+    eval_metrics): a cached run is only reused while that code is byte-identical. The statistics over videos
+    (eval_stats) and the report are recomputed from the cached records, so they are not part of it."""
     from . import eval_metrics
     from .data import checker
 

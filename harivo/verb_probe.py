@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .data.shapes import HELD_OUT, ShapeSpec, all_specs, render_video
+from .eval_stats import TRANSLATIONS
 
 OPPOSITE = {
     "moving left to right": "moving right to left",
@@ -43,7 +44,6 @@ OPPOSITE = {
     "spinning": "standing still",
     "standing still": "spinning",
 }
-TRANSLATIONS = ("moving left to right", "moving right to left", "moving up", "moving down")
 # (what changes, caption a, caption b) for the feature change; the colour swap is the control
 FEATURE_PAIRS = (
     ("left/right", "a red circle is moving left to right on a gray background",

@@ -5,6 +5,7 @@ import json
 import shutil
 import zlib
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ from PIL import Image
 from harivo import evaluate
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
-from harivo.eval_metrics import translation_summary
+from harivo.eval_stats import translation_summary
 from harivo.evaluate import (
     FEATURE_NAMES,
     QUESTIONS,
@@ -343,6 +344,22 @@ def test_finished_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
     assert len(StubPipeline.calls) == 4 * 2
 
 
+def test_judging_digest_covers_per_video_code_only(tmp_path, monkeypatch):
+    """An edit of the per-video judging (checker, eval_metrics) re-judges cached videos; an edit of the statistics
+    over videos (eval_stats) or of the report does not, since those are recomputed from the cached records."""
+    from harivo import eval_metrics, eval_report, eval_stats
+    from harivo.data import checker
+
+    before = evaluate.judging_code_digest()
+    for module in (eval_stats, eval_report, checker, eval_metrics):
+        edited = tmp_path / f"{module.__name__}.py"
+        edited.write_bytes(Path(module.__file__).read_bytes() + b"\n# an edit\n")
+        with monkeypatch.context() as m:
+            m.setattr(module, "__file__", str(edited))
+            changed = evaluate.judging_code_digest() != before
+        assert changed == (module in (checker, eval_metrics)), module.__name__
+
+
 def make_tiny_checkpoints(root, variants=("baseline", "full")):
     harivo = save_tiny_checkpoint(root, num_frames=4)
     for v in variants:
@@ -420,7 +437,7 @@ def test_report_states_the_thresholds_it_was_given():
 
 def test_motion_along_prompt_by_hand():
     """The 'along' value reads the features the prompted way: signed shifts, signed zoom, turns, still = length."""
-    from harivo.eval_metrics import motion_along_prompt, motion_breakdown
+    from harivo.eval_stats import motion_along_prompt, motion_breakdown
 
     f = np.zeros((2, len(FEATURE_NAMES)))
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -448,7 +465,7 @@ def test_motion_along_prompt_by_hand():
 
 def test_translation_summary_by_hand():
     """Pooled over the translations: moved = mean shift length, right way = % with the prompted sign."""
-    from harivo.eval_metrics import motion_breakdown
+    from harivo.eval_stats import motion_breakdown
 
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     shifts = [(0.3, 0.0), (-0.1, 0.0), (0.0, 0.0), (0.0, -0.4)]  # right way, wrong way, still; then up, right way
@@ -468,7 +485,7 @@ def test_translation_summary_by_hand():
 def test_generator_videos_move_the_prompted_way():
     """On the generator's own videos every motion's 'along' is clearly positive (still: clearly ~0): the scale
     the report prints beside the models."""
-    from harivo.eval_metrics import motion_breakdown
+    from harivo.eval_stats import motion_breakdown
 
     specs = [ShapeSpec("red", "square", m, "gray") for m in MOTIONS]
     feats = evaluate.reference_features(specs, 2, 1, 16, 64)
