@@ -93,6 +93,9 @@ class LossConfig:
     # frame). Frames that share a background must then agree on it from the caption and each other, not from each
     # frame's own noise mean (see train_t2i.T2IConfig.noise_offset for the leak it closes)
     noise_offset: float = 0.0
+    # exploration only (scripts/verb_finetune.py): draw training timesteps from [min_timestep, T) instead of [0, T);
+    # 0 = the paper's uniform t, with the same random stream as before this option existed
+    min_timestep: int = 0
 
     def validate(self) -> "LossConfig":
         for name in ("trs_weight", "reg_weight", "dc_weight", "noise_offset"):
@@ -100,4 +103,5 @@ class LossConfig:
         _check_range("dc_temperature", self.dc_temperature, 1e-6)
         _check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
         _check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
+        _check_range("min_timestep", self.min_timestep, 0, 999, integer=True)
         return self

@@ -145,7 +145,10 @@ def training_step(
     b, _, f = latents.shape[:3]
     T = noise_scheduler.config.num_train_timesteps
     noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
-    timesteps = torch.randint(0, T, (b,), generator=generator).to(latents.device)
+    if not 0 <= loss_config.min_timestep < T:
+        raise ValueError(f"min_timestep: expected 0 <= min_timestep < {T} (the scheduler's timesteps), "
+                         f"got {loss_config.min_timestep}")
+    timesteps = torch.randint(loss_config.min_timestep, T, (b,), generator=generator).to(latents.device)
     if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
         noise = offset_noise(noise, loss_config.noise_offset, generator)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)

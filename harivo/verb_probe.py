@@ -153,16 +153,21 @@ def gap_noise(shape: tuple[int, ...], num_timesteps: int, seed: int) -> torch.Te
 
 @torch.no_grad()
 def swap_gap(model, scheduler, latents: torch.Tensor, embeds: torch.Tensor, swapped: torch.Tensor,
-             timesteps, seed: int = 0, batch_size: int = 8) -> list[dict]:
+             timesteps, seed: int = 0, batch_size: int = 8, noise: torch.Tensor | None = None) -> list[dict]:
     """ε-MSE with the true and with the swapped captions, same x_t; one row per timestep.
 
-    latents (n, c, f, h, w) clean, embeds / swapped (n, M, D). Noise: `gap_noise(latents.shape, len(timesteps),
-    seed)`. Row: {"t", "loss", "loss_swapped", "gap_pct" = 100 (loss_swapped − loss) / loss}.
+    latents (n, c, f, h, w) clean, embeds / swapped (n, M, D). Noise: `noise` (len(timesteps), n, c, f, h, w) if
+    given, else `gap_noise(latents.shape, len(timesteps), seed)`.
+    Row: {"t", "loss", "loss_swapped", "gap_pct" = 100 (loss_swapped − loss) / loss}.
     """
     if not (len(latents) == len(embeds) == len(swapped)):
         raise ValueError(f"latents, embeds, swapped: expected one per video, got {len(latents)}, {len(embeds)}, "
                          f"{len(swapped)}")
-    noise = gap_noise(tuple(latents.shape), len(timesteps), seed).to(latents.device, latents.dtype)
+    if noise is None:
+        noise = gap_noise(tuple(latents.shape), len(timesteps), seed)
+    elif tuple(noise.shape) != (len(timesteps), *latents.shape):
+        raise ValueError(f"noise: expected shape {(len(timesteps), *latents.shape)}, got {tuple(noise.shape)}")
+    noise = noise.to(latents.device, latents.dtype)
     rows = []
     for j, t in enumerate(timesteps):
         sums = [0.0, 0.0]

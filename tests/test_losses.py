@@ -236,6 +236,25 @@ def test_noise_offset_is_one_constant_per_video_channel_and_frame(tiny, offset):
         assert not torch.allclose(d[:, :, 0], d[:, :, 1])
 
 
+def test_min_timestep_draws_from_the_top_of_the_schedule_only(tiny):
+    model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
+    sched = _RecordingScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                beta_schedule="scaled_linear")
+    latents, text = make_batch(b=8)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, min_timestep=900)
+    training_step(model, latents, text, sched, cfg, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    torch.randn(latents.shape, generator=gen)
+    assert torch.equal(sched.seen[1], torch.randint(900, 1000, (8,), generator=gen))
+    assert sched.seen[1].min() >= 900
+    with pytest.raises(ValueError, match="min_timestep"):
+        LossConfig(min_timestep=1000).validate()
+    with pytest.raises(ValueError, match="min_timestep: expected 0 <= min_timestep < 10"):
+        short = _RecordingScheduler(num_train_timesteps=10)
+        training_step(model, latents, text, short, LossConfig(use_trs=False, use_reg=False, use_dc=False,
+                                                              min_timestep=50), generator=torch.Generator())
+
+
 def test_noise_offset_must_be_non_negative():
     with pytest.raises(ValueError, match="noise_offset"):
         LossConfig(noise_offset=-0.1).validate()

@@ -59,6 +59,13 @@ def test_swap_gap_by_hand():
         assert row["loss"] == pytest.approx(loss, rel=1e-5)
         assert row["loss_swapped"] == pytest.approx(loss_sw, rel=1e-5)
         assert row["gap_pct"] == pytest.approx(100 * (loss_sw - loss) / loss, rel=1e-4)
+    # the same noise passed explicitly gives the same rows; a wrong shape is refused
+    explicit = swap_gap(_ConstantModel(), DDPMScheduler.from_config(scheduler_config()), latents, true, swapped,
+                        [999, 10], batch_size=2, noise=noise)
+    assert explicit == rows
+    with pytest.raises(ValueError, match="noise: expected shape"):
+        swap_gap(_ConstantModel(), DDPMScheduler.from_config(scheduler_config()), latents, true, swapped, [999],
+                 noise=noise)
     # a caption-blind comparison (same embeddings) has no gap at all
     same = swap_gap(_ConstantModel(), DDPMScheduler.from_config(scheduler_config()), latents, true, true.clone(), [500])
     assert same[0]["gap_pct"] == 0.0
