@@ -341,10 +341,14 @@ def _int_list(name: str, text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .pipeline import DEFAULT_CHECKPOINTS, HarivoPipeline
+    from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 
     args = build_parser().parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     try:
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown or not variants:
+            raise ValueError(f"--variants: expected a comma-separated subset of {list(VARIANTS)}, got {args.variants!r}")
         timesteps = _int_list("--timesteps", args.timesteps)
         if args.videos < 1:
             raise ValueError(f"--videos: expected >= 1, got {args.videos}")
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = Path(args.checkpoints or DEFAULT_CHECKPOINTS)
     result = {"videos": args.videos, "timesteps": timesteps, "seed": args.seed, "variants": {}}
     pipe = None
-    for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+    for variant in variants:
         pipe = HarivoPipeline.from_variant(variant, checkpoints)
         result["variants"][variant] = probe_variant(pipe, args.videos, timesteps, args.seed)
         gaps = ", ".join(f"t{r['t']} {r['gap_pct']:+.2f}%" for r in result["variants"][variant]["swap_gap"])

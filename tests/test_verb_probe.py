@@ -94,6 +94,15 @@ def test_feature_change_sees_every_motion_module(tiny):
     assert all(not m._forward_pre_hooks for m in model.unet.modules())
 
 
+def test_cli_refuses_bad_arguments_before_loading_anything(capsys):
+    from harivo.verb_probe import main
+
+    assert main(["--variants", "baseline,nope"]) == 2
+    assert "--variants: expected a comma-separated subset of" in capsys.readouterr().err
+    assert main(["--oracle-videos", "1"]) == 2
+    assert "--oracle-videos: expected >= 2" in capsys.readouterr().err
+
+
 def test_timesteps_argument_is_checked():
     assert _int_list("--timesteps", "999, 10") == [999, 10]
     with pytest.raises(ValueError, match="--timesteps: expected timesteps in 0..999"):
