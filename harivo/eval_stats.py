@@ -53,7 +53,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 def bootstrap_fd(features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, resamples: int = 200,
                  confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Bootstrap interval of frechet_distance(features, reference): videos resampled with replacement,
-    the percentile interval re-centred on the point estimate (see the module docstring), clipped at 0."""
+    the percentile interval re-centred on the point estimate (see `harivo/evaluate.py`), clipped at 0."""
     point = frechet_distance(*feature_stats(features), ref_mu, ref_sigma)
     if resamples < 1:
         return point, point
