@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import fileio
+from .attention import recording, spatial_attention_names
 from .data.shapes import ShapeSpec, all_specs, render_video
 from .eval_stats import TRANSLATIONS
 
@@ -108,6 +109,16 @@ def feature_change(model, embeds_a: torch.Tensor, embeds_b: torch.Tensor, sample
             "per_module": per_module}
 
 
+class _TokenShare:
+    """Recorder (`attention.recording`): per cross-attention layer, the mean probability mass on the last k keys."""
+
+    def __init__(self, k: int):
+        self.k, self.shares = k, {}
+
+    def record(self, name: str, probs: torch.Tensor) -> None:
+        self.shares[name.removesuffix(".processor")] = float(probs[..., -self.k:].sum(-1).mean())
+
+
 @torch.no_grad()
 def frame_token_stats(model, embeds_a: torch.Tensor, embeds_b: torch.Tensor, embeds_c: torch.Tensor,
                       sample: torch.Tensor, timestep: int) -> dict:
@@ -119,31 +130,14 @@ def frame_token_stats(model, embeds_a: torch.Tensor, embeds_b: torch.Tensor, emb
         raise ValueError("model: expected a model with a frame-token generator")
     f, k = sample.shape[2], model.config.num_frame_tokens
     tokens = [gen(e, f)[:, -k:] for e in (embeds_a, embeds_b, embeds_c)]  # (f, K, D) each
-    shares = {}
-
-    def record(name):
-        def hook(attn, args, kwargs):
-            hidden, states = args[0], kwargs.get("encoder_hidden_states")
-            q, key = attn.to_q(hidden), attn.to_k(states)
-            d = q.shape[-1] // attn.heads
-            q = q.view(q.shape[0], -1, attn.heads, d).transpose(1, 2)
-            key = key.view(key.shape[0], -1, attn.heads, d).transpose(1, 2)
-            probs = (q @ key.transpose(-1, -2) * attn.scale).softmax(-1)
-            shares[name] = float(probs[..., -k:].sum(-1).mean())
-        return hook
-
-    hooks = [m.register_forward_pre_hook(record(n), with_kwargs=True)
-             for n, m in model.unet.named_modules() if n.endswith("attn2") and "motion_modules" not in n]
-    try:
+    shares = _TokenShare(k)
+    with recording(model.unet, spatial_attention_names(model.unet, "attn2"), shares):
         model(sample, torch.tensor([timestep], device=sample.device), embeds_a)
-    finally:
-        for h in hooks:
-            h.remove()
     a = tokens[0]
     return {"verb_change": _relative(a, tokens[1]), "colour_change": _relative(a, tokens[2]),
             "frame_variation": _relative(a, a.mean(0, keepdim=True).expand_as(a)),
             "token_norm": float(a.norm(dim=-1).mean()), "text_token_norm": float(embeds_a.norm(dim=-1).mean()),
-            "attention_share": shares}
+            "attention_share": shares.shares}
 
 
 def gap_noise(shape: tuple[int, ...], num_timesteps: int, seed: int) -> torch.Tensor:
@@ -212,10 +206,12 @@ def oracle_gain(groups) -> dict:
 # ------------------------------------------------------------------------------------------------ the CLI
 def _encode_videos(vae, specs: list[ShapeSpec], seeds: list[int], size: int, frames: int) -> torch.Tensor:
     """Generator videos → VAE latents (mode × scaling factor, as the training data) (n, c, f, h, w)."""
+    from .train_t2i import to_pixels
+
     out = []
     for spec, seed in zip(specs, seeds):
         video, _ = render_video(spec, seed, frames, size)
-        pixels = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        pixels = to_pixels(video)
         with torch.no_grad():
             lat = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
         out.append(lat.permute(1, 0, 2, 3))
