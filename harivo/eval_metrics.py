@@ -1,9 +1,11 @@
 """Per-video judging of `harivo.evaluate`: the pixel checker's Table A2 answers and the FVD feature of one video.
 
-`score_video` judges one video (content, action, smooth, non-weird) and reads its FVD feature (`FEATURE_NAMES`,
-see the module docstring of `harivo/evaluate.py` for why these features). Only per-video code lives here: the
-evaluation's run cache is keyed on this file and the checker (`evaluate.judging_code_digest`), so an edit here
-re-judges every cached video, and an edit of the statistics over videos (`harivo.eval_stats`) does not.
+`score_video` judges one video (content, action, smooth, non-weird; also the paper's direction-blind action
+`action_kind` and the share of frames showing the prompt's cue mark `cue_share`) and reads its FVD feature
+(`FEATURE_NAMES`, see the module docstring of `harivo/evaluate.py` for why these features). Only per-video code
+lives here: the evaluation's run cache is keyed on this file and the checker (`evaluate.judging_code_digest`), so
+an edit here re-judges every cached video, and an edit of the statistics over videos (`harivo.eval_stats`) does
+not.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds, _flicker, _steps, _total_change, judge, read_video
 from .data.shapes import ShapeSpec
 
-QUESTIONS = ("content", "action", "smooth", "non_weird")  # Table A2 columns
+QUESTIONS = ("content", "action", "smooth", "non_weird")  # Table A2 columns, AVG's four (action: direction too)
 FEATURE_NAMES = (
     "object_r", "object_g", "object_b",  # median object colour over frames with an object, / 255
     "background_r", "background_g", "background_b",  # median border colour, / 255
@@ -72,7 +74,10 @@ def video_features(frames: np.ndarray, reading=None, thresholds: Thresholds = DE
 
 # ------------------------------------------------------------------------------------------------ scoring
 def score_video(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict:
-    """The checker's four Table A2 answers for one video, and its FVD feature (one read of the pixels)."""
+    """The checker's four Table A2 answers for one video, `action_kind` (the paper's action: the kind of motion
+    only, `checker.motion_kind`), `cue_share` (fraction of frames whose cue mark is the prompt's) and its FVD
+    feature (one read of the pixels)."""
     verdict = judge(frames, spec, thresholds)
     features = video_features(frames, verdict["details"]["reading"], thresholds)
-    return {**{q: verdict[q] for q in QUESTIONS}, "features": features}
+    return {**{q: verdict[q] for q in QUESTIONS}, "action_kind": verdict["action_kind"],
+            "cue_share": float(verdict["details"]["cue_share"]), "features": features}

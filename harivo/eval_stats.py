@@ -1,7 +1,8 @@
 """Statistics of `harivo.evaluate` over many judged videos: Table A2's percentages, the Fréchet distance (FVD
 analog) with its bootstrap interval and the generator videos' reference side, and the per-verb motion tables.
 
-`percentages` / `table_scores` turn per-video answers into Table A2's percentages; `frechet_distance`,
+`percentages` / `table_scores` turn per-video answers into Table A2's percentages (with the paper's direction-blind
+`action_kind` and the cue share beside them, outside the AVG); `frechet_distance`,
 `feature_stats` and `bootstrap_fd` give the Fréchet distance of two feature sets and its bootstrap interval;
 `reference_features` the generator videos' side; `motion_breakdown` / `translation_summary` the "Action per verb"
 and "Translations, any direction" tables. Per-video judging is `harivo.eval_metrics`; editing this module does
@@ -104,8 +105,17 @@ def _nanmean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
+def _record_mean(records: list[dict], key: str) -> float:
+    """100 × the mean of `key` over records (bools count 0 / 1); NaN without records or when one lacks `key`
+    (records cached before the key existed)."""
+    if not records or any(key not in r for r in records):
+        return float("nan")
+    return 100.0 * float(np.mean([float(r[key]) for r in records]))
+
+
 def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
-    """Per prompted motion: videos `n`, % whose `action` the checker accepted (when the records have it), the
+    """Per prompted motion: videos `n`, % whose `action` the checker accepted (when the records have it; likewise
+    `action_kind`, the kind of motion only, and `cue`, the mean % of frames showing the prompt's cue mark), the
     mean `along` (`motion_along_prompt`), the mean length of the centroid shift in any direction `moved`
     (fraction of the frame: moving the wrong way vs not moving) and, where the sign of `along` says the direction
     (translations, closer / away), `right_way`: % of videos with `along` > 0 (chance: 50 %). Means skip NaN (no
@@ -124,6 +134,9 @@ def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
             entry["right_way"] = 100.0 * float(np.mean(found > 0)) if len(found) else float("nan")
         if all("action" in records[i] for i in rows):
             entry["action"] = 100.0 * float(np.mean([bool(records[i]["action"]) for i in rows]))
+        for key, name in (("action_kind", "action_kind"), ("cue_share", "cue")):
+            if all(key in records[i] for i in rows):
+                entry[name] = _record_mean([records[i] for i in rows], key)
         out[motion] = entry
     return out
 
@@ -144,11 +157,15 @@ def translation_summary(by_motion: dict) -> dict:
 
 
 def percentages(records: list[dict]) -> dict:
-    """% of videos passing each question, their average (Table A2's AVG) and the count; NaN when empty."""
+    """% of videos passing each question, their average (Table A2's AVG, over QUESTIONS: `action` is the one that
+    wants the direction), % passing `action_kind` (the paper's action: the kind of motion only), the mean % of
+    frames showing the prompt's cue mark `cue` (from the records' `cue_share`) and the count. NaN when empty;
+    `action_kind` / `cue` NaN also when a record lacks them (cached before they existed)."""
+    extra = {"action_kind": _record_mean(records, "action_kind"), "cue": _record_mean(records, "cue_share")}
     if not records:
-        return {**{q: float("nan") for q in (*QUESTIONS, "avg")}, "n": 0}
+        return {**{q: float("nan") for q in (*QUESTIONS, "avg")}, **extra, "n": 0}
     out = {q: 100.0 * float(np.mean([bool(r[q]) for r in records])) for q in QUESTIONS}
-    return {**out, "avg": float(np.mean([out[q] for q in QUESTIONS])), "n": len(records)}
+    return {**out, "avg": float(np.mean([out[q] for q in QUESTIONS])), **extra, "n": len(records)}
 
 
 def table_scores(records: list[dict]) -> dict:

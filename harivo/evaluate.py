@@ -11,7 +11,9 @@ Writes `report.md` and PNG plots into --out-dir (default `assets/eval/`) and a J
   `harivo.data.checker.judge`: content (colour, shape, background), action (centroid/size/angle trajectory
   matches the verb), smooth (no frame-to-frame jump or flicker) and non-weird (one object in every frame,
   stable area, no noise). We report the percentage of videos passing each question and their average,
-  overall and for seen and held-out prompts separately. The thresholds are `checker.Thresholds`, written
+  overall and for seen and held-out prompts separately. Action is reported twice: the paper's (the kind of
+  motion matches) and ours (the direction too, which the AVG uses); beside them the share of frames showing the
+  prompt's cue mark. The thresholds are `checker.Thresholds`, written
   into the report and the JSON.
 - **Table 1 analog** (§4.2): a Fréchet video distance per variant against generator videos of the same
   prompts, with the real-data floor (generator videos vs other generator videos, same number of videos as a
@@ -440,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, row in results["variants"].items():
-        print(f"{name:>9}: {_score_cells(row)} (content | action | smooth | non-weird | avg), "
+        print(f"{name:>9}: {_score_cells(row)} (content | action kind | action direction | smooth | non-weird | avg), "
               f"FVD {fmt_fvd(row['fvd'])}")
     print(f"real-data floor FVD {fmt_fvd(results['real_floor_fvd'])}; wrote {report} and {json_path}")
     return 0

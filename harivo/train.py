@@ -326,7 +326,9 @@ def encode_captions(base: BaseModel, captions: list[str], device: torch.device) 
 def load_training_data(cfg: TrainConfig, base: BaseModel, device: torch.device, log=print) -> VideoLatents:
     """Pre-encoded latents and text embeddings from `cache_dir`, computed and cached on first use."""
     cache = Path(cfg.cache_dir)
-    source = "shapes" if cfg.data == "shapes" else f"csv-{_sha([Path(cfg.data)])}-fps{cfg.webvid_fps:g}"
+    from .data.shapes import WORLD_VERSION
+
+    source = f"shapes-{WORLD_VERSION}" if cfg.data == "shapes" else f"csv-{_sha([Path(cfg.data)])}-fps{cfg.webvid_fps:g}"
     key = f"{source}_n{cfg.train_videos}_s{cfg.seed}_f{cfg.num_frames}_{cfg.video_size}px_vae{base.fingerprints['vae']}"
     lat_file, cap_file = cache / f"latents_{key}.safetensors", cache / f"latents_{key}.json"
     if not (lat_file.is_file() and cap_file.is_file()):

@@ -57,9 +57,10 @@ class T2IConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate); fp32 is fastest on CPU
     gradient_checkpointing: bool = False  # trade compute for memory (only useful for big models / GPUs)
     num_threads: int = 0  # torch CPU threads; 0 = torch default
-    init_from: str = ""  # StableDiffusionPipeline folder to warm-start the unet stage from when run_dir holds no
-    #   state (e.g. checkpoints/shapes-sd on a fresh machine): its VAE if run_dir/vae is missing, its UNet and text
-    #   encoder weights (raw and EMA); fresh optimizer and lr schedule. Ignored when --resume finds a state
+    init_from: str = ""  # StableDiffusionPipeline folder to warm-start from when run_dir holds no state (e.g.
+    #   checkpoints/shapes-sd on a fresh machine): the vae stage starts from its VAE weights; the unet stage takes its
+    #   VAE if run_dir/vae is missing, its UNet and text encoder weights (raw and EMA); fresh optimizer and lr
+    #   schedule. Ignored when --resume finds a state
     eval: bool = False  # after training, sample eval prompts from output_dir and score them with the checker
     image_size: int = 64  # shapes-world frame size (64 -> 16x16 latents)
     # --- VAE ---------------------------------------------------------------------------------------------
@@ -349,11 +350,15 @@ def vae_metrics(vae, cfg: T2IConfig, device, checker: bool = True) -> dict:
     if checker:
         rd = _checker()
         if rd is not None:
-            same = 0
-            for o, r in zip(imgs, rec):
+            from harivo.data.checker import cue_agrees
+
+            same = cue = 0
+            for s, o, r in zip(specs, imgs, rec):
                 fo, fr = rd(o), rd(r)
                 same += int((fo.colour, fo.shape, fo.background) == (fr.colour, fr.shape, fr.background))
+                cue += int(cue_agrees(s.motion, fr))
             out["checker_same_reading"] = same / len(imgs)
+            out["checker_cue_kept"] = cue / len(imgs)  # reconstructions whose mark still shows the spec's cue
     return out, imgs, rec
 
 
@@ -410,6 +415,11 @@ def train_vae(cfg: T2IConfig, acc, t_start: float) -> dict:
         meta = load_state(state_dir, {"vae": vae}, opt)
         step, history, minutes_before, evals = meta["step"], meta["history"], meta["minutes"], meta.get("evals", [])
         acc.print(f"[vae] resumed at step {step}")
+    elif cfg.init_from:
+        if not (Path(cfg.init_from) / "vae" / "config.json").is_file():
+            raise ValueError(f"init_from: expected a StableDiffusionPipeline folder with vae/, got {cfg.init_from!r}")
+        warm_start(Path(cfg.init_from), {"vae": (vae,)})
+        acc.print(f"[vae] warm start from {cfg.init_from} (fresh optimizer)")
     vae, opt = acc.prepare(vae, opt)
     raw = acc.unwrap_model(vae)
     device = acc.device
@@ -448,10 +458,12 @@ def train_vae(cfg: T2IConfig, acc, t_start: float) -> dict:
                             "kl": kl.item(), "lr": lr, "minutes": round(minutes_before + (time.time() - seg_start) / 60, 3)})
             bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{mse.item():.4f}")
         if step % cfg.vae_eval_every == 0 or step == cfg.vae_steps:
-            m, o, r = vae_metrics(raw, cfg, device, checker=False)
+            m, o, r = vae_metrics(raw, cfg, device, checker=True)
             evals.append({"step": step, **m})
             acc.print(f"[vae] step {step}: held-out PSNR {m['psnr_db']:.2f} dB, object colour err "
-                      f"{m['object_colour_error_median']:.1f}, bg err {m['background_colour_error_median']:.1f}")
+                      f"{m['object_colour_error_median']:.1f}, bg err {m['background_colour_error_median']:.1f}, "
+                      f"same reading {m.get('checker_same_reading', float('nan')):.3f}, "
+                      f"cue kept {m.get('checker_cue_kept', float('nan')):.3f}")
             save_grid(run / "samples" / f"vae_{step:06d}.png",
                       [im for pair in zip(o[:16], r[:16]) for im in pair], ["orig", "recon"] * 16)
             done_psnr = cfg.vae_stop_psnr > 0 and m["psnr_db"] >= cfg.vae_stop_psnr
@@ -505,7 +517,9 @@ def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], 
     """Pre-encode (once) `frames_per_video` random frames of `train_videos` training videos -> cached latents."""
     from harivo.data.shapes import make_dataset, render_video
 
-    key = f"n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
+    from harivo.data.shapes import WORLD_VERSION
+
+    key = f"{WORLD_VERSION}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
     vae_file = Path(cfg.run_dir) / "vae" / "diffusion_pytorch_model.safetensors"
     stamp = str(int(vae_file.stat().st_mtime)) if vae_file.exists() else "mem"
     path = Path(cfg.run_dir) / "cache" / f"latents_{key}.safetensors"
@@ -849,22 +863,25 @@ def evaluate(cfg: T2IConfig, folder: str | None = None, record: bool = True) -> 
     if rd is not None:
         from harivo.data.shapes import ShapeSpec
 
+        from harivo.data.checker import cue_agrees, cue_motion
+
         rows = []
         for p, h, im in zip(prompts, held, imgs):
             spec = ShapeSpec.from_caption(p)
             r = rd(im)
             rows.append({"prompt": p, "held_out": h, "colour": r.colour == spec.colour, "shape": r.shape == spec.shape,
-                         "background": r.background == spec.background,
-                         "read": [r.colour, r.shape, r.background]})
+                         "background": r.background == spec.background, "cue": cue_agrees(spec.motion, r),
+                         "read": [r.colour, r.shape, r.background, cue_motion(r)]})
         def frac(sel, key):
             sel = [r for r in rows if sel(r)]
             if key == "all":
                 return sum(r["colour"] and r["shape"] and r["background"] for r in sel) / max(1, len(sel))
             return sum(r[key] for r in sel) / max(1, len(sel))
         for name, sel in (("all", lambda r: True), ("seen", lambda r: not r["held_out"]), ("held_out", lambda r: r["held_out"])):
-            result[name] = {k: frac(sel, k) for k in ("all", "colour", "shape", "background")}
+            result[name] = {k: frac(sel, k) for k in ("all", "colour", "shape", "background", "cue")}
         result["rows"] = rows
-        titles = [("ok " if (r["colour"] and r["shape"] and r["background"]) else "X ") + t for r, t in zip(rows, titles)]
+        titles = [("ok " if (r["colour"] and r["shape"] and r["background"]) else "X ") + ("" if r["cue"] else "~") + t
+                  for r, t in zip(rows, titles)]
     else:
         result["checker"] = "harivo.data.checker not available"
     train_info = Path(folder) / "training.json"

@@ -10,6 +10,7 @@ from harivo.data.checker import (
     classify_motion,
     flicker_score,
     judge,
+    motion_kind,
     read_frame,
     read_video,
 )
@@ -73,6 +74,46 @@ def test_spinning_circle_is_accepted_as_still():
     spec = ShapeSpec("red", "circle", "spinning", "gray")
     result = judge(render_video(spec, 3)[0], spec)
     assert result["details"]["motion"] == "standing still" and all(result[q] for q in QUESTIONS)
+    assert result["action_kind"] is True  # the exception holds for the kind too
+
+
+def test_generator_videos_pass_the_kind_of_action_too(judged):
+    assert all(j["action_kind"] is True for _, _, _, j in judged)
+
+
+def test_motion_kind_of_every_motion():
+    kinds = {m: motion_kind(m) for m in MOTIONS}
+    assert kinds == {
+        "moving left to right": "translation", "moving right to left": "translation", "moving up": "translation",
+        "moving down": "translation", "getting closer": "size", "moving away": "size", "spinning": "rotation",
+        "standing still": "still",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="motion"):
+        motion_kind("dancing")
+
+
+OPPOSITE = {"moving left to right": "moving right to left", "moving right to left": "moving left to right",
+            "moving up": "moving down", "moving down": "moving up", "getting closer": "moving away",
+            "moving away": "getting closer"}
+
+
+@pytest.mark.parametrize("motion", list(OPPOSITE))
+def test_opposite_direction_fails_action_but_passes_its_kind(motion):
+    """The paper's action (kind of motion) accepts the wrong direction; ours (the read verb itself) does not."""
+    video, _ = render_video(ShapeSpec("blue", "triangle", motion, "white"), 7)
+    result = judge(video, ShapeSpec("blue", "triangle", OPPOSITE[motion], "white"))
+    assert result["details"]["motion"] == motion
+    assert result["content"] and result["action"] is False and result["action_kind"] is True
+    assert judge(video, ShapeSpec("blue", "triangle", motion, "white"))["action"] is True
+
+
+@pytest.mark.parametrize("shown,prompted", [("standing still", "moving up"), ("moving up", "getting closer"),
+                                            ("spinning", "standing still"), ("getting closer", "spinning")])
+def test_another_kind_of_motion_fails_both_actions(shown, prompted):
+    video, _ = render_video(ShapeSpec("green", "square", shown, "gray"), 2)
+    result = judge(video, ShapeSpec("green", "square", prompted, "gray"))
+    assert result["details"]["motion"] == shown
+    assert result["content"] and result["action"] is False and result["action_kind"] is False
 
 
 def test_wrong_prompt_fails_content_or_action():

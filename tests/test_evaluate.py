@@ -136,10 +136,14 @@ def test_scores_of_hand_made_videos(hand_made):
     assert t["action"] == pytest.approx(200 / 3) and t["smooth"] == pytest.approx(100 / 3)
     assert t["non_weird"] == pytest.approx(200 / 3)
     assert t["avg"] == pytest.approx((100 + 200 / 3 + 100 / 3 + 200 / 3) / 4)
-    assert t["seen"] == {"content": 100.0, "action": 50.0, "smooth": 50.0, "non_weird": 100.0, "avg": 75.0, "n": 2}
-    assert t["held_out"] == {"content": 100.0, "action": 100.0, "smooth": 0.0, "non_weird": 0.0, "avg": 50.0, "n": 1}
+    assert t["seen"] == {"content": 100.0, "action": 50.0, "smooth": 50.0, "non_weird": 100.0, "avg": 75.0, "n": 2,
+                         "action_kind": 50.0, "cue": 100.0}  # shuffled: no motion of any kind; cues intact
+    assert t["held_out"] == {"content": 100.0, "action": 100.0, "smooth": 0.0, "non_weird": 0.0, "avg": 50.0, "n": 1,
+                             "action_kind": 100.0, "cue": pytest.approx(1500 / 16)}  # frame 7 has no object
+    assert all(isinstance(scores[k]["action_kind"], bool) for k in scores)
     empty = percentages([])
     assert empty["n"] == 0 and np.isnan(empty["avg"]) and fmt_pct(empty["avg"]) == "–"
+    assert np.isnan(empty["action_kind"]) and np.isnan(empty["cue"])
 
 
 def test_features_are_deterministic_and_see_the_glitches(hand_made):
@@ -196,23 +200,24 @@ def table_row(markdown: str, section: str, first_cell: str) -> list[str]:
 
 
 def check_report_matches_json(md: str, results: dict) -> None:
-    keys = (*QUESTIONS, "avg")
+    keys = ("content", "action_kind", "action", "smooth", "non_weird", "avg")  # the report's column order
     for name, row in results["variants"].items():
         cells = table_row(md, "## Table A2 analog", name)
-        assert cells[2:7] == [fmt_pct(row[k]) for k in keys], name
+        assert cells[2:8] == [fmt_pct(row[k]) for k in keys], name
         lo, hi = row["fvd_ci"]
-        assert cells[7] == fmt_fvd(row["fvd"]) and cells[8] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
+        assert cells[8] == fmt_fvd(row["fvd"]) and cells[9] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
+        assert cells[12] == fmt_pct(row["cue"]) and len(cells) == 13
         for split, heading in (("seen", "### Seen prompts"), ("held_out", "### Held-out prompts")):
             cells = table_row(md, heading, name)
-            assert cells[1] == str(row[split]["n"]) and cells[2:7] == [fmt_pct(row[split][k]) for k in keys]
+            assert cells[1] == str(row[split]["n"]) and cells[2:8] == [fmt_pct(row[split][k]) for k in keys]
             lo, hi = row[split]["avg_ci"]
-            assert cells[7] == f"{fmt_pct(lo)}–{fmt_pct(hi)}" and lo <= row[split]["avg"] <= hi
+            assert cells[8] == f"{fmt_pct(lo)}–{fmt_pct(hi)}" and lo <= row[split]["avg"] <= hi
             if "fvd" in row[split]:
                 lo, hi = row[split]["fvd_ci"]
-                assert cells[8] == fmt_fvd(row[split]["fvd"]) and cells[9] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
+                assert cells[9] == fmt_fvd(row[split]["fvd"]) and cells[10] == f"{fmt_fvd(lo)}–{fmt_fvd(hi)}"
     for r in results["alpha_sweep"]:
         cells = table_row(md, "## Sensitivity: MG α", f"{r['alpha']:g}")
-        assert cells[1:6] == [fmt_pct(r[k]) for k in keys] and cells[6] == fmt_fvd(r["fvd"])
+        assert cells[1:7] == [fmt_pct(r[k]) for k in keys] and cells[7] == fmt_fvd(r["fvd"])
     assert f"**{fmt_fvd(results['real_floor_fvd'])}**" in md
     for name, row in results["variants"].items():
         cells = table_row(md, "### Action per verb", name)
@@ -433,6 +438,66 @@ def test_report_states_the_thresholds_it_was_given():
     for text in ("centroid step ≤ 0.11·S", "size ratio ≤ 1.2,", "rotation ≤ 25°", "flicker score ≤ 0.07",
                  "shift ≥ 0.2·S", "max/min area ≤ 1.7", "(S = 48 px)"):
         assert text in md, text
+
+
+def hand_report_results(variants: dict) -> dict:
+    """A results dict for report_markdown around `variants` (name -> row), everything else empty."""
+    return {
+        "settings": {"quick": True, "videos_per_row": 4, "num_frames": 16, "steps": 12, "bootstrap": 0,
+                     "reference_videos": 4, "cfg": {"high": 12.5, "low": 7.5, "switch": 0.7}},
+        "prompts": [{"prompt": SPEC.caption, "held_out": False}], "seeds": [0], "skipped_variants": {},
+        "timing": {"total_s": 1.0, "per_video_s": 0.5},
+        "thresholds": {**asdict(DEFAULT_THRESHOLDS), "frame_size_px": 64}, "variants": variants,
+        "real_floor_fvd": 0.0, "real_floor_fvd_ci": [0.0, 0.0], "fvd_features": list(FEATURE_NAMES),
+        "alpha_sweep": [], "cfg_schedule": {},
+    }
+
+
+def test_report_gives_both_actions_and_the_cue_by_hand(tmp_path):
+    """Four hand-made videos: the paper's action (kind) and ours (direction) side by side, AVG over ours, the cue;
+    a summary cached before action_kind / cue_share existed prints dashes there and keeps its other numbers."""
+    from harivo.eval_stats import motion_breakdown
+
+    def rec(content, kind, action, smooth, non_weird, cue, held_out):
+        return {"prompt": SPEC.caption, "held_out": held_out, "content": content, "action_kind": kind,
+                "action": action, "smooth": smooth, "non_weird": non_weird, "cue_share": cue}
+
+    records = [rec(True, True, True, True, True, 1.0, False), rec(True, True, False, True, False, 0.5, False),
+               rec(False, False, False, True, True, 0.2, True), rec(True, True, False, False, True, 0.0, True)]
+    old = [{k: x for k, x in r.items() if k not in ("action_kind", "cue_share")} for r in records]
+    feats = np.zeros((4, len(FEATURE_NAMES)))
+    rows = {name: {**table_scores(recs), "table1_row": "D", "fvd": 1.0, "fvd_ci": [0.5, 2.0],
+                   "by_motion": motion_breakdown(recs, feats)} for name, recs in (("full", records), ("baseline", old))}
+    md = evaluate.report_markdown(hand_report_results(rows), {"table_a2": "a.png", "fvd": "b.png"})
+    head = table_row(md, "## Table A2 analog", "variant")
+    assert head[2:8] == ["content", "action (kind, paper)", "action (direction, ours)", "smooth", "non-weird", "AVG"]
+    assert head[-1] == "cue"
+    # by hand: content 3/4, kind 3/4, direction 1/4, smooth 3/4, non-weird 3/4; AVG (75 + 25 + 75 + 75) / 4 = 62.5
+    # (with the kind it would be 75); cue (100 + 50 + 20 + 0) / 4 = 42.5
+    assert table_row(md, "## Table A2 analog", "full")[2:8] == ["75.0", "75.0", "25.0", "75.0", "75.0", "62.5"]
+    assert table_row(md, "## Table A2 analog", "full")[-1] == "42.5"
+    assert table_row(md, "### Seen prompts", "full")[1:8] == ["2", "100.0", "100.0", "50.0", "100.0", "50.0", "75.0"]
+    assert table_row(md, "### Held-out prompts", "full")[1:8] == ["2", "50.0", "50.0", "0.0", "50.0", "100.0", "50.0"]
+    # cached before the new keys: dashes there, the AVG unchanged
+    assert table_row(md, "## Table A2 analog", "baseline")[2:8] == ["75.0", "–", "25.0", "75.0", "75.0", "62.5"]
+    assert table_row(md, "## Table A2 analog", "baseline")[-1] == "–"
+    assert rows["full"]["by_motion"][SPEC.motion]["action_kind"] == 75.0
+    assert rows["full"]["by_motion"][SPEC.motion]["cue"] == pytest.approx(42.5)
+    assert "action_kind" not in rows["baseline"]["by_motion"][SPEC.motion]
+    # the legend says which action the AVG uses
+    legend = md.split("## How the checker decides", 1)[1]
+    assert "**AVG** is the mean of content, action (direction, ours), smooth and non-weird" in legend
+    assert "**action (kind, paper)**" in legend and "- **cue**" in legend
+    # a summary JSON written before the new columns still renders, plot included
+    def strip(row):
+        return {k: strip(x) if isinstance(x, dict) else x for k, x in row.items() if k not in ("action_kind", "cue")}
+
+    stale = {"baseline": strip(rows["baseline"])}
+    md = evaluate.report_markdown(hand_report_results(stale), {"table_a2": "a.png", "fvd": "b.png"})
+    assert table_row(md, "## Table A2 analog", "baseline")[2:8] == ["75.0", "–", "25.0", "75.0", "75.0", "62.5"]
+    assert table_row(md, "### Held-out prompts", "baseline")[2:8] == ["50.0", "–", "0.0", "50.0", "100.0", "50.0"]
+    evaluate.plot_table_a2({"full": rows["full"], "baseline": stale["baseline"]}, tmp_path / "a.png")
+    assert (tmp_path / "a.png").stat().st_size > 0
 
 
 def test_motion_along_prompt_by_hand():

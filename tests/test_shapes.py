@@ -122,7 +122,9 @@ def test_render_video_is_deterministic_and_well_formed():
     assert not np.array_equal(a, c)
     small, track = render_video(spec, seed=7, num_frames=5, size=32)
     assert small.shape == (5, 32, 32, 3) and len(track.cx) == 5
-    # anti-aliased edges, but flat colours exact: corner = background, centre = object colour
+    # anti-aliased edges, but flat colours exact: corner = background, centre = object colour (without the cue
+    # mark, which may cover the centre: tests/test_cue.py)
+    a, ta = render_video(spec, seed=7, cue=False)
     assert np.array_equal(a[:, 0, 0], np.tile(BACKGROUNDS["blue"], (16, 1)))
     centre = a[np.arange(16), np.rint(ta.cy).astype(int), np.rint(ta.cx).astype(int)]
     assert np.array_equal(centre, np.tile(COLOURS["purple"], (16, 1)))
@@ -147,7 +149,7 @@ def test_ground_truth_track_matches_the_verb_and_the_pixels(motion):
         if (shape, motion) == ("circle", "spinning"):
             continue
         spec = ShapeSpec(list(COLOURS)[k], shape, motion, "black" if k != 7 else "gray")
-        video, t = render_video(spec, seed=100 + k)
+        video, t = render_video(spec, seed=100 + k, cue=False)  # the plain object (the cue: tests/test_cue.py)
         dx, dy = t.cx[-1] - t.cx[0], t.cy[-1] - t.cy[0]
         grow, turn = t.size[-1] / t.size[0], t.angle[-1] - t.angle[0]
         # (sign of x move, sign of y move); y grows down, so "moving up" decreases cy

@@ -6,6 +6,8 @@ from .checker import (
     Thresholds,
     VideoReading,
     classify_motion,
+    cue_agrees,
+    cue_motion,
     flicker_score,
     judge,
     motion_scores,
@@ -24,6 +26,7 @@ from .shapes import (
     is_held_out,
     make_dataset,
     make_track,
+    mark_colour,
     rasterize,
     render_image,
     render_video,
@@ -33,7 +36,8 @@ from .shapes import (
 
 __all__ = [
     "BACKGROUNDS", "COLOURS", "DEFAULT_THRESHOLDS", "FrameReading", "HELD_OUT", "MOTIONS", "SHAPES",
-    "ShapeSpec", "Thresholds", "Track", "VideoReading", "all_specs", "classify_motion", "flicker_score",
-    "is_held_out", "judge", "make_dataset", "make_track", "motion_scores", "rasterize", "read_frame",
+    "ShapeSpec", "Thresholds", "Track", "VideoReading", "all_specs", "classify_motion", "cue_agrees", "cue_motion",
+    "flicker_score",
+    "is_held_out", "judge", "make_dataset", "make_track", "mark_colour", "motion_scores", "rasterize", "read_frame",
     "read_video", "render_image", "render_video", "sample_spec", "world_vocabulary",
 ]  # fmt: skip

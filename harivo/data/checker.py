@@ -3,7 +3,9 @@
 This is the exact, automatic analog of HARIVO's Table A2 human study. For a generated video and the
 prompt's ``ShapeSpec`` it answers the paper's four questions:
 - content: are the colour, the shape and the background the prompted ones?
-- action: does the centroid/size/angle trajectory show the prompted verb (Table A3's motions)?
+- action: does the centroid/size/angle trajectory show the prompted verb (Table A3's motions)? ``judge`` answers it
+  twice: "action" wants the prompted direction too (left vs right, closer vs away), "action_kind" only the
+  kind of motion (``motion_kind``: translation, size change, rotation, still), as the paper's judges did;
 - smooth: no frame-to-frame jump of position, size or angle and no flicker;
 - non-weird: exactly one object in every frame, a stable area, no noise; nothing appears or vanishes.
 
@@ -14,7 +16,12 @@ How a frame is read (robust statistics, since generated frames are blurry and im
 3. colour = median of the object's eroded interior, named after the nearest ``COLOURS`` colour;
 4. soft coverage c in [0, 1] of each pixel near the object (its position between background and object
    colour) gives a sub-pixel area and centroid;
-5. shape from the angular harmonics m_n = |sum c rho^2 e^{i n theta}| / sum c rho^2 for n = 3, 4, 5: a
+5. the cue (``harivo.data.shapes``, "every frame shows its motion"): the object's hard mask with its holes
+   filled, eroded by one pixel, counts as fully covered, so the mark inside changes neither area, centroid nor
+   shape; inside it, each pixel's position between the object colour and the mark colour gives a soft mark
+   mass, whose centroid (relative to the object's, in radii) and spread say which cue the frame shows
+   (``FrameReading.cue``: "none", "centre", "pair" or "facing" with its direction ``cue_dx``/``cue_dy``);
+6. shape from the angular harmonics m_n = |sum c rho^2 e^{i n theta}| / sum c rho^2 for n = 3, 4, 5: a
    triangle, square and 5-pointed star each excite only their own n; a circle none of them. The phase of
    the winning harmonic gives the angle (modulo 360/n), the area and the shape give the circumradius.
 """
@@ -27,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .shapes import BACKGROUNDS, COLOURS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track
+from .shapes import BACKGROUNDS, COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
 AREA_FACTOR = {  # area / circumradius^2 of each shape
@@ -60,6 +67,11 @@ class Thresholds:
     max_area_ratio_zoom: float = 6.0  # ... for "getting closer"/"moving away" (generator: <= 4)
     max_noise: float = 0.08  # non-weird: FrameReading.noise bound (generator: 0; Gaussian sigma 13 -> 0.08)
     max_area_fraction: float = 0.35  # non-weird: object area / frame area (generator: <= 0.19)
+    cue_min_weight: float = 0.25  # soft mark coverage below this is object (blur, noise), not mark
+    cue_min_mass: float = 0.025  # mark mass / object area below this -> no mark (generator: >= 0.04 with one)
+    cue_centre: float = 0.14  # mark centroid within this many radii of the object's -> "centre"/"pair" (gen.: 0)
+    cue_pair_elongation: float = 2.2  # a centred mark this elongated (eigenvalue ratio) is the "pair" (gen. > 6)
+    cue_axis_deg: float = 35.0  # a facing mark within this of an axis names that translation
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -83,6 +95,10 @@ class FrameReading:
     harmonics: tuple[float, float, float] = (0.0, 0.0, 0.0)  # m3, m4, m5
     phases: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # angle (deg) under n = 3, 4, 5
     noise: float = 0.0  # median distance/255 of border-ring pixels from their median colour
+    cue: str | None = None  # "none", "centre", "pair" or "facing"; None without an object
+    cue_dx: float = np.nan  # mark centroid - object centroid, in radii (x right)
+    cue_dy: float = np.nan  # ... (y down)
+    cue_mass: float = 0.0  # soft mark area / object area
 
 
 def _as_rgb255(frame: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -104,6 +120,29 @@ def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]], max_dist
 
 def _rgb(v: np.ndarray) -> tuple[float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]))
+
+
+_PALETTE_NAMES = list(COLOURS)
+_PALETTE = np.array([COLOURS[n] for n in _PALETTE_NAMES], np.float32)
+
+
+def _object_rgb(crop: np.ndarray, main: np.ndarray, interior: np.ndarray, background: str | None) -> np.ndarray:
+    """The object's colour: the palette colour most pixels of its 1-px outline are near (within 60; the cue mark
+    never reaches the outline), then the median of all the object's pixels near that colour. The background's
+    own name does not vote (the world never draws an object in it; its blends with a dark object are near black).
+    Falls back to all the object's pixels when the outline names none, and to the interior's median for
+    off-palette objects."""
+    pixels = crop[main]
+    d = np.linalg.norm(pixels[:, None, :] - _PALETTE[None], axis=-1)  # (N, palette)
+    if background in COLOURS:
+        d[:, _PALETTE_NAMES.index(background)] = np.inf
+    vote = np.where(d.min(axis=1) <= 60.0, d.argmin(axis=1), -1)
+    outline = (main & ~ndimage.binary_erosion(main, _EIGHT))[main]
+    for sel in (outline & (vote >= 0), vote >= 0):
+        if sel.sum() >= 3:
+            top = int(np.bincount(vote[sel], minlength=len(_PALETTE)).argmax())
+            return np.median(pixels[vote == top], axis=0)
+    return np.median(crop[interior], axis=0)
 
 
 def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> FrameReading:
@@ -131,14 +170,18 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     interior = ndimage.binary_erosion(main, _EIGHT)
     if interior.sum() < 3:
         interior = main
-    obj_rgb = np.median(crop[interior], axis=0)
+    obj_rgb = _object_rgb(crop, main, interior, background)
     colour = _nearest(obj_rgb, COLOURS, T.max_palette_dist)
+    filled = ndimage.binary_fill_holes(main)  # a mark of the background's colour is a hole
+    inner = ndimage.binary_erosion(filled)  # 4-connected: drops the outline, keeps a mark that nears it
     # soft coverage: projection of each pixel onto the background -> object colour segment
     region = ndimage.binary_dilation(main, _EIGHT) & ((lab == 0) | main)
     diff = obj_rgb - bg_rgb
     cov = np.clip((crop - bg_rgb) @ diff / max(float(diff @ diff), 1e-6), 0.0, 1.0) * region
     if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
         cov = main.astype(np.float32)
+    mark_w = _mark_weight(crop, obj_rgb, colour) * inner  # soft cue-mark coverage, off the outline
+    cov = np.where(mark_w > 0.02, 1.0, cov)  # the cue mark is object
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
@@ -154,10 +197,67 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     else:
         i = int(np.argmax(harm))
         shape, angle = ("triangle", "square", "star")[i], phases[i]
+    size = float(np.sqrt(area / AREA_FACTOR[shape]))
+    cue = _read_cue(mark_w, xs, ys, cx, cy, size, area, T)
     return FrameReading(
-        background, colour, shape, cx, cy, float(np.sqrt(area / AREA_FACTOR[shape])), angle, area,
-        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise,
+        background, colour, shape, cx, cy, size, angle, area,
+        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue,
     )  # fmt: skip
+
+
+def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
+    """Each pixel's position between the object's colour (0) and its cue mark's colour (1), clipped."""
+    if colour is not None:
+        mark = np.array(mark_colour(colour), np.float32)
+    else:  # an off-palette object: the farther of black and white
+        black, white = np.array(COLOURS["black"], np.float32), np.array(COLOURS["white"], np.float32)
+        mark = black if np.linalg.norm(obj_rgb - black) >= np.linalg.norm(obj_rgb - white) else white
+    d = mark - obj_rgb
+    return np.clip((crop - obj_rgb) @ d / max(float(d @ d), 1e-6), 0.0, 1.0)
+
+
+def _read_cue(mark_w, xs, ys, cx, cy, size, area, T: Thresholds):
+    """(cue, dx, dy, mass) of the mark inside the object; see the module docstring, step 5."""
+    w = np.where(mark_w >= T.cue_min_weight, mark_w, 0.0)
+    mass = float(w.sum())
+    if size <= 0 or mass / max(area, 1e-6) < T.cue_min_mass:
+        return "none", np.nan, np.nan, mass / max(area, 1e-6)
+    mx, my = float((w * xs).sum() / mass), float((w * ys).sum() / mass)
+    dx, dy = (mx - cx) / size, (my - cy) / size
+    if np.hypot(dx, dy) >= T.cue_centre:
+        return "facing", dx, dy, mass / area
+    ex, ey = xs - mx, ys - my
+    cov = np.array([[(w * ex * ex).sum(), (w * ex * ey).sum()], [(w * ex * ey).sum(), (w * ey * ey).sum()]]) / mass
+    lo, hi = np.linalg.eigvalsh(cov)
+    kind = "pair" if hi > T.cue_pair_elongation * max(lo, 1e-6) else "centre"
+    return kind, dx, dy, mass / area
+
+
+def cue_motion(reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str | None:
+    """The motion a frame's cue names: a translation (facing mark near an axis), "getting closer" (centred
+    mark), "moving away" (pair), "standing still" (no mark); "spinning" for a facing mark off every axis
+    (a spinning object's mark points at its corner); None without an object."""
+    if reading.cue is None:
+        return None
+    if reading.cue == "none":
+        return "standing still"
+    if reading.cue == "centre":
+        return "getting closer"
+    if reading.cue == "pair":
+        return "moving away"
+    theta = np.degrees(np.arctan2(reading.cue_dy, reading.cue_dx))
+    for motion, (ux, uy) in CUE_DIRECTIONS.items():
+        diff = abs((theta - np.degrees(np.arctan2(uy, ux)) + 180.0) % 360.0 - 180.0)
+        if diff <= thresholds.cue_axis_deg:
+            return motion
+    return "spinning"
+
+
+def cue_agrees(motion: str, reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
+    """Whether one frame shows the cue of ``motion`` (a spinning object's mark may point anywhere)."""
+    if motion == "spinning":
+        return reading.cue == "facing"
+    return cue_motion(reading, thresholds) == motion
 
 
 @dataclass
@@ -287,6 +387,21 @@ def _steps(track: Track) -> tuple[float, float, float]:
     return worst[0], worst[1], worst[2]
 
 
+MOTION_KINDS = {  # motion -> its kind, what the paper's Table A2 judges checked (WebVid captions give no direction)
+    "moving left to right": "translation", "moving right to left": "translation", "moving up": "translation",
+    "moving down": "translation", "getting closer": "size", "moving away": "size", "spinning": "rotation",
+    "standing still": "still",
+}  # fmt: skip
+assert set(MOTION_KINDS) == set(MOTIONS)
+
+
+def motion_kind(motion: str) -> str:
+    """The kind of a motion (one of MOTIONS): "translation", "size", "rotation" or "still"."""
+    if motion not in MOTION_KINDS:
+        raise ValueError(f"motion: expected one of {list(MOTIONS)}, got {motion!r}")
+    return MOTION_KINDS[motion]
+
+
 def step_scale(num_frames: int) -> float:
     """Factor on the per-step smoothness bounds for a clip of `num_frames`: 1 at >= 16 frames, 15 / (F - 1) below."""
     return max(1.0, 15.0 / max(1, num_frames - 1))
@@ -296,7 +411,9 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     """Table A2 analog for one video and its prompt.
 
     Returns {"content", "action", "smooth", "non_weird"} as bools and "details" (the readings, the measured
-    quantities behind each answer, the thresholds and the full ``VideoReading`` under "reading").
+    quantities behind each answer, the thresholds and the full ``VideoReading`` under "reading"). "action" wants
+    the read motion to be the prompted one, direction included; "action_kind" (a bool too) only its kind
+    (``motion_kind``), the paper's question.
     """
     if not isinstance(spec, ShapeSpec):
         raise ValueError(f"spec must be a ShapeSpec, got {type(spec).__name__}")
@@ -310,6 +427,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     if (spec.shape, spec.motion) == ("circle", "spinning"):
         accepted.add("standing still")  # a spinning circle looks still; see shapes.INVISIBLE
     action = reading.motion in accepted
+    action_kind = reading.motion is not None and motion_kind(reading.motion) in {motion_kind(m) for m in accepted}
     step, size_step, angle_step = _steps(reading.track)
     flicker = _flicker(reading.frames)
     per_step = step_scale(len(video))
@@ -331,7 +449,10 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         and area_fraction <= T.max_area_fraction
         and noise <= T.max_noise
     )
+    cue_ok = [cue_agrees(spec.motion, r, T) for r in reading.frames]
     details = {
+        "cue": [cue_motion(r, T) for r in reading.frames],  # the motion each frame's mark names
+        "cue_share": float(np.mean(cue_ok)) if cue_ok else 0.0,  # frames whose mark is the prompt's cue
         "colour": reading.colour,
         "shape": reading.shape,
         "background": reading.background,
@@ -350,4 +471,4 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         "reading": reading,  # the full VideoReading
     }
     return {"content": bool(content), "action": bool(action), "smooth": bool(smooth),
-            "non_weird": bool(non_weird), "details": details}  # fmt: skip
+            "non_weird": bool(non_weird), "action_kind": bool(action_kind), "details": details}  # fmt: skip

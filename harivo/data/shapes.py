@@ -22,6 +22,18 @@ Decisions worth knowing:
   ``ShapeSpec`` raises ``ValueError`` for those.
 - Captions use "an" before a vowel ("an orange star ..."); ``from_caption`` accepts "a" or "an".
 - ``HELD_OUT`` lists (colour, shape, motion) combinations that training never sees, on any background.
+- **Every frame shows its motion** (the *cue*, world version ``WORLD_VERSION``), as a photograph of a runner
+  shows the lean: a high-contrast *mark* inside the object (black or white, whichever is farther from the
+  object's colour), kept ``CUE_MARGIN`` of the radius away from the object's edge so that it never touches it:
+    - moving left to right / right to left / up / down: one mark on the leading side (the object faces where it
+      goes), its centre ``CUE_OFFSET`` x radius from the object's centre;
+    - getting closer: one mark in the centre (the object faces the viewer);
+    - moving away: two marks side by side (``CUE_PAIR_OFFSET``), the object's back;
+    - spinning: one mark towards the object's first corner, so it turns with the object;
+    - standing still: no mark.
+  The mark changes neither the object's colour name, nor its centroid, size, shape or angle as the checker
+  reads them (``harivo.data.checker`` fills the mark in before measuring); the checker reads the mark back per
+  frame (``FrameReading.cue``). Frames under ``CUE_MIN_FRAME`` pixels (tests' 32-px videos) show no mark. ``cue=False`` renders the world as it was before the cue (version "plain").
 """
 
 from __future__ import annotations
@@ -78,6 +90,19 @@ INVISIBLE: tuple[tuple[str, str], ...] = (("circle", "spinning"),)
 STAR_INNER_RATIO = 0.5  # inner/outer radius of the 5-pointed star; fat enough to stay readable at 6 px
 SUPERSAMPLE = 4  # anti-aliasing: each pixel is the mean of 4x4 sub-samples
 SPLITS = ("train", "held_out", "all")
+WORLD_VERSION = "cue1"  # part of every cache key built from rendered videos; bump when the pictures change
+CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
+CUE_RADIUS = 0.28  # mark radius, x circumradius
+CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
+CUE_PAIR_RADIUS = 0.19
+CUE_MIN_FRAME = 48  # frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide
+CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
+CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
+    "moving left to right": (1.0, 0.0),
+    "moving right to left": (-1.0, 0.0),
+    "moving up": (0.0, -1.0),
+    "moving down": (0.0, 1.0),
+}
 
 
 def _article(word: str) -> str:
@@ -279,8 +304,36 @@ def _coverage(
     return rho * (np.float32(nx) * np.cos(phi) + np.float32(ny) * np.sin(phi)) <= np.float32(off) * radius
 
 
-def rasterize(spec: ShapeSpec, track: Track, size: int = 64) -> np.ndarray:
-    """Draw the spec's shape along ``track``: uint8 (F, size, size, 3), anti-aliased, flat colours exact."""
+def mark_colour(colour: str) -> tuple[int, int, int]:
+    """The cue mark's colour on an object of ``colour``: black or white, whichever is farther from it."""
+    fg = np.array(COLOURS[colour], float)
+    black, white = np.array(COLOURS["black"], float), np.array(COLOURS["white"], float)
+    return COLOURS["black"] if np.linalg.norm(fg - black) >= np.linalg.norm(fg - white) else COLOURS["white"]
+
+
+def cue_marks(motion: str, angle_deg: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The cue's marks for ``motion``: [(centre x, centre y, radius)] in units of the circumradius, per frame
+    (centres are arrays of length F, following ``angle_deg`` for "spinning"); [] for "standing still"."""
+    F = len(angle_deg)
+    zero = np.zeros(F)
+    if motion in CUE_DIRECTIONS:
+        ux, uy = CUE_DIRECTIONS[motion]
+        return [(zero + CUE_OFFSET * ux, zero + CUE_OFFSET * uy, CUE_RADIUS)]
+    if motion == "getting closer":
+        return [(zero, zero, CUE_RADIUS)]
+    if motion == "moving away":
+        return [(zero - CUE_PAIR_OFFSET, zero, CUE_PAIR_RADIUS), (zero + CUE_PAIR_OFFSET, zero, CUE_PAIR_RADIUS)]
+    if motion == "spinning":
+        a = np.deg2rad(np.asarray(angle_deg, float))
+        return [(CUE_OFFSET * np.cos(a), CUE_OFFSET * np.sin(a), CUE_RADIUS)]
+    return []
+
+
+def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -> np.ndarray:
+    """Draw the spec's shape along ``track``: uint8 (F, size, size, 3), anti-aliased, flat colours exact.
+
+    With ``cue`` (the world's default) the frame also shows its motion as a mark inside the object (module
+    docstring); ``cue=False`` draws the plain object."""
     F = len(track.cx)
     bg = np.array(BACKGROUNDS[spec.background], np.float32)
     fg = np.array(COLOURS[spec.colour], np.float32)
@@ -301,6 +354,16 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64) -> np.ndarray:
     inside = _coverage(spec.shape, dx, dy, radius, track.angle[:, None, None])  # (F, box*k, box*k)
     cov = inside.reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)  # (F, box, box)
     patch = bg + cov[..., None] * (fg - bg)  # (F, box, box, 3); cov == 1 gives fg exactly
+    marks = cue_marks(spec.motion, track.angle) if cue and size >= CUE_MIN_FRAME else []
+    if marks and (spec.shape, spec.motion) not in INVISIBLE:
+        core = _coverage(spec.shape, dx, dy, radius * np.float32(1.0 - CUE_MARGIN), track.angle[:, None, None])
+        on = np.zeros_like(core)
+        for mx, my, mr in marks:
+            ex = dx - (mx[:, None, None] * radius).astype(np.float32)
+            ey = dy - (my[:, None, None] * radius).astype(np.float32)
+            on |= ex * ex + ey * ey <= (np.float32(mr) * radius) ** 2
+        mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
+        patch = patch + mcov[..., None] * (np.array(mark_colour(spec.colour), np.float32) - fg)
     patch = np.rint(patch).astype(np.uint8)
     for f in range(F):
         ya, xa = max(y0[f], 0), max(x0[f], 0)
@@ -311,11 +374,11 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64) -> np.ndarray:
 
 
 def render_video(
-    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64
+    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64, cue: bool = True
 ) -> tuple[np.ndarray, Track]:
     """Frames uint8 (F, size, size, 3) and the ground-truth ``Track``; deterministic in all arguments."""
     track = make_track(spec, seed, num_frames, size)
-    return rasterize(spec, track, size), track
+    return rasterize(spec, track, size, cue), track
 
 
 def image_frame_index(seed: int, num_frames: int = 16) -> int:
@@ -323,12 +386,12 @@ def image_frame_index(seed: int, num_frames: int = 16) -> int:
     return int(np.random.default_rng([int(seed), 1]).integers(num_frames))
 
 
-def render_image(spec: ShapeSpec, seed: int, size: int = 64) -> np.ndarray:
+def render_image(spec: ShapeSpec, seed: int, size: int = 64, cue: bool = True) -> np.ndarray:
     """One frame (uint8 (size, size, 3)) of ``render_video(spec, seed, 16, size)`` at a seed-chosen index."""
     track = make_track(spec, seed, 16, size)
     i = image_frame_index(seed, 16)
     one = Track(*(a[i : i + 1] for a in (track.cx, track.cy, track.size, track.angle)))
-    return rasterize(spec, one, size)[0]
+    return rasterize(spec, one, size, cue)[0]
 
 
 def make_dataset(

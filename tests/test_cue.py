@@ -1,0 +1,143 @@
+"""The cue: every frame of the shapes world shows its motion as a mark inside the object (shapes.py docstring).
+
+Checked: the mark is drawn where the docstring says (per motion, per shape), it never changes what the checker
+reads of the object (colour, shape, background, centroid, size, angle, object count), the checker reads it back
+per frame, and ``cue=False`` is the plain world."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from harivo.data.checker import cue_agrees, cue_motion, judge, read_frame
+from harivo.data.shapes import (
+    BACKGROUNDS, COLOURS, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
+    all_specs, mark_colour, rasterize, render_image, render_video,
+)  # fmt: skip
+
+
+def _mark_pixels(frame: np.ndarray, spec: ShapeSpec) -> np.ndarray:
+    """(H, W) soft mark coverage from the exact palette: position between object colour and mark colour."""
+    fg = np.array(COLOURS[spec.colour], float)
+    mk = np.array(mark_colour(spec.colour), float)
+    bg = np.array(BACKGROUNDS[spec.background], float)
+    d = mk - fg
+    w = np.clip((frame.astype(float) - fg) @ d / (d @ d), 0, 1)
+    # only inside the object: pixels that are not a blend of background and object
+    t = np.clip((frame.astype(float) - bg) @ (fg - bg) / ((fg - bg) @ (fg - bg)), 0, 1)
+    blend = bg + t[..., None] * (fg - bg)
+    return np.where(np.linalg.norm(frame - blend, axis=-1) > 5, w, 0.0)
+
+
+def test_mark_colour_is_the_farther_of_black_and_white():
+    for name, rgb in COLOURS.items():
+        mk = np.array(mark_colour(name), float)
+        assert mark_colour(name) in (COLOURS["black"], COLOURS["white"])
+        other = COLOURS["white"] if mark_colour(name) == COLOURS["black"] else COLOURS["black"]
+        assert np.linalg.norm(mk - rgb) >= np.linalg.norm(np.array(other, float) - rgb)
+        assert np.linalg.norm(mk - rgb) > 150  # high contrast for every colour
+    assert mark_colour("white") == COLOURS["black"] and mark_colour("black") == COLOURS["white"]
+    assert WORLD_VERSION == "cue1"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_mark_is_drawn_as_documented(shape, motion):
+    if (shape, motion) == ("circle", "spinning"):
+        return
+    spec = ShapeSpec("red" if shape != "star" else "yellow", shape, motion, "gray")
+    video, track = render_video(spec, seed=11)
+    ys, xs = np.mgrid[0:64, 0:64]
+    for f in (0, 7, 15):
+        w = _mark_pixels(video[f], spec)
+        if motion == "standing still":
+            assert w.sum() == 0
+            continue
+        assert w.sum() > 1.0
+        mx, my = (w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()
+        off = np.array([mx - track.cx[f], my - track.cy[f]]) / track.size[f]  # in radii
+        if motion in CUE_DIRECTIONS:
+            u = np.array(CUE_DIRECTIONS[motion])
+            assert off @ u > 0.5 * CUE_OFFSET  # on the leading side
+            assert abs(off @ u[::-1]) < 0.08  # on the axis of motion
+        elif motion == "getting closer":
+            assert np.hypot(*off) < 0.05
+        elif motion == "moving away":
+            assert np.hypot(*off) < 0.05
+            labels, n = ndimage.label(w > 0.5)
+            assert n == 2
+            cxs = sorted(ndimage.center_of_mass(w > 0.5, labels, [1, 2]), key=lambda c: c[1])
+            assert abs(cxs[0][0] - cxs[1][0]) < 0.6  # side by side
+            gap = (cxs[1][1] - cxs[0][1]) / track.size[f]
+            assert gap == pytest.approx(2 * CUE_PAIR_OFFSET, abs=0.15)
+        elif motion == "spinning":  # towards the first corner: turns with the object
+            a = np.deg2rad(track.angle[f])
+            assert off @ np.array([np.cos(a), np.sin(a)]) > 0.5 * CUE_OFFSET
+        # inside the object: every mark pixel is at least 3/4 covered by the plain object (the mark is clipped to
+        # the shape shrunk by CUE_MARGIN; a star's inner corner leaves ~1 px, so "fully" is too strict)
+        plain = rasterize(spec, type(track)(*(x[f:f + 1] for x in (track.cx, track.cy, track.size, track.angle))),
+                          cue=False)[0]
+        fg, bg = np.array(COLOURS[spec.colour], float), np.array(BACKGROUNDS[spec.background], float)
+        cover = (plain - bg) @ (fg - bg) / ((fg - bg) @ (fg - bg))
+        assert np.all(cover[w > 0] >= 0.75)
+        assert (cover[w > 0] > 0.99).mean() > 0.8
+
+
+def test_cue_false_is_the_plain_world():
+    spec = ShapeSpec("blue", "square", "moving up", "white")
+    video, _ = render_video(spec, 4, cue=False)
+    fg, bg = np.array(COLOURS["blue"], float), np.array(BACKGROUNDS["white"], float)
+    t = np.clip((video - bg) @ (fg - bg) / ((fg - bg) @ (fg - bg)), 0, 1)
+    assert np.abs(video - (bg + t[..., None] * (fg - bg))).max() <= 1.0  # only object/background blends
+    with_cue, _ = render_video(spec, 4)
+    assert (with_cue != video).any(axis=-1).sum() > 16 * 5  # the cue adds a mark to every frame
+    assert np.array_equal(render_image(spec, 4, cue=False), video[np.flatnonzero(
+        [np.array_equal(render_image(spec, 4, cue=False), v) for v in video])[0]])
+
+
+def test_cue_is_invisible_to_the_object_reading():
+    rng = np.random.default_rng(3)
+    specs = all_specs("all")
+    for i in rng.choice(len(specs), 120, replace=False):
+        spec, seed = specs[i], int(rng.integers(2**31 - 1))
+        a, _ = render_video(spec, seed)
+        b, _ = render_video(spec, seed, cue=False)
+        for f in (0, 15):
+            ra, rb = read_frame(a[f]), read_frame(b[f])
+            assert (ra.colour, ra.shape, ra.background, ra.n_objects) == (rb.colour, rb.shape, rb.background, 1)
+            assert abs(ra.cx - rb.cx) < 0.2 and abs(ra.cy - rb.cy) < 0.2, spec.caption
+            assert abs(ra.size - rb.size) < 0.35, spec.caption
+            if ra.angle is not None:
+                n = {"triangle": 120, "square": 90, "star": 72}[ra.shape]
+                assert abs((ra.angle - rb.angle + n / 2) % n - n / 2) < 1.5
+        ja, jb = judge(a, spec), judge(b, spec)
+        assert {k: ja[k] for k in ("content", "action", "smooth", "non_weird")} == \
+            {k: jb[k] for k in ("content", "action", "smooth", "non_weird")}
+
+
+def test_checker_reads_the_cue_back_on_every_generator_frame():
+    rng = np.random.default_rng(4)
+    specs = all_specs("all")
+    for i in rng.choice(len(specs), 150, replace=False):
+        spec = specs[i]
+        frame = render_image(spec, int(rng.integers(2**31 - 1)))
+        r = read_frame(frame)
+        assert cue_agrees(spec.motion, r), (spec.caption, r.cue, r.cue_dx, r.cue_dy)
+        if spec.motion != "spinning":
+            assert cue_motion(r) == spec.motion
+        else:
+            assert r.cue == "facing"
+    plain = read_frame(render_image(ShapeSpec("red", "star", "moving up", "gray"), 1, cue=False))
+    assert plain.cue == "none" and cue_motion(plain) == "standing still"
+
+
+def test_judge_reports_the_cue_share():
+    spec = ShapeSpec("orange", "triangle", "moving left to right", "blue")
+    video, _ = render_video(spec, 9)
+    assert judge(video, spec)["details"]["cue_share"] == 1.0
+    flipped = video[:, :, ::-1]  # mirrored: the object now faces (and moves) right to left
+    other = ShapeSpec("orange", "triangle", "moving right to left", "blue")
+    assert judge(flipped, spec)["details"]["cue_share"] == 0.0
+    assert judge(flipped, other)["details"]["cue_share"] == 1.0
+    assert judge(flipped, other)["details"]["cue"] == ["moving right to left"] * 16
+    still = render_video(ShapeSpec("orange", "triangle", "standing still", "blue"), 9, cue=False)[0]
+    assert judge(still, spec)["details"]["cue_share"] == 0.0
