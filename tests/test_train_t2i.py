@@ -322,3 +322,46 @@ def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
     assert motion_gap() > 2 * before, (before, motion_gap())
     sep = verb_separation(te, tok)
     assert sep["motion_over_colour"] == pytest.approx(sep["motion"] / sep["colour"])
+
+
+def test_object_weighted_unet_loss_by_hand(tmp_path):
+    """unet_object_weight w: each latent pixel's squared error is weighted 1 + (w - 1) * mask, normalised to mean 1
+    per image; w = 1 (or no masks) is the plain ε-MSE, and the batch/noise/timesteps are those of a run without."""
+    from diffusers import DDPMScheduler
+
+    from harivo.t2i_models import SCHEDULE
+
+    pred = {}
+
+    def text_encoder(ids):
+        return (torch.zeros(ids.shape[0], 3, 4),)
+
+    def unet(x, t, enc):
+        pred["x"] = x.clone()
+        return SimpleNamespace(sample=0.5 * x)
+
+    latents = torch.randn(8, 4, 16, 16)
+    masks = torch.zeros(8, 1, 16, 16)
+    masks[:, :, 4:8, 4:8] = 1.0
+    sched = DDPMScheduler(**SCHEDULE)
+    args = (torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long),
+            1.0, sched, sched.alphas_cumprod, unet, text_encoder)
+    plain_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--snr-gamma", "0")
+    weighted_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--snr-gamma", "0", "--unet-object-weight", "5")
+    acc = T.make_accelerator(plain_cfg)
+    plain, _, _ = T.unet_loss(2, plain_cfg, latents, *args, acc, 8, masks=masks)
+    x_plain = pred["x"]
+    weighted, per, _ = T.unet_loss(2, weighted_cfg, latents, *args, acc, 8, masks=masks)
+    assert torch.equal(pred["x"], x_plain)  # same batch, noise and timesteps
+    gen = T.step_generator(weighted_cfg.seed, 2, 2)
+    idx = torch.randint(8, (weighted_cfg.unet_batch_size,), generator=gen)
+    noise = torch.randn(latents[idx].shape, generator=gen)
+    sq = (0.5 * x_plain - noise) ** 2
+    w = 1.0 + 4.0 * masks[idx]
+    w = w / w.mean(dim=(1, 2, 3), keepdim=True)  # 16 of 256 pixels at 5: mean 1.25
+    assert torch.allclose(w[0, 0, 5, 5], torch.tensor(5 / 1.25)) and torch.allclose(w[0, 0, 0, 0], torch.tensor(0.8))
+    torch.testing.assert_close(weighted, (sq * w).mean(dim=(1, 2, 3)).mean())
+    torch.testing.assert_close(plain, sq.mean())
+    assert not torch.allclose(weighted, plain)
+    with pytest.raises(ValueError, match="unet_object_weight"):
+        tiny_cfg(tmp_path, "--unet-object-weight", "0")
