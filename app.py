@@ -56,6 +56,9 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         model = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
                                             label="Model", elem_id="model")
                         prompt = gr.Textbox(d.prompt, label="Prompt", lines=2, elem_id="prompt")
+                        with gr.Row():  # right under the prompt: visible on the first screen
+                            run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
+                            stop = gr.Button("Cancel", variant="secondary", size="sm", scale=1, elem_id="cancel")
                         gr.Examples([[p] for p in seen], [prompt], label="Prompts seen in training",
                                     cache_examples=False, examples_per_page=6)
                         gr.Examples([[p] for p in held_out], [prompt],
@@ -63,7 +66,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         negative = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
                         with gr.Row():
                             seed = gr.Number(d.seed, label="Seed", precision=0, minimum=0, scale=3, elem_id="seed")
-                            dice = gr.Button("🎲 random", scale=1, size="sm")
+                            dice = gr.Button("random seed", scale=1, size="sm")
                         with gr.Row():
                             frames = gr.Slider(2, caps["max_frames"], value=min(d.num_frames, caps["max_frames"]), step=1,
                                                label="Frames", elem_id="frames")
@@ -88,15 +91,12 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         model_info = gr.Markdown(_model_info(caps))
                         auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
                                            elem_id="auto-rerun")
-                        with gr.Row():
-                            run = gr.Button("Generate", variant="primary", elem_id="generate")
-                            stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
                     with gr.Column(scale=3):
                         with gr.Row():
                             video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
                             with gr.Column():
-                                flicker = gr.Number(label="Flicker score (0 = steady)", interactive=False,
-                                                    elem_id="flicker")
+                                flicker = gr.Number(None, label="Flicker score (0 = steady; empty before a run)",
+                                                    interactive=False, elem_id="flicker")
                                 info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
                         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
                         with gr.Tabs():

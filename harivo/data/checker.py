@@ -127,22 +127,28 @@ _PALETTE = np.array([COLOURS[n] for n in _PALETTE_NAMES], np.float32)
 
 
 def _object_rgb(crop: np.ndarray, main: np.ndarray, interior: np.ndarray, background: str | None) -> np.ndarray:
-    """The object's colour: the palette colour most pixels of its 1-px outline are near (within 60; the cue mark
-    never reaches the outline), then the median of all the object's pixels near that colour. The background's
-    own name does not vote (the world never draws an object in it; its blends with a dark object are near black).
-    Falls back to all the object's pixels when the outline names none, and to the interior's median for
-    off-palette objects."""
+    """The object's colour: the median of its pixels near (within 60 of) the palette colour most of them are near.
+    The background's own name does not vote (the world never draws an object in it; its blends with a dark object
+    are near black). When the winner is black or white and is the cue mark of a runner-up with at least a quarter
+    of its votes (a small object whose mark covers much of it), the object's 1-px outline, which the mark never
+    reaches, decides between the two. Off-palette objects: the interior's median."""
     pixels = crop[main]
     d = np.linalg.norm(pixels[:, None, :] - _PALETTE[None], axis=-1)  # (N, palette)
     if background in COLOURS:
         d[:, _PALETTE_NAMES.index(background)] = np.inf
     vote = np.where(d.min(axis=1) <= 60.0, d.argmin(axis=1), -1)
-    outline = (main & ~ndimage.binary_erosion(main, _EIGHT))[main]
-    for sel in (outline & (vote >= 0), vote >= 0):
-        if sel.sum() >= 3:
-            top = int(np.bincount(vote[sel], minlength=len(_PALETTE)).argmax())
-            return np.median(pixels[vote == top], axis=0)
-    return np.median(crop[interior], axis=0)
+    counts = np.bincount(vote[vote >= 0], minlength=len(_PALETTE))
+    if counts.sum() < 3:
+        return np.median(crop[interior], axis=0)
+    top = int(counts.argmax())
+    rivals = [c for c in range(len(_PALETTE)) if c != top and counts[c] >= 0.25 * counts[top]
+              and mark_colour(_PALETTE_NAMES[c]) == COLOURS[_PALETTE_NAMES[top]]]
+    if rivals:
+        outline = (main & ~ndimage.binary_erosion(main, _EIGHT))[main]
+        rival = max(rivals, key=lambda c: counts[c])
+        if np.sum(outline & (vote == rival)) > np.sum(outline & (vote == top)):
+            top = rival
+    return np.median(pixels[vote == top], axis=0)
 
 
 def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> FrameReading:
