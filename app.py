@@ -95,7 +95,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         with gr.Row():
                             video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
                             with gr.Column():
-                                flicker = gr.Number(None, label="Flicker score (0 = steady; empty before a run)",
+                                flicker = gr.Number(None, label="Flicker score (0 = steady)", placeholder="no run yet",
                                                     interactive=False, elem_id="flicker")
                                 info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
                         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")

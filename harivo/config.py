@@ -12,6 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Table 1 rows, one naming everywhere (app dropdown, ablation figure, evaluation report, README, checkpoint records):
+# variant -> (row, what the row adds). The paper's Fig. 6a letters its variants from the minimal method on, so its
+# [A] / [B] / [C] are our rows B / C / D.
+TABLE1: dict[str, tuple[str, str]] = {
+    "baseline": ("A", "AnimateDiff baseline"),
+    "trs-dc": ("B", "A + L_TRS & L_DC"),
+    "mapping": ("C", "B + mapping network"),
+    "full": ("D", "C + frame-wise tokens (HARIVO)"),
+    "full+mg": ("D + MG", "D + MG sampling"),
+}
+
+
+def table1_label(variant: str) -> str:
+    """'D · C + frame-wise tokens (HARIVO)': a variant's Table 1 row and what it adds (ValueError if unknown)."""
+    if variant not in TABLE1:
+        raise ValueError(f"variant: expected one of {list(TABLE1)}, got {variant!r}")
+    row, adds = TABLE1[variant]
+    return f"{row} · {adds}"
+
+
 def _check_range(name: str, value: float, low: float | None = None, high: float | None = None, *, integer: bool = False) -> None:
     """Raise ValueError naming `name` unless low <= value <= high (NaN always fails)."""
     kind = "an integer" if integer else "a number"

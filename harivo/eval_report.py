@@ -13,6 +13,7 @@ import matplotlib
 import numpy as np
 
 from . import fileio
+from .config import TABLE1, table1_label
 from .eval_metrics import QUESTIONS
 from .eval_stats import translation_summary
 
@@ -193,7 +194,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in v.items():
         lo, hi = row["fvd_ci"]
-        lines.append(f"| {name} | {row['table1_row']} | {_score_cells(row)} | {fmt_fvd(row['fvd'])} | "
+        lines.append(f"| {name} | {table1_label(name) if name in TABLE1 else row['table1_row']} | {_score_cells(row)} | {fmt_fvd(row['fvd'])} | "
                      f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} | {_ci(row.get('avg_ci'), fmt_pct)} "
                      f"| {fmt_pct(row.get('cue', float('nan')))} |")
     lines += ["", "Paper AVG: HARIVO's Table A2 (human judges, 100 WebVid-style prompts; rows there add one component "

@@ -50,7 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import fileio
-from .config import _check_range
+from .config import TABLE1, _check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 # per-video judging (eval_metrics), the report (eval_report) and statistics over videos (eval_stats); their names
@@ -64,7 +64,7 @@ from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoP
 from .sampling import CFGSchedule, MGConfig
 
 EVAL_VARIANTS = (*VARIANTS, "full+mg")  # Table 1 rows A–D, then D + MG sampling
-TABLE1_ROW = {"baseline": "A", "trs-dc": "B", "mapping": "C", "full": "D", "full+mg": "D + MG"}
+TABLE1_ROW = {v: row for v, (row, _) in TABLE1.items()}  # config.TABLE1: one naming of the rows
 
 
 @dataclass

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import media, viz
 from .attention import AttentionRecord, layer_resolution
+from .config import TABLE1, table1_label
 from .data.checker import flicker_score
 from .data.shapes import HELD_OUT, all_specs, world_vocabulary
 from .generate import save_output
@@ -45,17 +46,8 @@ from .tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config
 CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
 TINY_KEY = "tiny"
 TINY_LABEL = "tiny random model (untrained — for development)"
-VARIANT_LABELS = {  # Table 1 rows (MG is inference-only, row [D] = full + MG)
-    "full": "full — [C] + frame-wise tokens (HARIVO)",
-    "mapping": "mapping — [B] + mapping network",
-    "trs-dc": "trs-dc — [A] + L_TRS & L_DC",
-    "baseline": "baseline — AnimateDiff-style temporal layers",
-}
-TABLE1_ROWS = (  # (label, variant, MG on) of the Table-1 ablation grid
-    ("Baseline (AnimateDiff)", "baseline", False), ("[A] + L_TRS & L_DC", "trs-dc", False),
-    ("[B] + mapping network", "mapping", False), ("[C] + frame-wise tokens", "full", False),
-    ("[D] + MG sampling (full)", "full", True),
-)
+VARIANT_LABELS = {v: f"{table1_label(v)} — {v}" for v in ("full", "mapping", "trs-dc", "baseline")}  # dropdown
+TABLE1_ROWS = tuple((table1_label(v), v.removesuffix("+mg"), v.endswith("+mg")) for v in TABLE1)  # ablation grid
 ALPHAS = (0.0, 40.0, 150.0)  # Fig. 6c
 ABLATION_MODES = {"variants": "Table 1 variants + MG", "alpha": "MG α ∈ {0, 40, 150} (Fig. 6c)"}
 BUNDLE_FILES = ("video.mp4", "video.gif", "frames.npy", "config.json", "attention.npz")

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from . import media
-from .config import HarivoConfig, LossConfig, _check_range
+from .config import TABLE1, HarivoConfig, LossConfig, _check_range
 from .fileio import atomic_dir, load_tensors, read_json, save_tensors, write_json, write_text
 from .losses import NegativeQueue, capture_hspace, training_step
 from .model import HarivoVideoModel, load_unet2d
@@ -55,7 +55,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "mapping": dict(use_mapping=True, use_frame_tokens=False, use_trs=True, use_dc=True, use_reg=True),
     "full": dict(use_mapping=True, use_frame_tokens=True, use_trs=True, use_dc=True, use_reg=True),
 }
-TABLE1_ROW = {"baseline": "A", "trs-dc": "B", "mapping": "C", "full": "D"}
+TABLE1_ROW = {v: TABLE1[v][0] for v in VARIANTS}  # config.TABLE1: one naming of the rows
 LOSS_TERMS = ("total", "simple", "trs", "reg", "dc")
 
 

@@ -6,6 +6,7 @@ Serves `app.py` on the real model registry (checkpoints/, or a tiny random model
 headless Chromium (Debian's /usr/bin/chromium via Playwright) through a generation with the default settings
 (16 frames, 25 steps) and writes:
 
+    first-screen.png       the first screen at 1280x800 before any run (viewport only)
     explore.png            the Explore tab after Generate (full page)
     cross-attention.png    the cross-attention maps of that run
     slices.png             the vertical-slice stack (Fig. 6) of that run
@@ -81,7 +82,13 @@ def take(url: str, out: Path, width: int, height: int, timeout_s: float) -> list
         context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(timeout_s * 1000)
         page = context.new_page()
+        page.set_viewport_size({"width": 1280, "height": 800})  # a laptop's first screen, before any run
         page.goto(url)
+        page.locator("#generate").wait_for()
+        page.wait_for_timeout(1000)
+        shots.append(out / "first-screen.png")
+        page.screenshot(path=str(shots[-1]))  # the viewport only: what a visitor sees without scrolling
+        page.set_viewport_size({"width": width, "height": height})
         page.locator("#generate").click()
         wait_video(page, "#video video")
         wait_images(page, "#strip img", "#overlay img", "#grid img")

@@ -170,3 +170,34 @@ def test_unfinished_checkpoints_say_so(tmp_path):
     (folder / "training.json").write_text(json.dumps({"finished": True, "steps": 1500, "max_steps": 1500}))
     assert ex.training_note(folder) == ""
     assert ex.training_note(tmp_path / "missing") == ""
+
+
+def test_table1_rows_have_one_naming_everywhere(tmp_path):
+    """The dropdown, the ablation figure's row labels, the evaluation report and the README name the Table 1 rows
+    with the same strings, all from harivo.config.TABLE1."""
+    from pathlib import Path
+
+    from harivo import evaluate
+    from harivo.config import TABLE1, table1_label
+
+    labels = {v: table1_label(v) for v in TABLE1}
+    assert labels["baseline"] == "A · AnimateDiff baseline" and labels["full+mg"] == "D + MG · D + MG sampling"
+    for v in ("baseline", "trs-dc", "mapping", "full"):  # the dropdown shows each shipped variant by its row
+        folder = tmp_path / f"harivo-shapes-{v}"
+        (folder / "motion_adapter").mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "harivo.safetensors").write_bytes(b"")
+    reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
+    shown = {e.key: e.label for e in reg.entries}
+    for v in ("baseline", "trs-dc", "mapping", "full"):
+        assert shown[v].startswith(labels[v]) and shown[v].endswith(v)
+    plan = ex.ablation_plan(reg, "variants", ex.RunRequest(prompt="a red circle is moving up on a gray background"))
+    assert [label for label, _ in plan] == [labels[v] for v in TABLE1]
+    assert [(r.model, r.use_mg) for _, r in plan] == [("baseline", False), ("trs-dc", False), ("mapping", False),
+                                                       ("full", False), ("full", True)]
+    assert evaluate.TABLE1_ROW == {v: row for v, (row, _) in TABLE1.items()}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for v, label in labels.items():
+        assert f"| {label} |" in readme, f"README's results table does not name {v} as {label!r}"
+    with pytest.raises(ValueError, match="variant"):
+        table1_label("row-e")
