@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-# Table 1 rows, one naming everywhere (app dropdown, ablation figure, evaluation report, README, checkpoint records):
+# Table 1 rows, one naming everywhere (app dropdown, ablation figure, evaluation report, docs/results.md, checkpoint records):
 # variant -> (row, what the row adds). The paper's Fig. 6a letters its variants from the minimal method on, so its
 # [A] / [B] / [C] are our rows B / C / D.
 TABLE1: dict[str, tuple[str, str]] = {

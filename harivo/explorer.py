@@ -68,7 +68,7 @@ class ModelEntry:
 MINIATURE_NOTE = (  # true of the shipped models; drop it once `verb_probe` shows a swap gap well above 0
     "ℹ️ The shapes-world models are miniatures trained on 2 CPU cores. They keep one object and one background "
     "through a video, but have **not learned the prompted direction of motion**: objects hold still or drift in a "
-    "chance direction, whatever the verb says. The README (Results, \"Why the videos do not follow the verb\") "
+    "chance direction, whatever the verb says. docs/results.md (\"Why the videos do not follow the verb\") "
     "measures why; `python -m harivo.verb_probe` tells when a longer run has learned it."
 )
 

@@ -706,7 +706,7 @@ def final_terms(history: list[dict], last: int = 10) -> dict[str, float]:
 
 @torch.no_grad()
 def hspace_stats(run: Run, n: int = 8, t: int = 500) -> dict[str, float]:
-    """Collapse check of h-space (README: the L_DC guards): on the first n training videos at timestep t, the std
+    """Collapse check of h-space (docs/training.md: the L_DC guards): on the first n training videos at timestep t, the std
     of the video UNet's mid-block output and the mean cosine between different videos' frame-averaged h (1 =
     every video looks the same to L_DC). The baseline (no L_DC) measures std 1.52, cosine 0.77; the first `full`
     run, whose L_DC collapsed, 44.6 and 0.999."""

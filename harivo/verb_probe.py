@@ -15,7 +15,7 @@
   (colour, shape, background), both as unbiased population estimates. Times the SNR at t, this is the
   ε-loss a model could save by reading the verb.
 
-This is the measurement behind the README's "Why the videos do not follow the verb".
+This is the measurement behind docs/results.md, "Why the videos do not follow the verb".
 """
 
 from __future__ import annotations
