@@ -19,6 +19,28 @@ import gradio as gr
 from harivo import explorer as ex
 
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
+
+
+class _NamesItsRange:
+    """Out-of-range values (typed into the API or the page) get an error naming the field and its range, instead
+    of Gradio's 'Value 0 is less than minimum value 1.'"""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            lo, hi = self.minimum, self.maximum
+            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
+                (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            raise gr.Error(f"{self.label}: expected a value {span}, got {payload!r}") from None
+
+
+class Slider(_NamesItsRange, gr.Slider):  # same name: the browser draws it as gr.Slider
+    pass
+
+
+class Number(_NamesItsRange, gr.Number):
+    pass
 # Gradio 6.31 ships IBM Plex Sans SemiBold (weight 600: titles, buttons) as a Cyrillic subset with almost no Latin
 # letters, so browsers without the font installed draw "HᴀRIVO" and "Run ᴀ vs ʙ". With only the 400 and 700 faces
 # loaded, weight 600 uses the complete 700 face.
@@ -65,18 +87,18 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                     label="Held-out combinations (never seen in training)", cache_examples=False)
                         negative = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
                         with gr.Row():
-                            seed = gr.Number(d.seed, label="Seed", precision=0, minimum=0, scale=3, elem_id="seed")
+                            seed = Number(d.seed, label="Seed", precision=0, minimum=0, scale=3, elem_id="seed")
                             dice = gr.Button("random seed", scale=1, size="sm")
                         with gr.Row():
-                            frames = gr.Slider(2, caps["max_frames"], value=min(d.num_frames, caps["max_frames"]), step=1,
+                            frames = Slider(2, caps["max_frames"], value=min(d.num_frames, caps["max_frames"]), step=1,
                                                label="Frames", elem_id="frames")
-                            steps = gr.Slider(1, 50, value=d.num_inference_steps, step=1, label="DDIM steps", elem_id="steps")
-                            fps = gr.Slider(1, 24, value=d.fps, step=1, label="fps")
+                            steps = Slider(1, 50, value=d.num_inference_steps, step=1, label="DDIM steps", elem_id="steps")
+                            fps = Slider(1, 24, value=d.fps, step=1, label="fps")
                         with gr.Accordion("CFG schedule (App. D)", open=False):
                             with gr.Row():
-                                cfg_high = gr.Slider(1, 20, value=d.cfg_high, step=0.5, label="high scale (t > switch·T)")
-                                cfg_switch = gr.Slider(0, 1, value=d.cfg_switch, step=0.05, label="switch (fraction of T)")
-                                cfg_low = gr.Slider(1, 20, value=d.cfg_low, step=0.5, label="low scale")
+                                cfg_high = Slider(1, 20, value=d.cfg_high, step=0.5, label="high scale (t > switch·T)")
+                                cfg_switch = Slider(0, 1, value=d.cfg_switch, step=0.05, label="switch (fraction of T)")
+                                cfg_low = Slider(1, 20, value=d.cfg_low, step=0.5, label="low scale")
                             cfg_plot = gr.Image(ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps), label="CFG schedule",
                                                 format="png", interactive=False, elem_id="cfg-plot")
                         with gr.Group():
@@ -86,7 +108,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                                      interactive=caps["frame_tokens"], elem_id="use-tokens")
                             use_motion = gr.Checkbox(True, label="temporal layers (off = frozen T2I per frame)")
                             use_mg = gr.Checkbox(d.use_mg, label="mitigating-gradient sampling (§3.7)", elem_id="use-mg")
-                            alpha = gr.Slider(0, 300, value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
+                            alpha = Slider(0, 300, value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
                             mg_variant = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[0], label="MG gradient")
                         model_info = gr.Markdown(_model_info(caps))
                         auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
@@ -95,7 +117,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         with gr.Row():
                             video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
                             with gr.Column():
-                                flicker = gr.Number(None, label="Flicker score (0 = steady)", placeholder="no run yet",
+                                flicker = Number(None, label="Flicker score (0 = steady)", placeholder="no run yet",
                                                     interactive=False, elem_id="flicker")
                                 info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
                         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
@@ -113,8 +135,8 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                 grid = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")
                             with gr.Tab("Vertical slices (Fig. 6)", elem_id="tab-slices"):
                                 with gr.Row():
-                                    x_red = gr.Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
-                                    x_green = gr.Slider(0, caps["width"] - 1, value=x_green0, step=1,
+                                    x_red = Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
+                                    x_green = Slider(0, caps["width"] - 1, value=x_green0, step=1,
                                                         label="green column x")
                                 gr.Markdown("First frame | the red column of every frame, left to right | the "
                                             "green column | last frame. Jaggies = flicker; smooth bands = "
@@ -291,7 +313,7 @@ def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict) -> dict:
             use_frame_tokens=gr.Checkbox(caps["frame_tokens"] and name == "B", label="frame-wise tokens"),
             use_motion=gr.Checkbox(True, label="temporal layers"),
             use_mg=gr.Checkbox(name == "B", label="MG sampling"),
-            mg_alpha=gr.Slider(0, 300, value=40, step=1, label="MG α"),
+            mg_alpha=Slider(0, 300, value=40, step=1, label="MG α"),
         )
 
 

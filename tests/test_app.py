@@ -95,8 +95,11 @@ def test_same_seed_and_settings_give_the_same_video(url):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt="   "), "prompt"),
-    (dict(num_frames=40), "num_frames|greater than maximum"),  # the slider refuses it before our check
-    (dict(mg_alpha=-1), "alpha|less than minimum"),
+    (dict(num_frames=40), r"Frames: expected a value between 2 and \d+, got 40"),  # the slider, before our check
+    (dict(num_inference_steps=0), "DDIM steps: expected a value between 1 and 50, got 0"),
+    (dict(mg_alpha=-1), "MG α: expected a value between 0 and 300, got -1"),
+    (dict(seed=-3), "Seed: expected a value at least 0, got -3"),
+    (dict(cfg_switch=1.5), r"switch \(fraction of T\): expected a value between 0 and 1, got 1.5"),
     (dict(prompt="a red circle " * 40), "prompt: expected at most"),
 ])
 def test_bad_input_is_a_clear_error(url, kwargs, message):
