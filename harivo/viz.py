@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: the app and CI have no display
@@ -169,6 +170,10 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return top * (1 - wy[:, None]) + bottom * wy[:, None]
 
 
+ATTENTION_NORMALISATION = ("colour: each token's map min–max normalised over all its frames and pixels "
+                           "(1 = where that token is attended most in the video; tokens are not comparable)")
+
+
 def normalise_per_token(maps: np.ndarray) -> np.ndarray:
     """Min–max normalise (f, h, w[, n]) maps per token over all frames and pixels (frames stay comparable)."""
     maps = np.asarray(maps, dtype=np.float32)
@@ -239,10 +244,13 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     n_rows, n_cols = len(tiles), len(tiles[0])
     th, tw = tiles[0][0].shape[:2]
     # Margins in inches: token/frame labels on the left, labels + title on top (tokens on top are slanted).
-    left, right, bottom, top = 1.3, 0.2, 0.1, (0.75 if rows == "tokens" else 1.3)
+    left, right, bottom, top = 1.3, 0.2, 0.75, (0.75 if rows == "tokens" else 1.3)  # bottom: colour bar + note
     img_w = min(0.55 * n_cols, 12.5)  # ~0.55 in per tile: readable cells, no giant cells for few frames
     img_h = img_w * mosaic.shape[0] / mosaic.shape[1]
-    fig_w, fig_h = max(left + right + img_w, 5.5), img_h + top + bottom  # ≥ 5.5 in: room for the title
+    fig_w = max(left + right + img_w, 5.5)  # ≥ 5.5 in: room for the title
+    note = textwrap.fill(ATTENTION_NORMALISATION, int((fig_w - left - right) * 15))  # ~15 chars/in at 8 pt
+    bottom += 0.14 * note.count("\n")
+    fig_h = img_h + top + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, (fig_w - left - right) / fig_w, img_h / fig_h))
     ax.imshow(mosaic, interpolation="nearest")
@@ -263,6 +271,13 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     ax.xaxis.set_label_position("top")
     for spine in ax.spines.values():
         spine.set_visible(False)
+    cax = fig.add_axes((left / fig_w, (bottom - 0.33) / fig_h, min(3.0, fig_w - left - right) / fig_w, 0.12 / fig_h),
+                       label="colour bar")
+    bar = fig.colorbar(plt.cm.ScalarMappable(cmap="inferno", norm=matplotlib.colors.Normalize(0, 1)), cax=cax,
+                       orientation="horizontal")
+    bar.set_ticks([0, 0.5, 1])
+    bar.ax.tick_params(labelsize=8)
+    fig.text(left / fig_w, 0.06 / fig_h, note, fontsize=8, va="bottom", ha="left")
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig_h, va="top")
     return fig

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from harivo import viz
+from harivo.viz import plt
 
 F, H, W = 8, 6, 12  # frames, height, width of the synthetic video
 
@@ -150,3 +151,16 @@ def test_ablation_figure_exports_png_and_pdf(tmp_path):
     image = np.asarray(Image.open(png).convert("RGB"))
     assert image.shape[1] > image.shape[0]  # rows of frames + a wide slice stack
     assert (np.all(image == viz.RED, axis=-1)).any() and (np.all(image == viz.GREEN, axis=-1)).any()
+
+
+def test_attention_grid_carries_a_colour_bar_and_its_normalisation():
+    frames = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    maps = np.random.default_rng(1).random((4, 8, 8, 2))
+    fig = viz.attention_grid(frames, maps, ["red", "<f1>"], ["text", "frame"])
+    texts = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+    assert texts == viz.ATTENTION_NORMALISATION and "min–max normalised over all its frames" in texts
+    bars = [ax for ax in fig.axes if ax.get_label() == "colour bar"]
+    assert len(bars) == 1 and [t for t in bars[0].get_xticks()] == [0, 0.5, 1]
+    # the grid's colours are those normalised values: a token's largest value is the colour bar's top colour
+    assert np.isclose(viz.normalise_per_token(maps).max(axis=(0, 1, 2)), 1).all()
+    plt.close(fig)
