@@ -14,6 +14,8 @@ network, frame-token generator), `config.json` (HarivoConfig).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -59,6 +61,20 @@ def motion_adapter_config(adapter: MotionAdapter) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
 
+@contextlib.contextmanager
+def _quiet_fp32_cast_warning():
+    """diffusers' `UNetMotionModel.from_unet2d` casts with `.to(dtype)`, and `ModelMixin.to` then warns that "modules
+    ... should be kept in float32: []" even when that list is empty: once per model load, in the app and the CLI.
+    Silence that logger for the call (errors still show)."""
+    log = logging.getLogger("diffusers.models.modeling_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 class HarivoVideoModel(nn.Module):
     """ε-prediction of HARIVO on video latents `(b, c, f, h, w)`; each component switchable per call."""
 
@@ -90,7 +106,8 @@ class HarivoVideoModel(nn.Module):
         config.hspace_size = unet2d.config.sample_size // 2 ** (len(unet2d.config.block_out_channels) - 1)
         config.motion_adapter_config = motion_adapter_config(motion_adapter)
         config.validate()
-        unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
+        with _quiet_fp32_cast_warning():
+            unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
         tie_spatial_weights(unet, unet2d)
         mapping = None
         if config.use_mapping:
