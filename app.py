@@ -17,6 +17,7 @@ import random
 import gradio as gr
 
 from harivo import explorer as ex
+from harivo import threads
 
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
 
@@ -353,5 +354,6 @@ def __getattr__(name: str):
 
 
 if __name__ == "__main__":
+    threads.apply()  # half the CPUs (HARIVO_THREADS overrides): a shared 2-core Space must not oversubscribe
     demo = build_demo()
     demo.launch(theme=THEME)

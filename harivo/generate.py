@@ -30,6 +30,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
+from . import threads
 from . import __version__, compat, fileio, media
 from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoOutput, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt (the unconditional branch of CFG)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (same seed ⇒ same video)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $HARIVO_THREADS, else half the CPUs; harivo/threads.py)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--variant", choices=VARIANTS, help="embedded shapes-world model (default: full)")
     src.add_argument("--checkpoint", "--harivo-weights", dest="checkpoint",
@@ -189,6 +192,7 @@ def save_output(out: HarivoOutput, directory: str | Path, fps: int = 8, extra: d
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        threads.apply(args.threads)
         settings = settings_from_args(args)
         pipe = load_pipeline(args)
         pipe.check(settings)
