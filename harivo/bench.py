@@ -16,6 +16,9 @@ Figures (targets from issues 3 and 6, checked in the JSON as `checks`):
 - `app_request_seconds`   one app request, `explorer.run_and_render` with the default settings (16 frames,
                           25 steps, attention capture, every view), on the CPU as the app runs
 - `peak_rss_mb`           peak resident memory of the whole run
+- `loaded_vs_idle` (`--load`, alone)   a whole `python -m harivo.generate` run with default settings beside one busy
+                          process ÷ the same run on an idle machine, with the CLI's thread choice (`harivo.threads`);
+                          `loaded_vs_idle_all_cpus` is the same with torch's one thread per CPU, for comparison
 With `--device cuda` everything runs on the GPU (the app request stays on the CPU) and `sd15` adds SD1.5-sized
 figures on random weights (the real UNet / VAE / CLIP / AnimateDiff v2 configs): 16 frames at 256² and 512²,
 25 steps, HARIVO full vs `AnimateDiffPipeline` time and peak CUDA memory, and one training step of `baseline` and
@@ -40,7 +43,8 @@ from . import fileio
 # the cases and sections live in bench_cases; their names stay importable from here
 from .bench_cases import (ANIMATEDIFF_V2, INFERENCE_RATIOS, PROMPT, SD15_TEXT, SD15_UNET,  # noqa: F401
                           SD15_VAE, ScaleConfigs, animatediff_pipeline, app_request_section, free_memory,
-                          guarded, inference_cases, interleaved, make_accelerator, peak_rss_mb, random_batch,
+                          guarded, inference_cases, interleaved, load_section, make_accelerator, peak_rss_mb,
+                          random_batch,
                           ratio, scale_components, scale_section, small_model_section, timed,
                           training_cases, training_run)
 
@@ -53,6 +57,7 @@ TARGETS = {  # figure -> upper bound (issues 3 and 6)
     "train_step_full_vs_baseline": 2.0,
     "app_request_seconds": 10.0,
 }
+LOAD_TARGETS = {"loaded_vs_idle": 2.5}  # issue 18 (`--load`): beside one busy process ÷ idle, the CLI's threads
 
 
 # ------------------------------------------------------------------------------------------------ run + CLI
@@ -74,9 +79,9 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def checks(result: dict) -> dict[str, dict]:
+def checks(result: dict, targets: dict[str, float] = TARGETS) -> dict[str, dict]:
     return {name: {"value": result[name], "target": target, "pass": bool(result[name] <= target)}
-            for name, target in TARGETS.items() if isinstance(result.get(name), (int, float))}
+            for name, target in targets.items() if isinstance(result.get(name), (int, float))}
 
 
 def run(quick: bool, device: str = "cpu", frames: int = 16, steps: int | None = None, repeats: int | None = None,
@@ -159,8 +164,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="cuda: video sizes of the SD1.5-sized figures (default 256,512; quick 256)")
     p.add_argument("--sd15-dtype", choices=("float16", "bfloat16", "float32"), default="float16",
                    help="cuda: inference weights dtype of the SD1.5-sized figures")
+    p.add_argument("--load", action="store_true",
+                   help="only the load figure: whole `python -m harivo.generate` runs idle and beside one busy "
+                        "process, with the CLI's thread choice and with one thread per CPU (a few minutes)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    if args.load:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = {"machine": machine_info(torch.device("cpu")),
+                      **load_section(args.repeats or 2, Path(tmp), args.steps or 25)}
+        result["checks"] = checks(result, LOAD_TARGETS)
+        print(f"loaded ÷ idle: {result['loaded_vs_idle']:.2f} with {result['load']['default_threads']} thread(s) "
+              f"(target ≤ {LOAD_TARGETS['loaded_vs_idle']:g}); {result['loaded_vs_idle_all_cpus']:.2f} with one per CPU; "
+              f"medians {result['load']['median_s']}")
+        if args.json:
+            fileio.write_json(args.json, result)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler
 from tqdm.auto import tqdm
@@ -323,3 +326,46 @@ def scale_section(sizes: list[int], frames: int, steps: int, repeats: int, devic
         out[f"{size}px"]["inference"] = guarded(lambda: inference_part(size))
         free_memory(device)
     return out
+
+
+# ------------------------------------------------------------------------------------------------ load section
+BUSY_LOOP = "import time\nwhile True:\n    pass"  # one busy core, as another tenant of a shared machine
+
+
+def generate_command(workdir: Path, threads: int | None, steps: int) -> list[str]:
+    """`python -m harivo.generate` with the app's default prompt and settings (its thread choice unless given)."""
+    cmd = [sys.executable, "-m", "harivo.generate", "--prompt", PROMPT, "--steps", str(steps), "--out",
+           str(workdir / "load-bench")]
+    return cmd + (["--threads", str(threads)] if threads else [])
+
+
+def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
+    """Whole `python -m harivo.generate` runs (model load included) on an idle machine and beside one busy
+    process, with the CLI's thread choice (`harivo.threads`) and with one thread per CPU (torch's default), the
+    four cases interleaved; `loaded_vs_idle` is the ratio of medians for the CLI's choice."""
+    import subprocess
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARIVO_THREADS")}
+    cases = {"default_idle": (None, False), "default_loaded": (None, True),
+             "all_cpus_idle": (cpus, False), "all_cpus_loaded": (cpus, True)}
+    seconds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (threads, loaded) in cases.items():
+            busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if loaded else None
+            try:
+                t0 = time.perf_counter()
+                subprocess.run(generate_command(workdir, threads, steps), check=True, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                seconds[name].append(time.perf_counter() - t0)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    med = {name: float(np.median(v)) for name, v in seconds.items()}
+    from .threads import default_num_threads
+
+    return {"load": {"seconds": seconds, "median_s": med, "cpus": cpus, "default_threads": default_num_threads(),
+                     "steps": steps, "repeats": repeats},
+            "loaded_vs_idle": med["default_loaded"] / med["default_idle"],
+            "loaded_vs_idle_all_cpus": med["all_cpus_loaded"] / med["all_cpus_idle"]}

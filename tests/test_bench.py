@@ -109,3 +109,36 @@ def test_out_of_memory_is_recorded_not_raised():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB\nmore")
 
     assert bench.guarded(oom) == {"error": "out of memory: CUDA out of memory. Tried to allocate 80 GiB"}
+
+
+def test_load_section_runs_generate_idle_and_beside_a_busy_process(tmp_path, monkeypatch):
+    """The load figure's plumbing without the minutes: `generate` and the busy process replaced by stand-ins, the
+    four cases interleaved and the ratio taken of medians."""
+    import subprocess
+
+    from harivo import bench_cases
+
+    calls, busy = [], []
+
+    class Busy:
+        def __init__(self, cmd):
+            busy.append(cmd)
+
+        def kill(self):
+            pass
+
+        def wait(self):
+            pass
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, len(busy)))
+
+    monkeypatch.setattr(subprocess, "Popen", Busy)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = bench_cases.load_section(2, tmp_path, steps=3)
+    assert len(calls) == 8 and len(busy) == 4  # 2 rounds x 4 cases; the loaded ones start one busy process each
+    assert all(cmd[1:3] == ["-m", "harivo.generate"] and cmd[cmd.index("--steps") + 1] == "3" for cmd, _ in calls)
+    assert sum("--threads" in cmd for cmd, _ in calls) == 4  # the all-CPU cases pin the count, the default does not
+    assert set(out["load"]["seconds"]) == {"default_idle", "default_loaded", "all_cpus_idle", "all_cpus_loaded"}
+    med = out["load"]["median_s"]
+    assert out["loaded_vs_idle"] == med["default_loaded"] / med["default_idle"]
