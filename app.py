@@ -22,26 +22,31 @@ from harivo import threads
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
 
 
-class _NamesItsRange:
+def _names_its_range(component):
     """Out-of-range values (typed into the API or the page) get an error naming the field and its range, instead
-    of Gradio's 'Value 0 is less than minimum value 1.'"""
+    of Gradio's 'Value 0 is less than minimum value 1.' (wraps the instance's preprocess: a subclass of a Gradio
+    component would make Gradio write a type stub, app.pyi, next to this file)."""
+    check = component.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return check(payload)
         except gr.Error:
-            lo, hi = self.minimum, self.maximum
+            lo, hi = component.minimum, component.maximum
             span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
                 (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-            raise gr.Error(f"{self.label}: expected a value {span}, got {payload!r}") from None
+            raise gr.Error(f"{component.label}: expected a value {span}, got {payload!r}") from None
+
+    component.preprocess = preprocess
+    return component
 
 
-class Slider(_NamesItsRange, gr.Slider):  # same name: the browser draws it as gr.Slider
-    pass
+def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 (reads like the component it builds)
+    return _names_its_range(gr.Slider(*args, **kwargs))
 
 
-class Number(_NamesItsRange, gr.Number):
-    pass
+def Number(*args, **kwargs) -> gr.Number:  # noqa: N802
+    return _names_its_range(gr.Number(*args, **kwargs))
 # Gradio 6.31 ships IBM Plex Sans SemiBold (weight 600: titles, buttons) as a Cyrillic subset with almost no Latin
 # letters, so browsers without the font installed draw "HᴀRIVO" and "Run ᴀ vs ʙ". With only the 400 and 700 faces
 # loaded, weight 600 uses the complete 700 face.
