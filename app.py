@@ -123,8 +123,8 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                         with gr.Row():
                             video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
                             with gr.Column():
-                                flicker = Number(None, label="Flicker score (0 = steady)", placeholder="no run yet",
-                                                    interactive=False, elem_id="flicker")
+                                flicker = Number(None, label="Flicker score (0 = steady)", interactive=False,
+                                                 visible=False, elem_id="flicker")  # shown by the first run
                                 info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
                         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
                         with gr.Tabs():
@@ -253,6 +253,9 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
 
         def then_sync(event):
             event.then(sync_choices, [state] + choices, choices, api_visibility="private", show_progress="hidden")
+            # the flicker box appears with the first result: before a run it would read "0" (Gradio draws None as 0)
+            event.then(lambda st: gr.Number(visible=st is not None), state, flicker, api_visibility="private",
+                       show_progress="hidden")
 
         then_sync(run.click(generate, inputs_kwargs={**settings, **view}, outputs=outputs, api_name="generate"))
         then_sync(prompt.submit(generate, inputs_kwargs={**settings, **view}, outputs=outputs,
