@@ -37,7 +37,7 @@ from . import media, viz
 from .attention import AttentionRecord, layer_resolution
 from .config import TABLE1, table1_label
 from .data.checker import flicker_score
-from .data.shapes import HELD_OUT, all_specs, world_vocabulary
+from .data.shapes import COLOURS, HELD_OUT, SHAPES, all_specs, world_vocabulary
 from .generate import save_output
 from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
@@ -193,16 +193,29 @@ def unknown_words(prompt: str, known: list[str] | None) -> list[str]:
     return _unknown(prompt, known)
 
 
+EXAMPLE_MAX_CHARS = 60  # Gradio's example buttons cut longer text with "..."
+
+
 def example_prompts(n_seen: int = 6, n_held_out: int = 4) -> tuple[list[str], list[str]]:
-    """A few prompts seen in training and a few held-out (colour, shape, motion) combinations."""
-    seen = all_specs("train")
-    step = max(1, len(seen) // n_seen)
-    held = all_specs("held_out")
-    by_combo = {}
-    for s in held:
-        by_combo.setdefault((s.colour, s.shape, s.motion), s)
-    held_out = [by_combo[c].caption for c in HELD_OUT if c in by_combo][:n_held_out]
-    return [s.caption for s in seen[::step][:n_seen]], held_out
+    """A few prompts seen in training and a few held-out (colour, shape, motion) combinations, each short enough
+    to show whole on an example button (the held-out ones on their shortest background)."""
+    fits = [s for s in all_specs("train") if len(s.caption) <= EXAMPLE_MAX_CHARS]
+    motions = ("moving left to right", "moving right to left", "moving up", "getting closer", "spinning",
+               "standing still", "moving down", "moving away")
+    seen = []  # one verb each, colours and shapes taking turns
+    for i, motion in enumerate(motions[:n_seen]):
+        pool = [s for s in fits if s.motion == motion]
+        best = [s for s in pool if s.colour == list(COLOURS)[i % len(COLOURS)] and s.shape == SHAPES[i % len(SHAPES)]]
+        seen.append(next((s for s in best if s.background == ("blue", "gray", "white", "black")[i % 4]),
+                         best[0] if best else pool[0]))
+    by_combo: dict = {}
+    for s in all_specs("held_out"):
+        key = (s.colour, s.shape, s.motion)
+        if key not in by_combo or len(s.caption) < len(by_combo[key].caption):
+            by_combo[key] = s
+    held_out = [by_combo[c].caption for c in HELD_OUT if c in by_combo and
+                len(by_combo[c].caption) <= EXAMPLE_MAX_CHARS][:n_held_out]
+    return [s.caption for s in seen], held_out
 
 
 # ------------------------------------------------------------------------------------------------ requests

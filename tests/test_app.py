@@ -205,3 +205,14 @@ def test_table1_rows_have_one_naming_everywhere(tmp_path):
         assert f"| {label} |" in results, f"the results table does not name {v} as {label!r}"
     with pytest.raises(ValueError, match="variant"):
         table1_label("row-e")
+
+
+def test_example_prompts_show_whole_on_their_buttons():
+    from harivo.data.shapes import ShapeSpec, is_held_out
+
+    seen, held_out = ex.example_prompts()
+    assert len(seen) == 6 and len(held_out) == 4
+    assert all(len(p) <= ex.EXAMPLE_MAX_CHARS for p in seen + held_out)
+    assert not any(is_held_out(ShapeSpec.from_caption(p)) for p in seen)
+    assert all(is_held_out(ShapeSpec.from_caption(p)) for p in held_out)
+    assert len({ShapeSpec.from_caption(p).motion for p in seen}) >= 4  # the examples show several verbs
