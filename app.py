@@ -35,7 +35,8 @@ def _names_its_range(component):
             lo, hi = component.minimum, component.maximum
             span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
                 (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-            raise gr.Error(f"{component.label}: expected a value {span}, got {payload!r}") from None
+            raise gr.Error(f"{component.label}: expected a value {span}, got {payload!r}",
+                           print_exception=False) from None
 
     component.preprocess = preprocess
     return component
@@ -307,7 +308,7 @@ def _session(flags: ex.CancelFlags | None, request: gr.Request | None):
     try:
         yield event
     except ValueError as e:
-        raise gr.Error(str(e)) from None
+        raise gr.Error(str(e), print_exception=False) from None
     finally:
         if flags is not None:
             flags.finish(session, event)

@@ -102,10 +102,13 @@ def test_same_seed_and_settings_give_the_same_video(url):
     (dict(cfg_switch=1.5), r"switch \(fraction of T\): expected a value between 0 and 1, got 1.5"),
     (dict(prompt="a red circle " * 40), "prompt: expected at most"),
 ])
-def test_bad_input_is_a_clear_error(url, kwargs, message):
+def test_bad_input_is_a_clear_error(url, kwargs, message, capfd):
     client = Client(url, verbose=False)
+    capfd.readouterr()
     with pytest.raises(Exception, match=message):
         generate(client, **kwargs)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err  # a user's mistake is not a server error: nothing in the log
 
 
 def test_bundle_loads_back(url):
