@@ -136,7 +136,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
                                                          label="Resolution / layer", allow_custom_value=True)
                                     step = gr.Dropdown([ex.MEAN_STEP], value=ex.MEAN_STEP, label="Step",
                                                        allow_custom_value=True)
-                                overlay = gr.Image(label="Attention of the chosen token", format="png",
+                                overlay = gr.Image(label="Attention of the chosen token (its map min–max normalised over all frames: bright = most attended; colours as in the grid below)", format="png",
                                                    interactive=False, elem_id="overlay")
                                 rows = gr.Radio(["tokens", "frames"], value="tokens", label="Grid rows")
                                 grid = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")

@@ -129,3 +129,15 @@ def test_generate_then_toggle_mg_in_a_real_browser(url, page, tmp_path):
     assert "seed 0" in page.locator("#summary").inner_text()
     assert not error_toasts(page)
     save_screenshot(page, tmp_path, "explore-mg-off")
+
+
+def test_out_of_range_number_is_named_in_the_page(url, page):
+    """Typing 0 DDIM steps into the page gets a toast naming the field and its range, not Gradio's generic text."""
+    page.goto(url)
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("0")
+    steps.press("Enter")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"toast-body\"].error').length > 0")
+    toasts = " ".join(error_toasts(page))
+    assert "DDIM steps: expected a value between 1 and 50, got 0" in toasts, toasts
