@@ -29,6 +29,7 @@ from .config import HarivoConfig
 from .model import HarivoVideoModel
 from .pipeline import DEFAULT_CHECKPOINTS, GenerationSettings, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
+from .threads import default_num_threads, usable_cpus
 from .tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config, word_tokenizer
 from .train_utils import WarmupDecay, step_generator
 
@@ -345,7 +346,7 @@ def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
     four cases interleaved; `loaded_vs_idle` is the ratio of medians for the CLI's choice."""
     import subprocess
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARIVO_THREADS")}
     cases = {"default_idle": (None, False), "default_loaded": (None, True),
              "all_cpus_idle": (cpus, False), "all_cpus_loaded": (cpus, True)}
@@ -363,8 +364,6 @@ def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
                     busy.kill()
                     busy.wait()
     med = {name: float(np.median(v)) for name, v in seconds.items()}
-    from .threads import default_num_threads
-
     return {"load": {"seconds": seconds, "median_s": med, "cpus": cpus, "default_threads": default_num_threads(),
                      "steps": steps, "repeats": repeats},
             "loaded_vs_idle": med["default_loaded"] / med["default_idle"],

@@ -16,6 +16,11 @@ import torch
 ENV = "HARIVO_THREADS"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS reports one, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int:
     """`HARIVO_THREADS` if set (a positive integer), else half the CPUs this process may use, at least 1."""
     env = os.environ if env is None else env
@@ -24,9 +29,7 @@ def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int
         if not text.isdigit() or int(text) < 1:
             raise ValueError(f"{ENV}: expected a positive integer, got {text!r}")
         return int(text)
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, int(cpus) // 2)
+    return max(1, int(usable_cpus() if cpus is None else cpus) // 2)
 
 
 def apply(num_threads: int | None = None) -> int:

@@ -516,31 +516,40 @@ def _tokenizer(cfg: T2IConfig):
     return build_tokenizer(Path(cfg.run_dir) / "tokenizer")
 
 
-def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], list[int]]:
-    """Pre-encode (once) `frames_per_video` random frames of `train_videos` training videos -> cached latents."""
-    from harivo.data.shapes import make_dataset, render_video
-
+def frame_cache_key(cfg: T2IConfig) -> str:
+    """What the caches of `training_frames` depend on (the world's version, data, frame choice, size)."""
     from harivo.data.shapes import WORLD_VERSION
 
-    key = f"{WORLD_VERSION}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
+    return f"{WORLD_VERSION}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
+
+
+def training_frames(cfg: T2IConfig):
+    """(spec, frame) for `frames_per_video` random frames of each of `train_videos` training videos, in the one
+    order that every stage-1 cache (latents, object masks) is stored in."""
+    from harivo.data.shapes import make_dataset, render_video
+
+    data = make_dataset(cfg.train_videos, cfg.seed, split="train", num_frames=16, size=cfg.image_size)
+    rng = np.random.default_rng([cfg.seed, 5])
+    for spec, vseed in data:
+        video, _ = render_video(spec, vseed, 16, cfg.image_size)
+        for f in rng.choice(16, size=cfg.frames_per_video, replace=False):
+            yield spec, video[f]
+
+
+def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], list[int]]:
+    """Pre-encode (once) `frames_per_video` random frames of `train_videos` training videos -> cached latents."""
     vae_file = Path(cfg.run_dir) / "vae" / "diffusion_pytorch_model.safetensors"
     stamp = str(int(vae_file.stat().st_mtime)) if vae_file.exists() else "mem"
-    path = Path(cfg.run_dir) / "cache" / f"latents_{key}.safetensors"
+    path = Path(cfg.run_dir) / "cache" / f"latents_{frame_cache_key(cfg)}.safetensors"
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file():
         meta = read_json(meta_path)
         if meta.get("vae_stamp") == stamp:
             return load_tensors(path)["latents"], meta["captions"], meta["caption_index"]
-    data = make_dataset(cfg.train_videos, cfg.seed, split="train", num_frames=16, size=cfg.image_size)
-    rng = np.random.default_rng([cfg.seed, 5])
-    captions: list[str] = sorted({s.caption for s, _ in data})
+    specs, frames = zip(*training_frames(cfg))
+    captions: list[str] = sorted({s.caption for s in specs})
     cidx = {c: i for i, c in enumerate(captions)}
-    frames, caption_index = [], []
-    for spec, vseed in data:
-        video, _ = render_video(spec, vseed, 16, cfg.image_size)
-        for f in rng.choice(16, size=cfg.frames_per_video, replace=False):
-            frames.append(video[f])
-            caption_index.append(cidx[spec.caption])
+    caption_index = [cidx[s.caption] for s in specs]
     frames = np.stack(frames)
     vae.eval()
     out = []
@@ -555,20 +564,14 @@ def latent_cache(cfg: T2IConfig, vae, device) -> tuple[torch.Tensor, list[str], 
 
 def object_mask_cache(cfg: T2IConfig) -> torch.Tensor:
     """(N, 1, h, w) share of each latent pixel's 4x4 pixel cell that is object (not the background colour), dilated
-    by one latent pixel, for the frames of `latent_cache` in the same order (same data and frame choice)."""
-    from harivo.data.shapes import BACKGROUNDS, WORLD_VERSION, make_dataset, render_video
+    by one latent pixel, for the frames of `latent_cache` in the same order (`training_frames`)."""
+    from harivo.data.shapes import BACKGROUNDS
 
-    key = f"{WORLD_VERSION}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
-    path = Path(cfg.run_dir) / "cache" / f"object_masks_{key}.safetensors"
+    path = Path(cfg.run_dir) / "cache" / f"object_masks_{frame_cache_key(cfg)}.safetensors"
     if path.is_file():
         return load_tensors(path)["masks"]
-    data = make_dataset(cfg.train_videos, cfg.seed, split="train", num_frames=16, size=cfg.image_size)
-    rng = np.random.default_rng([cfg.seed, 5])
-    masks = []
-    for spec, vseed in data:
-        video, _ = render_video(spec, vseed, 16, cfg.image_size)
-        for f in rng.choice(16, size=cfg.frames_per_video, replace=False):
-            masks.append(np.any(video[f] != np.array(BACKGROUNDS[spec.background], np.uint8), axis=-1))
+    masks = [np.any(frame != np.array(BACKGROUNDS[spec.background], np.uint8), axis=-1)
+             for spec, frame in training_frames(cfg)]
     m = torch.from_numpy(np.stack(masks)).float()[:, None]
     m = torch.nn.functional.max_pool2d(torch.nn.functional.avg_pool2d(m, 4), 3, stride=1, padding=1)
     save_tensors(path, {"masks": m.contiguous()})

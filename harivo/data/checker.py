@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .shapes import BACKGROUNDS, COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour
+from .shapes import (BACKGROUNDS, COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
+                     mark_rgb)
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
 AREA_FACTOR = {  # area / circumradius^2 of each shape
@@ -213,11 +214,7 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
 
 def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
     """Each pixel's position between the object's colour (0) and its cue mark's colour (1), clipped."""
-    if colour is not None:
-        mark = np.array(mark_colour(colour), np.float32)
-    else:  # an off-palette object: the farther of black and white
-        black, white = np.array(COLOURS["black"], np.float32), np.array(COLOURS["white"], np.float32)
-        mark = black if np.linalg.norm(obj_rgb - black) >= np.linalg.norm(obj_rgb - white) else white
+    mark = np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
     d = mark - obj_rgb
     return np.clip((crop - obj_rgb) @ d / max(float(d @ d), 1e-6), 0.0, 1.0)
 

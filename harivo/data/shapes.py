@@ -304,11 +304,16 @@ def _coverage(
     return rho * (np.float32(nx) * np.cos(phi) + np.float32(ny) * np.sin(phi)) <= np.float32(off) * radius
 
 
-def mark_colour(colour: str) -> tuple[int, int, int]:
-    """The cue mark's colour on an object of ``colour``: black or white, whichever is farther from it."""
-    fg = np.array(COLOURS[colour], float)
+def mark_rgb(rgb) -> tuple[int, int, int]:
+    """The cue mark's colour on an object of colour ``rgb``: black or white, whichever is farther from it."""
+    fg = np.asarray(rgb, float)
     black, white = np.array(COLOURS["black"], float), np.array(COLOURS["white"], float)
     return COLOURS["black"] if np.linalg.norm(fg - black) >= np.linalg.norm(fg - white) else COLOURS["white"]
+
+
+def mark_colour(colour: str) -> tuple[int, int, int]:
+    """The cue mark's colour on an object of the palette colour ``colour`` (``mark_rgb`` of it)."""
+    return mark_rgb(COLOURS[colour])
 
 
 def cue_marks(motion: str, angle_deg: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
