@@ -38,6 +38,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -90,11 +91,21 @@ INVISIBLE: tuple[tuple[str, str], ...] = (("circle", "spinning"),)
 STAR_INNER_RATIO = 0.5  # inner/outer radius of the 5-pointed star; fat enough to stay readable at 6 px
 SUPERSAMPLE = 4  # anti-aliasing: each pixel is the mean of 4x4 sub-samples
 SPLITS = ("train", "held_out", "all")
-WORLD_VERSION = "cue1"  # part of every cache key built from rendered videos; bump when the pictures change
+# The cue's drawing: "cue1" (a round mark of CUE_RADIUS) or "cue2" (the leading half of the object, the
+# object's "face": a cue 4x larger, proposed because the T2I learned where a cue1 mark sits too slowly).
+# HARIVO_CUE_STYLE selects one for experiments; the style is the world version.
+CUE_STYLES = ("cue1", "cue2")
+CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
+if CUE_STYLE not in CUE_STYLES:
+    raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
+WORLD_VERSION = CUE_STYLE  # part of every cache key built from rendered videos; bump when the pictures change
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
 CUE_RADIUS = 0.28  # mark radius, x circumradius
 CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
 CUE_PAIR_RADIUS = 0.19
+CUE2_CENTRE_RADIUS = 0.45  # cue2 "getting closer": a centred disk, x circumradius
+CUE2_PAIR_OFFSET = 0.38  # cue2 "moving away": two disks at +-this (horizontal) ...
+CUE2_PAIR_RADIUS = 0.26  # ... of this radius
 CUE_MIN_FRAME = 48  # frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide
 CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
 CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
@@ -318,20 +329,40 @@ def mark_colour(colour: str) -> tuple[int, int, int]:
 
 def cue_marks(motion: str, angle_deg: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """The cue's marks for ``motion``: [(centre x, centre y, radius)] in units of the circumradius, per frame
-    (centres are arrays of length F, following ``angle_deg`` for "spinning"); [] for "standing still"."""
+    (centres are arrays of length F, following ``angle_deg`` for "spinning"); [] for "standing still".
+
+    A radius of ``np.inf`` (cue2's translations and spinning) is the half plane on the centre's side: the
+    leading half of the object."""
     F = len(angle_deg)
     zero = np.zeros(F)
+    half = CUE_STYLE == "cue2"
+    r_face = np.inf if half else CUE_RADIUS
     if motion in CUE_DIRECTIONS:
         ux, uy = CUE_DIRECTIONS[motion]
-        return [(zero + CUE_OFFSET * ux, zero + CUE_OFFSET * uy, CUE_RADIUS)]
+        return [(zero + CUE_OFFSET * ux, zero + CUE_OFFSET * uy, r_face)]
     if motion == "getting closer":
-        return [(zero, zero, CUE_RADIUS)]
+        return [(zero, zero, CUE2_CENTRE_RADIUS if half else CUE_RADIUS)]
     if motion == "moving away":
-        return [(zero - CUE_PAIR_OFFSET, zero, CUE_PAIR_RADIUS), (zero + CUE_PAIR_OFFSET, zero, CUE_PAIR_RADIUS)]
+        off, r = (CUE2_PAIR_OFFSET, CUE2_PAIR_RADIUS) if half else (CUE_PAIR_OFFSET, CUE_PAIR_RADIUS)
+        return [(zero - off, zero, r), (zero + off, zero, r)]
     if motion == "spinning":
         a = np.deg2rad(np.asarray(angle_deg, float))
-        return [(CUE_OFFSET * np.cos(a), CUE_OFFSET * np.sin(a), CUE_RADIUS)]
+        return [(CUE_OFFSET * np.cos(a), CUE_OFFSET * np.sin(a), r_face)]
     return []
+
+
+def _mark_on(dx, dy, radius, marks) -> np.ndarray:
+    """Sub-samples (offsets ``dx``, ``dy`` from the centre) that ``marks`` cover (see ``cue_marks``)."""
+    on = np.zeros(np.broadcast_shapes(dx.shape, dy.shape), bool)
+    for mx, my, mr in marks:
+        mx = (mx[:, None, None] * radius).astype(np.float32)
+        my = (my[:, None, None] * radius).astype(np.float32)
+        if np.isinf(mr):  # the half plane on the (mx, my) side of the centre
+            on |= dx * mx + dy * my >= 0
+        else:
+            ex, ey = dx - mx, dy - my
+            on |= ex * ex + ey * ey <= (np.float32(mr) * radius) ** 2
+    return on
 
 
 def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -> np.ndarray:
@@ -362,11 +393,7 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -
     marks = cue_marks(spec.motion, track.angle) if cue and size >= CUE_MIN_FRAME else []
     if marks and (spec.shape, spec.motion) not in INVISIBLE:
         core = _coverage(spec.shape, dx, dy, radius * np.float32(1.0 - CUE_MARGIN), track.angle[:, None, None])
-        on = np.zeros_like(core)
-        for mx, my, mr in marks:
-            ex = dx - (mx[:, None, None] * radius).astype(np.float32)
-            ey = dy - (my[:, None, None] * radius).astype(np.float32)
-            on |= ex * ex + ey * ey <= (np.float32(mr) * radius) ** 2
+        on = _mark_on(dx, dy, radius, marks)
         mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
         patch = patch + mcov[..., None] * (np.array(mark_colour(spec.colour), np.float32) - fg)
     patch = np.rint(patch).astype(np.uint8)
