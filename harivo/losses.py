@@ -2,8 +2,8 @@
 
 - `simple_loss`  Eq. 1 on the video branch only (§3.6: no L_simple on the T2I branch).
 - `reg_loss`     Eq. 2, λ_t = 1 − t/T, video branch vs T2I branch (motion modules off, no frame tokens, mapping on).
-- L_TRS          Eq. 3, recorded by `attention.TRSRecorder` on the decoder's spatial self-attention
-                 (`LossConfig.trs_chunk_size > 0`: without keeping the maps, `attention.TRSAttentionFunction`).
+- L_TRS          Eq. 3, recorded by `trs.TRSRecorder` on the decoder's spatial self-attention
+                 (`LossConfig.trs_chunk_size > 0`: without keeping the maps, `trs.TRSAttentionFunction`).
 - `dc_loss`      Eq. 4, decoupled contrastive loss on h-space (UNet mid-block output) through the projection
                  head g, τ = 0.1, negatives = a queue of earlier positives (`NegativeQueue`) and, with
                  `LossConfig.dc_in_batch` (ours), the other videos of the batch.
@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from einops import rearrange
 
-from .attention import TRSRecorder, recording, spatial_attention_names
+from .attention import recording, spatial_attention_names
 from .config import LossConfig
 from .model import HarivoVideoModel
 from .modules import ProjectionHead
+from .trs import TRSRecorder
 
 
 def simple_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from harivo.attention import TRSRecorder, recording, spatial_attention_names
+from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
 from harivo.losses import NegativeQueue, dc_loss, reg_loss, simple_loss, training_step
 from harivo.tiny import scheduler_config
+from harivo.trs import TRSRecorder
 
 from conftest import build_model
 
