@@ -18,6 +18,9 @@ import gradio as gr
 
 from harivo import explorer as ex
 from harivo import threads
+from harivo.config import field_range
+from harivo.outputs import VideoOptions
+from harivo.settings import flat_range
 
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
 
@@ -65,227 +68,272 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
     checkpoints/ (or $HARIVO_CHECKPOINTS)."""
     registry = registry or ex.ModelRegistry(checkpoints)
     d = defaults or ex.RunRequest()
-    flags = ex.CancelFlags()  # one cancel flag per browser session
     caps = registry.capabilities(registry.default_key)  # loads the default model now: the first visitor waits less
-    seen, held_out = ex.example_prompts()
-    x_red0, x_green0 = ex.default_columns(caps["width"])
-
     with gr.Blocks(title="HARIVO Explorer", delete_cache=(3600, 3600)) as demo:
         state = gr.State(None)  # this user's last RunResult
-        gr.Markdown(INTRO)
-        if registry.untrained_only:
-            gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
-                        "its videos are noise by design.**", elem_id="untrained-warning")
-        if note := ex.miniature_note(registry):
-            gr.Markdown(note, elem_id="miniature-note")
+        _header(registry)
         with gr.Tabs():
             with gr.Tab("Explore", elem_id="tab-explore"):
                 with gr.Row():
-                    with gr.Column(scale=2, min_width=320):
-                        model = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
-                                            label="Model", elem_id="model")
-                        prompt = gr.Textbox(d.prompt, label="Prompt", lines=2, elem_id="prompt")
-                        with gr.Row():  # right under the prompt: visible on the first screen
-                            run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
-                            stop = gr.Button("Cancel", variant="secondary", size="sm", scale=1, elem_id="cancel")
-                        gr.Examples([[p] for p in seen], [prompt], label="Prompts seen in training",
-                                    cache_examples=False, examples_per_page=6)
-                        gr.Examples([[p] for p in held_out], [prompt],
-                                    label="Held-out combinations (never seen in training)", cache_examples=False)
-                        negative = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
-                        with gr.Row():
-                            seed = Number(d.seed, label="Seed", precision=0, minimum=0, scale=3, elem_id="seed")
-                            dice = gr.Button("random seed", scale=1, size="sm")
-                        with gr.Row():
-                            frames = Slider(2, caps["max_frames"], value=min(d.num_frames, caps["max_frames"]), step=1,
-                                               label="Frames", elem_id="frames")
-                            steps = Slider(1, 50, value=d.num_inference_steps, step=1, label="DDIM steps", elem_id="steps")
-                            fps = Slider(1, 24, value=d.fps, step=1, label="fps")
-                        with gr.Accordion("CFG schedule (App. D)", open=False):
-                            with gr.Row():
-                                cfg_high = Slider(1, 20, value=d.cfg_high, step=0.5, label="high scale (t > switch·T)")
-                                cfg_switch = Slider(0, 1, value=d.cfg_switch, step=0.05, label="switch (fraction of T)")
-                                cfg_low = Slider(1, 20, value=d.cfg_low, step=0.5, label="low scale")
-                            cfg_plot = gr.Image(ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps), label="CFG schedule",
-                                                format="png", interactive=False, elem_id="cfg-plot")
-                        with gr.Group():
-                            use_mapping = gr.Checkbox(caps["mapping"], label="mapping network (§3.2)",
-                                                      interactive=caps["mapping"], elem_id="use-mapping")
-                            use_tokens = gr.Checkbox(caps["frame_tokens"], label="frame-wise tokens (§3.5)",
-                                                     interactive=caps["frame_tokens"], elem_id="use-tokens")
-                            use_motion = gr.Checkbox(True, label="temporal layers (off = frozen T2I per frame)")
-                            use_mg = gr.Checkbox(d.use_mg, label="mitigating-gradient sampling (§3.7)", elem_id="use-mg")
-                            alpha = Slider(0, 300, value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
-                            mg_variant = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[0], label="MG gradient")
-                        model_info = gr.Markdown(_model_info(caps))
-                        auto = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
-                                           elem_id="auto-rerun")
-                    with gr.Column(scale=3):
-                        with gr.Row():
-                            video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
-                            with gr.Column():
-                                flicker = Number(None, label="Flicker score (0 = steady)", interactive=False,
-                                                 visible=False, elem_id="flicker")  # shown by the first run
-                                info = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
-                        strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
-                        with gr.Tabs():
-                            with gr.Tab("Cross-attention maps", elem_id="tab-attention"):
-                                with gr.Row():
-                                    token = gr.Dropdown([ex.AUTO_TOKEN], value=ex.AUTO_TOKEN, label="Token", allow_custom_value=True, elem_id="token")
-                                    source = gr.Dropdown([ex.MEAN_SOURCE], value=ex.MEAN_SOURCE,
-                                                         label="Resolution / layer", allow_custom_value=True)
-                                    step = gr.Dropdown([ex.MEAN_STEP], value=ex.MEAN_STEP, label="Step",
-                                                       allow_custom_value=True)
-                                overlay = gr.Image(label="Attention of the chosen token (its map min–max normalised over all frames: bright = most attended; colours as in the grid below)", format="png",
-                                                   interactive=False, elem_id="overlay")
-                                rows = gr.Radio(["tokens", "frames"], value="tokens", label="Grid rows")
-                                grid = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")
-                            with gr.Tab("Vertical slices (Fig. 6)", elem_id="tab-slices"):
-                                with gr.Row():
-                                    x_red = Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
-                                    x_green = Slider(0, caps["width"] - 1, value=x_green0, step=1,
-                                                        label="green column x")
-                                gr.Markdown("First frame | the red column of every frame, left to right | the "
-                                            "green column | last frame. Jaggies = flicker; smooth bands = "
-                                            "consistent motion.")
-                                slices = gr.Image(label="Vertical-slice stack", format="png", interactive=False,
-                                                  elem_id="slices")
-                            with gr.Tab("MG diagnostics", elem_id="tab-diagnostics"):
-                                diagnostics = gr.Image(label="MG diagnostics", format="png", interactive=False,
-                                                       elem_id="diagnostics")
-                            with gr.Tab("Download / load", elem_id="tab-bundle"):
-                                bundle = gr.File(label="Bundle (mp4, GIF, frames.npy, config.json, attention.npz)",
-                                                 interactive=False, elem_id="bundle")
-                                upload = gr.File(label="Load a bundle back", file_types=[".zip"], elem_id="upload")
+                    ui = _explore_controls(registry, caps, d)
+                    ui.update(_explore_results(caps))
             with gr.Tab("Compare A vs B", elem_id="tab-compare"):
-                gr.Markdown("Same prompt, seed, frames, steps and CFG as in *Explore*; choose what differs.")
-                with gr.Row():
-                    sides = [_side_controls(name, registry, caps) for name in ("A", "B")]
-                compare_button = gr.Button("Run A vs B", variant="primary", elem_id="compare")
-                with gr.Row():
-                    cmp_out = [_side_outputs(name) for name in ("A", "B")]
+                ui.update(_compare_tab(registry, caps, d))
             with gr.Tab("Ablation grid", elem_id="tab-ablation"):
-                gr.Markdown("Rows on one seed with the *Explore* settings; columns: four frames and the slice stack "
-                            "at the red/green columns. Exported as PNG + PDF.")
-                mode = gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants",
-                                label="Rows")
-                ablate = gr.Button("Run ablation grid", variant="primary", elem_id="ablate")
-                ablation_image = gr.Image(label="Ablation figure", show_label=False, format="png", interactive=False,
-                                          elem_id="ablation-image")
-                ablation_files = gr.File(label="PNG + PDF", file_count="multiple", interactive=False)
-
-        # Keyword names = RunRequest fields: they are the documented API's parameter names.
-        settings = dict(model=model, prompt=prompt, negative_prompt=negative, seed=seed, num_frames=frames,
-                        num_inference_steps=steps, fps=fps, cfg_high=cfg_high, cfg_switch=cfg_switch, cfg_low=cfg_low,
-                        use_mg=use_mg, mg_alpha=alpha, mg_variant=mg_variant, use_mapping=use_mapping,
-                        use_frame_tokens=use_tokens, use_motion=use_motion)
-        view = dict(token=token, attention_source=source, attention_step=step, grid_rows=rows, x_red=x_red,
-                    x_green=x_green)
-        outputs = [video, strip, overlay, grid, slices, cfg_plot, diagnostics, flicker, info, bundle, state]
-        choices = [token, source, step]  # refreshed from the new result after every run (not part of the API)
-
-        def generate(request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-            """Generate a video from a prompt; returns the video, frame strip, attention overlay and grid, Fig. 6
-            slice stack, CFG schedule and MG diagnostics plots, flicker score, summary and the bundle (zip)."""
-            req, opts = _request(values), _view(values)
-            with _session(flags, request) as cancel:
-                result, views = ex.run_and_render(registry, req, opts, cancel)
-            for warning in result.warnings:
-                gr.Warning(warning)
-            cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps)
-            return _show(result, views, cfg)
-
-        def auto_generate(auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-            if not auto or last is None:  # nothing to compare with yet, or the user switched re-running off
-                return [gr.skip()] * len(outputs)
-            return generate(request, **values)
-
-        def sync_choices(result, token, source, step):
-            if result is None:
-                return gr.skip(), gr.skip(), gr.skip()
-            v, rec = ex.resolve_view(result, ex.ViewOptions(token, source, step)), result.attention
-            return (gr.update(choices=ex.token_choices(rec), value=v.token),
-                    gr.update(choices=ex.source_choices(rec), value=v.source),
-                    gr.update(choices=ex.step_choices(rec), value=v.step))
-
-        def cancel(request: gr.Request):
-            if not flags.cancel(request.session_hash):
-                gr.Info("Nothing is running.")
-
-        def load_bundle(file):
-            """Load a bundle zip written by /generate: returns the same outputs as /generate."""
-            with _session(None, None):
-                result = ex.load_bundle(file)
-                return _show(result, ex.render_views(result), gr.skip())
-
-        def redraw_attention(result, token, source, step, grid_rows):
-            if result is None:
-                return gr.skip(), gr.skip()
-            with _session(None, None):
-                views = ex.render_attention(result, token, source, step, grid_rows)
-            return views["overlay"], views["grid"]
-
-        def redraw_slices(result, x_red, x_green):
-            return gr.skip() if result is None else ex.render_slices(result, x_red, x_green)
-
-        def change_model(key):
-            with _session(None, None):
-                c = registry.capabilities(key)
-            r, g = ex.default_columns(c["width"])
-            return (gr.update(maximum=c["max_frames"]), gr.update(value=c["mapping"], interactive=c["mapping"]),
-                    gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
-                    gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g))
-
-        def compare(request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-            """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
-            base = _request(values)
-            a, b = (dataclasses.replace(base, **{k[2:]: v for k, v in values.items() if k.startswith(p)})
-                    for p in ("a_", "b_"))
-            with _session(flags, request) as flag:
-                results = ex.run_compare(registry, a, b, flag)
-            return [x for r in results for x in (str(r.video), ex.render_slices(r, values["x_red"], values["x_green"]),
-                                                 ex.summary(r))]
-
-        def ablation(mode, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-            """The ablation grid (mode "variants" or "alpha") on one seed; returns the figure and its PNG + PDF."""
-            with _session(flags, request) as flag:
-                res = ex.run_ablation(registry, mode, _request(values), values["x_red"], values["x_green"], flag)
-            return res.image, [str(res.png), str(res.pdf)]
-
-        def then_sync(event):
-            event.then(sync_choices, [state] + choices, choices, api_visibility="private", show_progress="hidden")
-            # the flicker box appears with the first result: before a run it would read "0" (Gradio draws None as 0)
-            event.then(lambda st: gr.Number(visible=st is not None), state, flicker, api_visibility="private",
-                       show_progress="hidden")
-
-        then_sync(run.click(generate, inputs_kwargs={**settings, **view}, outputs=outputs, api_name="generate"))
-        then_sync(prompt.submit(generate, inputs_kwargs={**settings, **view}, outputs=outputs,
-                                api_visibility="private"))
-        for control in (use_mapping, use_tokens, use_motion, use_mg, mg_variant):
-            then_sync(control.input(auto_generate, [auto, state], outputs, inputs_kwargs={**settings, **view},
-                                    trigger_mode="always_last", api_visibility="private"))
-        then_sync(alpha.release(auto_generate, [auto, state], outputs, inputs_kwargs={**settings, **view},
-                                trigger_mode="always_last", api_visibility="private"))
-        stop.click(cancel, None, None, queue=False, api_visibility="private")
-        then_sync(upload.upload(load_bundle, upload, outputs, api_name="load_bundle"))
-        for control in (token, source, step, rows):
-            control.input(redraw_attention, [state, token, source, step, rows], [overlay, grid],
-                          api_visibility="private")
-        for control in (x_red, x_green):
-            control.release(redraw_slices, [state, x_red, x_green], slices, api_visibility="private")
-        for control in (cfg_high, cfg_switch, cfg_low, steps):
-            control.change(ex.render_cfg_schedule, [cfg_high, cfg_switch, cfg_low, steps], cfg_plot,
-                           api_visibility="private", show_progress="hidden")
-        model.change(change_model, model, [frames, use_mapping, use_tokens, model_info, x_red, x_green],
-                     api_visibility="private")
-        dice.click(lambda: random.randrange(2**31), None, seed, queue=False, api_visibility="private")
-        side_kwargs = {f"{p}_{name}": c for p, side in zip("ab", sides) for name, c in side.items()}
-        compare_button.click(compare, inputs_kwargs={**settings, **side_kwargs, "x_red": x_red, "x_green": x_green},
-                             outputs=[c for trio in cmp_out for c in trio], api_name="compare")
-        ablate.click(ablation, [mode], [ablation_image, ablation_files],
-                     inputs_kwargs={**settings, "x_red": x_red, "x_green": x_green}, api_name="ablation")
+                ui.update(_ablation_tab())
+        _wire(ui, state, Handlers(registry, ex.CancelFlags()))
     demo.queue(default_concurrency_limit=2, max_size=32)  # 2 CPU cores on a basic Space
     return demo
+
+
+def _header(registry: ex.ModelRegistry) -> None:
+    gr.Markdown(INTRO)
+    if registry.untrained_only:
+        gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
+                    "its videos are noise by design.**", elem_id="untrained-warning")
+    if note := ex.miniature_note(registry):
+        gr.Markdown(note, elem_id="miniature-note")
+
+
+def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) -> dict:
+    """The left column of Explore: model, prompt, run buttons, examples and every generation setting. Slider
+    ranges are the settings' own (`harivo.settings.flat_range`), defaults those of `d`."""
+    seen, held_out = ex.example_prompts()
+    ui: dict = {}
+    with gr.Column(scale=2, min_width=320):
+        ui["model"] = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
+                                  label="Model", elem_id="model")
+        ui["prompt"] = gr.Textbox(d.prompt, label="Prompt", lines=2, elem_id="prompt")
+        with gr.Row():  # right under the prompt: visible on the first screen
+            ui["run"] = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
+            ui["stop"] = gr.Button("Cancel", variant="secondary", size="sm", scale=1, elem_id="cancel")
+        gr.Examples([[p] for p in seen], [ui["prompt"]], label="Prompts seen in training", cache_examples=False,
+                    examples_per_page=6)
+        gr.Examples([[p] for p in held_out], [ui["prompt"]], label="Held-out combinations (never seen in training)",
+                    cache_examples=False)
+        ui["negative_prompt"] = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
+        with gr.Row():
+            ui["seed"] = Number(d.seed, label="Seed", precision=0, minimum=flat_range("seed")[0], scale=3,
+                                elem_id="seed")
+            ui["dice"] = gr.Button("random seed", scale=1, size="sm")
+        with gr.Row():
+            ui["num_frames"] = Slider(flat_range("num_frames")[0], caps["max_frames"], step=1, label="Frames",
+                                      value=min(d.num_frames, caps["max_frames"]), elem_id="frames")
+            ui["num_inference_steps"] = Slider(*flat_range("num_inference_steps", slider=True), step=1,
+                                               value=d.num_inference_steps, label="DDIM steps", elem_id="steps")
+            ui["fps"] = Slider(*field_range(VideoOptions, "fps", slider=True), value=d.fps, step=1, label="fps")
+        with gr.Accordion("CFG schedule (App. D)", open=False):
+            with gr.Row():
+                ui["cfg_high"] = Slider(*flat_range("cfg_high", slider=True), value=d.cfg_high, step=0.5,
+                                        label="high scale (t > switch·T)")
+                ui["cfg_switch"] = Slider(*flat_range("cfg_switch"), value=d.cfg_switch, step=0.05,
+                                          label="switch (fraction of T)")
+                ui["cfg_low"] = Slider(*flat_range("cfg_low", slider=True), value=d.cfg_low, step=0.5, label="low scale")
+            ui["cfg_plot"] = gr.Image(ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps),
+                                      label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
+        with gr.Group():
+            ui["use_mapping"] = gr.Checkbox(caps["mapping"], label="mapping network (§3.2)",
+                                            interactive=caps["mapping"], elem_id="use-mapping")
+            ui["use_frame_tokens"] = gr.Checkbox(caps["frame_tokens"], label="frame-wise tokens (§3.5)",
+                                                 interactive=caps["frame_tokens"], elem_id="use-tokens")
+            ui["use_motion"] = gr.Checkbox(d.use_motion, label="temporal layers (off = frozen T2I per frame)")
+            ui["use_mg"] = gr.Checkbox(d.use_mg, label="mitigating-gradient sampling (§3.7)", elem_id="use-mg")
+            ui["mg_alpha"] = Slider(*flat_range("mg_alpha"), value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
+            ui["mg_variant"] = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[d.mg_symmetric], label="MG gradient")
+        ui["model_info"] = gr.Markdown(_model_info(caps))
+        ui["auto"] = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
+                                 elem_id="auto-rerun")
+    return ui
+
+
+def _explore_results(caps: dict) -> dict:
+    """The right column of Explore: video, summary, frames, and the tabs of views (attention, slices, MG, bundle)."""
+    ui: dict = {}
+    with gr.Column(scale=3):
+        with gr.Row():
+            ui["video"] = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
+            with gr.Column():
+                ui["flicker"] = Number(None, label="Flicker score (0 = steady)", interactive=False,
+                                       visible=False, elem_id="flicker")  # shown by the first run
+                ui["info"] = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
+        ui["strip"] = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
+        with gr.Tabs():
+            with gr.Tab("Cross-attention maps", elem_id="tab-attention"):
+                with gr.Row():
+                    ui["token"] = gr.Dropdown([ex.AUTO_TOKEN], value=ex.AUTO_TOKEN, label="Token",
+                                              allow_custom_value=True, elem_id="token")
+                    ui["source"] = gr.Dropdown([ex.MEAN_SOURCE], value=ex.MEAN_SOURCE, label="Resolution / layer",
+                                               allow_custom_value=True)
+                    ui["step"] = gr.Dropdown([ex.MEAN_STEP], value=ex.MEAN_STEP, label="Step", allow_custom_value=True)
+                    ui["attention_overlay"] = gr.Checkbox(True, label="maps on the frames (off: the maps alone)",
+                                                          elem_id="attention-overlay")
+                ui["overlay"] = gr.Image(label="Attention of the chosen token", format="png", interactive=False,
+                                         elem_id="overlay")
+                ui["rows"] = gr.Radio(["tokens", "frames"], value="tokens", label="Grid rows")
+                ui["grid"] = gr.Image(label="Attention grid", format="png", interactive=False, elem_id="grid")
+            with gr.Tab("Vertical slices (Fig. 6)", elem_id="tab-slices"):
+                x_red0, x_green0 = ex.default_columns(caps["width"])
+                with gr.Row():
+                    ui["x_red"] = Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
+                    ui["x_green"] = Slider(0, caps["width"] - 1, value=x_green0, step=1, label="green column x")
+                gr.Markdown("First frame | the red column of every frame, left to right | the green column | last "
+                            "frame. Jaggies = flicker; smooth bands = consistent motion.")
+                ui["slices"] = gr.Image(label="Vertical-slice stack", format="png", interactive=False,
+                                        elem_id="slices")
+            with gr.Tab("MG diagnostics", elem_id="tab-diagnostics"):
+                ui["diagnostics"] = gr.Image(label="MG diagnostics", format="png", interactive=False,
+                                             elem_id="diagnostics")
+            with gr.Tab("Download / load", elem_id="tab-bundle"):
+                ui["bundle"] = gr.File(label="Bundle (mp4, GIF, frames.npy, config.json, attention.npz)",
+                                       interactive=False, elem_id="bundle")
+                ui["upload"] = gr.File(label="Load a bundle back", file_types=[".zip"], elem_id="upload")
+    return ui
+
+
+def _compare_tab(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) -> dict:
+    gr.Markdown("Same prompt, seed, frames, steps and CFG as in *Explore*; choose what differs.")
+    with gr.Row():
+        sides = [_side_controls(name, registry, caps, d) for name in ("A", "B")]
+    button = gr.Button("Run A vs B", variant="primary", elem_id="compare")
+    with gr.Row():
+        outputs = [c for name in ("A", "B") for c in _side_outputs(name)]
+    return {"compare_button": button, "compare_outputs": outputs,
+            "sides": {f"{p}_{name}": c for p, side in zip("ab", sides) for name, c in side.items()}}
+
+
+def _ablation_tab() -> dict:
+    gr.Markdown("Rows on one seed with the *Explore* settings; columns: four frames and the slice stack at the "
+                "red/green columns. Exported as PNG + PDF.")
+    return {
+        "mode": gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants", label="Rows"),
+        "ablate": gr.Button("Run ablation grid", variant="primary", elem_id="ablate"),
+        "ablation_image": gr.Image(label="Ablation figure", show_label=False, format="png", interactive=False,
+                                   elem_id="ablation-image"),
+        "ablation_files": gr.File(label="PNG + PDF", file_count="multiple", interactive=False),
+    }
+
+
+# Keyword names of the handlers = RunRequest fields (+ mg_variant): they are the documented API's parameter names.
+SETTINGS = ("model", "prompt", "negative_prompt", "seed", "num_frames", "num_inference_steps", "fps", "cfg_high",
+            "cfg_switch", "cfg_low", "use_mg", "mg_alpha", "mg_variant", "use_mapping", "use_frame_tokens", "use_motion")
+VIEW = {"token": "token", "attention_source": "source", "attention_step": "step", "grid_rows": "rows",
+        "x_red": "x_red", "x_green": "x_green", "attention_overlay": "attention_overlay"}  # API name -> component
+OUTPUTS = ("video", "strip", "overlay", "grid", "slices", "cfg_plot", "diagnostics", "flicker", "info", "bundle")
+
+
+class Handlers:
+    """The app's event handlers over one registry; one cancel flag per browser session."""
+
+    def __init__(self, registry: ex.ModelRegistry, flags: ex.CancelFlags):
+        self.registry, self.flags = registry, flags
+
+    def generate(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+        """Generate a video from a prompt; returns the video, frame strip, attention of the chosen token and grid,
+        Fig. 6 slice stack, CFG schedule and MG diagnostics plots, flicker score, summary and the bundle (zip)."""
+        req, opts = _request(values), _view(values)
+        with _session(self.flags, request) as cancel:
+            result, views = ex.run_and_render(self.registry, req, opts, cancel)
+        for warning in result.warnings:
+            gr.Warning(warning)
+        cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps)
+        return _show(result, views, cfg)
+
+    def auto_generate(self, auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+        if not auto or last is None:  # nothing to compare with yet, or the user switched re-running off
+            return [gr.skip()] * (len(OUTPUTS) + 1)
+        return self.generate(request, **values)
+
+    def cancel(self, request: gr.Request):
+        if not self.flags.cancel(request.session_hash):
+            gr.Info("Nothing is running.")
+
+    def load_bundle(self, file):
+        """Load a bundle zip written by /generate: returns the same outputs as /generate."""
+        with _session(None, None):
+            result = ex.load_bundle(file)
+            return _show(result, ex.render_views(result), gr.skip())
+
+    def redraw_attention(self, result, token, source, step, grid_rows, overlay):
+        if result is None:
+            return gr.skip(), gr.skip()
+        with _session(None, None):
+            views = ex.render_attention(result, token, source, step, grid_rows, overlay)
+        return views["token"], views["grid"]
+
+    def change_model(self, key):
+        with _session(None, None):
+            c = self.registry.capabilities(key)
+        r, g = ex.default_columns(c["width"])
+        return (gr.update(maximum=c["max_frames"]), gr.update(value=c["mapping"], interactive=c["mapping"]),
+                gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
+                gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g))
+
+    def compare(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+        """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
+        base = _request(values)
+        a, b = (dataclasses.replace(base, **{k[2:]: v for k, v in values.items() if k.startswith(p)})
+                for p in ("a_", "b_"))
+        with _session(self.flags, request) as flag:
+            results = ex.run_compare(self.registry, a, b, flag)
+        return [x for r in results for x in (str(r.video), ex.render_slices(r, values["x_red"], values["x_green"]),
+                                             ex.summary(r))]
+
+    def ablation(self, mode, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+        """The ablation grid (mode "variants" or "alpha") on one seed; returns the figure and its PNG + PDF."""
+        with _session(self.flags, request) as flag:
+            res = ex.run_ablation(self.registry, mode, _request(values), values["x_red"], values["x_green"], flag)
+        return res.image, [str(res.png), str(res.pdf)]
+
+
+def sync_choices(result, token, source, step):
+    """The token / source / step dropdowns offer what the new result recorded."""
+    if result is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    v, rec = ex.resolve_view(result, ex.ViewOptions(token, source, step)), result.attention
+    return (gr.update(choices=ex.token_choices(rec), value=v.token),
+            gr.update(choices=ex.source_choices(rec), value=v.source),
+            gr.update(choices=ex.step_choices(rec), value=v.step))
+
+
+def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
+    """Every event of the page. After a run the view dropdowns follow the new result."""
+    settings = {name: ui[name] for name in SETTINGS}
+    run_inputs = {**settings, **{api: ui[c] for api, c in VIEW.items()}}
+    outputs = [ui[name] for name in OUTPUTS] + [state]
+    choices = [ui["token"], ui["source"], ui["step"]]  # refreshed from the new result (not part of the API)
+    hidden = dict(api_visibility="private", show_progress="hidden")
+
+    def then_sync(event):
+        event.then(sync_choices, [state] + choices, choices, **hidden)
+        # the flicker box appears with the first result: before a run it would read "0" (Gradio draws None as 0)
+        event.then(lambda st: gr.Number(visible=st is not None), state, ui["flicker"], **hidden)
+
+    then_sync(ui["run"].click(h.generate, inputs_kwargs=run_inputs, outputs=outputs, api_name="generate"))
+    then_sync(ui["prompt"].submit(h.generate, inputs_kwargs=run_inputs, outputs=outputs, api_visibility="private"))
+    rerun = dict(inputs_kwargs=run_inputs, trigger_mode="always_last", api_visibility="private")
+    for name in ("use_mapping", "use_frame_tokens", "use_motion", "use_mg", "mg_variant"):
+        then_sync(ui[name].input(h.auto_generate, [ui["auto"], state], outputs, **rerun))
+    then_sync(ui["mg_alpha"].release(h.auto_generate, [ui["auto"], state], outputs, **rerun))
+    ui["stop"].click(h.cancel, None, None, queue=False, api_visibility="private")
+    then_sync(ui["upload"].upload(h.load_bundle, ui["upload"], outputs, api_name="load_bundle"))
+    view = [state, ui["token"], ui["source"], ui["step"], ui["rows"], ui["attention_overlay"]]
+    for name in ("token", "source", "step", "rows", "attention_overlay"):
+        ui[name].input(h.redraw_attention, view, [ui["overlay"], ui["grid"]], api_visibility="private")
+    for name in ("x_red", "x_green"):
+        ui[name].release(lambda r, x, y: gr.skip() if r is None else ex.render_slices(r, x, y),
+                         [state, ui["x_red"], ui["x_green"]], ui["slices"], api_visibility="private")
+    cfg = [ui["cfg_high"], ui["cfg_switch"], ui["cfg_low"], ui["num_inference_steps"]]
+    for control in cfg:
+        control.change(ex.render_cfg_schedule, cfg, ui["cfg_plot"], **hidden)
+    ui["model"].change(h.change_model, ui["model"], [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
+                                                                       "model_info", "x_red", "x_green")],
+                       api_visibility="private")
+    ui["dice"].click(lambda: random.randrange(2**31), None, ui["seed"], queue=False, api_visibility="private")
+    columns = {"x_red": ui["x_red"], "x_green": ui["x_green"]}
+    ui["compare_button"].click(h.compare, inputs_kwargs={**settings, **ui["sides"], **columns},
+                               outputs=ui["compare_outputs"], api_name="compare")
+    ui["ablate"].click(h.ablation, [ui["mode"]], [ui["ablation_image"], ui["ablation_files"]],
+                       inputs_kwargs={**settings, **columns}, api_name="ablation")
 
 
 def _request(values: dict) -> ex.RunRequest:
@@ -297,7 +345,8 @@ def _request(values: dict) -> ex.RunRequest:
 
 def _view(values: dict) -> ex.ViewOptions:
     return ex.ViewOptions(values.get("token"), values.get("attention_source"), values.get("attention_step"),
-                          values.get("grid_rows", "tokens"), values.get("x_red"), values.get("x_green"))
+                          values.get("grid_rows", "tokens"), values.get("x_red"), values.get("x_green"),
+                          values.get("attention_overlay", True))
 
 
 @contextlib.contextmanager
@@ -314,16 +363,16 @@ def _session(flags: ex.CancelFlags | None, request: gr.Request | None):
             flags.finish(session, event)
 
 
-def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict) -> dict:
+def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) -> dict:
     with gr.Column():
         gr.Markdown(f"### {name}")
         return dict(
             model=gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key, label="Model"),
             use_mapping=gr.Checkbox(caps["mapping"] and name == "B", label="mapping network"),
             use_frame_tokens=gr.Checkbox(caps["frame_tokens"] and name == "B", label="frame-wise tokens"),
-            use_motion=gr.Checkbox(True, label="temporal layers"),
-            use_mg=gr.Checkbox(name == "B", label="MG sampling"),
-            mg_alpha=Slider(0, 300, value=40, step=1, label="MG α"),
+            use_motion=gr.Checkbox(d.use_motion, label="temporal layers"),
+            use_mg=gr.Checkbox(d.use_mg and name == "B", label="MG sampling"),
+            mg_alpha=Slider(*flat_range("mg_alpha"), value=d.mg_alpha, step=1, label="MG α"),
         )
 
 
@@ -349,7 +398,7 @@ def _model_info(caps: dict) -> str:
 
 
 def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:
-    return (str(result.video), views["strip"], views["overlay"], views["grid"], views["slices"], cfg_plot,
+    return (str(result.video), views["strip"], views["token"], views["grid"], views["slices"], cfg_plot,
             views["diagnostics"], None if result.flicker != result.flicker else round(result.flicker, 4),
             ex.summary(result), str(result.bundle) if result.bundle else None, result)
 

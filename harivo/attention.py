@@ -214,18 +214,6 @@ class AttentionRecord:
             out.append(m.reshape(b, f, n, *size).permute(0, 1, 3, 4, 2))
         return torch.stack(out).mean(0)
 
-    def to_arrays(self) -> dict:
-        """Flat numpy arrays for `attention.npz`."""
-        arrays = {
-            "tokens": list(self.tokens), "token_kinds": list(self.token_kinds),
-            "timesteps": list(self.timesteps),
-        }
-        for r, v in self.per_step.items():
-            arrays[f"per_step_{r}"] = v.numpy()
-        for name, v in self.per_layer.items():
-            arrays[f"per_layer_{layer_resolution(name)}"] = v.numpy()
-        return arrays
-
 
 class CrossAttentionRecorder:
     """Records cross-attention for the last `num_videos · num_frames` batch rows (the conditional half under CFG).

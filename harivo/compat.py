@@ -14,8 +14,9 @@ motion UNet and the tied T2I UNet of `use_motion=False`), so the "temporal layer
 - `load_ip_adapter`, `IPAdapterCondition`  IP-Adapter image prompts (Fig. 7c), loaded with diffusers'
                        `_load_ip_adapter_weights` (the loader behind `load_ip_adapter`).
 
-A condition is an object with `unet_kwargs(sample, t, text, step, num_steps, video) -> dict` of extra UNet keyword
-arguments for one denoiser call; `HarivoPipeline.__call__(..., conditions=[...])` passes them to the UNet.
+`ControlNetCondition` and `IPAdapterCondition` implement the add-on interface of `harivo.conditions` (validate,
+modules, UNet keyword arguments for one denoiser call, whether they replace attention processors);
+`HarivoPipeline.__call__(..., conditions=[...])` passes their arguments to whichever UNet runs.
 """
 
 from __future__ import annotations
@@ -29,42 +30,9 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .config import HarivoConfig, _check_range
+from .config import HarivoConfig, check_range
 from .model import HarivoVideoModel, load_unet2d
-
-
-# ------------------------------------------------------------------------------------------------- denoiser
-def model_eps(model: HarivoVideoModel, sample: torch.Tensor, timestep, text_embeds: torch.Tensor, *,
-              use_motion: bool, use_frame_tokens: bool, unet_kwargs: dict) -> torch.Tensor:
-    """`HarivoVideoModel.forward` without the mapping network (the pipeline maps x_t itself) and with extra UNet
-    keyword arguments (ControlNet residuals, IP-Adapter image embeddings). sample (b, c, f, h, w) → ε."""
-    b, _, f = sample.shape[:3]
-    states = model.encoder_states(text_embeds, f, use_frame_tokens)  # (b f, n, D)
-    if use_motion:
-        return model.unet(sample, timestep, encoder_hidden_states=states, **unet_kwargs).sample
-    t = torch.as_tensor(timestep, device=sample.device)
-    t = t.expand(b) if t.ndim == 0 else t
-    frames = rearrange(sample, "b c f h w -> (b f) c h w")
-    eps = model.t2i_unet(frames, t.repeat_interleave(f), encoder_hidden_states=states, **unet_kwargs).sample
-    return rearrange(eps, "(b f) c h w -> b c f h w", b=b)
-
-
-def unet_kwargs(conditions: Sequence, sample: torch.Tensor, timestep, text_embeds: torch.Tensor, step: int,
-                num_steps: int, video: bool) -> dict:
-    """Extra UNet arguments of all `conditions` for one call; ControlNet residuals of several nets are summed
-    (diffusers' MultiControlNetModel)."""
-    out: dict = {}
-    for condition in conditions:
-        for key, value in condition.unet_kwargs(sample, timestep, text_embeds, step, num_steps, video).items():
-            if key == "down_block_additional_residuals" and key in out:
-                out[key] = [a + b for a, b in zip(out[key], value)]
-            elif key == "mid_block_additional_residual" and key in out:
-                out[key] = out[key] + value
-            elif key == "added_cond_kwargs" and key in out:
-                out[key] = {**out[key], **value}
-            else:
-                out[key] = value
-    return out
+from .pipeline import HarivoPipeline
 
 
 # ------------------------------------------------------------------------------------------------------- LoRA
@@ -84,7 +52,7 @@ def load_lora(pipe, source, *, weight_name: str | None = None, adapter_name: str
     from diffusers.utils.peft_utils import set_weights_and_activate_adapters
 
     _require_peft("lora")
-    _check_range("lora_scale", scale, 0.0)
+    check_range("lora_scale", scale, 0.0)
     src = source
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         src, weight_name = str(Path(source).parent), Path(source).name
@@ -155,8 +123,6 @@ def swap_base_model(pipe, base: str, parts: Sequence[str] = ("unet", "text_encod
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel
 
-    from .pipeline import HarivoPipeline
-
     unknown = sorted(set(parts) - {"unet", "text_encoder", "vae"})
     if unknown or "unet" not in parts:
         raise ValueError(f"parts: expected 'unet' plus any of 'text_encoder', 'vae', got {list(parts)}")
@@ -202,8 +168,9 @@ class ControlNetCondition:
     scale: float = 1.0  # controlnet_conditioning_scale
     start: float = 0.0  # fraction of the steps where it starts acting (diffusers' control_guidance_start)
     end: float = 1.0  # ... and stops (control_guidance_end)
+    replaces_attention_processors = False  # it adds residuals; the UNet's attention stays as it is
 
-    def validate(self, num_frames: int, height: int, width: int) -> "ControlNetCondition":
+    def validate(self, model, num_frames: int, height: int, width: int) -> "ControlNetCondition":
         if not (isinstance(self.images, torch.Tensor) and self.images.ndim == 4 and self.images.shape[1] == 3):
             raise ValueError(f"control_images: expected (n, 3, H, W) images in [0, 1], got "
                              f"{getattr(self.images, 'shape', type(self.images).__name__)}")
@@ -215,9 +182,9 @@ class ControlNetCondition:
             raise ValueError(f"control_images: expected one image per conditioned frame ({len(indices)}), got {len(self.images)}")
         if len(set(indices)) != len(indices) or any(not 0 <= i < num_frames for i in indices):
             raise ValueError(f"control_frames: expected distinct frame indices in [0, {num_frames - 1}], got {indices}")
-        _check_range("control_scale", self.scale, 0.0)
-        _check_range("control_start", self.start, 0.0, 1.0)
-        _check_range("control_end", self.end, self.start, 1.0)
+        check_range("control_scale", self.scale, 0.0)
+        check_range("control_start", self.start, 0.0, 1.0)
+        check_range("control_end", self.end, self.start, 1.0)
         return self
 
     def modules(self) -> list[torch.nn.Module]:
@@ -323,7 +290,7 @@ def load_ip_adapter(pipe, source, *, weight_name: str = "ip-adapter_sd15.safeten
     diffusers' own loader. From then on every denoiser call needs an `IPAdapterCondition` (diffusers' rule for a
     UNet with `encoder_hid_dim_type='ip_image_proj'`) until `unload_ip_adapter`."""
     state = ip_adapter_state_dict(source, weight_name, subfolder)
-    _check_range("ip_scale", scale, 0.0)
+    check_range("ip_scale", scale, 0.0)
     for unet in (pipe.model.unet, pipe.model.t2i_unet):
         if not has_ip_adapter(unet):
             unet._processors_before_ip = unet.attn_processors  # restored by unload_ip_adapter
@@ -334,6 +301,8 @@ def load_ip_adapter(pipe, source, *, weight_name: str = "ip-adapter_sd15.safeten
         set_ip_adapter_scale(unet, scale)
         unet.requires_grad_(False)
     pipe.model.freeze_t2i()
+    if IPAdapterCondition not in pipe.required_conditions:
+        pipe.required_conditions.append(IPAdapterCondition)  # diffusers' UNet wants image_embeds on every call
 
 
 def set_ip_adapter_scale(unet, scale: float) -> None:
@@ -355,6 +324,8 @@ def unload_ip_adapter(pipe) -> None:
             unet.encoder_hid_proj = None
             unet.register_to_config(encoder_hid_dim_type=None)
             unet.set_attn_processor(unet.__dict__.pop("_processors_before_ip"))
+    if IPAdapterCondition in pipe.required_conditions:
+        pipe.required_conditions.remove(IPAdapterCondition)
 
 
 @dataclass
@@ -362,6 +333,13 @@ class IPAdapterCondition:
     """The CLIP image embedding of the image prompt; the unconditional CFG half gets zeros (as diffusers)."""
 
     image_embeds: torch.Tensor  # (1, D) CLIPVisionModelWithProjection.image_embeds
+    replaces_attention_processors = True  # IP-Adapter's own processors (to_k_ip/to_v_ip) must stay in place
+
+    def validate(self, model, num_frames: int, height: int, width: int) -> "IPAdapterCondition":
+        if not has_ip_adapter(model.unet):
+            raise ValueError("conditions: no IP-Adapter is loaded (compat.load_ip_adapter); expected no "
+                             "IPAdapterCondition")
+        return self
 
     def modules(self) -> list[torch.nn.Module]:
         return []

@@ -1,7 +1,11 @@
 """Configuration dataclasses for the HARIVO video model, its losses and its sampler.
 
-Each default carries a comment saying where it comes from (the paper's section, DESIGN.md, or a choice of
+Each default carries a comment saying where it comes from (the paper's section, docs/design.md, or a choice of
 ours). Scripts override fields from YAML/CLI and save the resolved config beside the checkpoint.
+
+`setting(default, low=, high=)` declares a field together with the range it accepts, so that a setting's default
+and range are written once, beside each other; `check_fields` checks them and `field_range` hands them to the
+app's sliders and the CLI's messages.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ def table1_label(variant: str) -> str:
     return f"{row} · {adds}"
 
 
-def _check_range(name: str, value: float, low: float | None = None, high: float | None = None, *, integer: bool = False) -> None:
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None, *,
+                integer: bool = False) -> None:
     """Raise ValueError naming `name` unless low <= value <= high (NaN always fails)."""
     kind = "an integer" if integer else "a number"
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
@@ -45,6 +50,35 @@ def _check_range(name: str, value: float, low: float | None = None, high: float 
         raise ValueError(f"{name}: expected a value >= {low}, got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name}: expected a value <= {high}, got {value!r}")
+
+
+_check_range = check_range  # the old private name, still imported by harivo/train.py (being split on another branch)
+
+
+def setting(default: Any, *, low: float | None = None, high: float | None = None, integer: bool = False,
+            name: str | None = None, slider: tuple[float, float] | None = None) -> Any:
+    """A dataclass field with the range it accepts (`check_fields`), the name its errors give (default: the
+    field's) and, where the app shows it on a narrower slider than it accepts, that slider's range."""
+    return field(default=default, metadata={"low": low, "high": high, "integer": integer, "name": name,
+                                            "slider": slider})
+
+
+def check_fields(obj: Any) -> None:
+    """check_range on every `setting` field of the dataclass `obj` (an optional field left at None passes)."""
+    for f in dataclasses.fields(obj):
+        if "low" not in f.metadata:
+            continue
+        value = getattr(obj, f.name)
+        if value is None and f.default is None:
+            continue
+        m = f.metadata
+        check_range(m["name"] or f.name, value, m["low"], m["high"], integer=m["integer"])
+
+
+def field_range(cls: type, name: str, slider: bool = False) -> tuple[float | None, float | None]:
+    """(low, high) that the `setting` field `name` of `cls` accepts, or with `slider` the range the app shows."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+    return tuple(meta["slider"]) if slider and meta["slider"] else (meta["low"], meta["high"])
 
 
 @dataclass
@@ -68,12 +102,12 @@ class HarivoConfig:
     motion_adapter_config: dict[str, Any] = field(default_factory=dict)  # MotionAdapter(**config) to rebuild it
 
     def validate(self) -> "HarivoConfig":
-        _check_range("num_frames", self.num_frames, 2, integer=True)
-        _check_range("num_frame_tokens", self.num_frame_tokens, 0, integer=True)
-        _check_range("max_text_len", self.max_text_len, 1, integer=True)
-        _check_range("text_dim", self.text_dim, 1, integer=True)
-        _check_range("latent_channels", self.latent_channels, 1, integer=True)
-        _check_range("mapping_hidden_channels", self.mapping_hidden_channels, 1, integer=True)
+        check_range("num_frames", self.num_frames, 2, integer=True)
+        check_range("num_frame_tokens", self.num_frame_tokens, 0, integer=True)
+        check_range("max_text_len", self.max_text_len, 1, integer=True)
+        check_range("text_dim", self.text_dim, 1, integer=True)
+        check_range("latent_channels", self.latent_channels, 1, integer=True)
+        check_range("mapping_hidden_channels", self.mapping_hidden_channels, 1, integer=True)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +141,7 @@ class LossConfig:
     # a batch of one video is left uncentred
     dc_center_h: bool = True
     # 0 = L_TRS keeps every decoder self-attention map until backward (fastest on small models); N = memory-efficient
-    # L_TRS (attention.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
+    # L_TRS (trs.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
     trs_chunk_size: int = 0
     # offset noise (ours, not in the paper; diffusers' --noise_offset): ε += offset · N(0, 1) per (video, channel,
     # frame). Frames that share a background must then agree on it from the caption and each other, not from each
@@ -119,9 +153,9 @@ class LossConfig:
 
     def validate(self) -> "LossConfig":
         for name in ("trs_weight", "reg_weight", "dc_weight", "noise_offset"):
-            _check_range(name, getattr(self, name), 0.0)
-        _check_range("dc_temperature", self.dc_temperature, 1e-6)
-        _check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
-        _check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
-        _check_range("min_timestep", self.min_timestep, 0, 999, integer=True)
+            check_range(name, getattr(self, name), 0.0)
+        check_range("dc_temperature", self.dc_temperature, 1e-6)
+        check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
+        check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
+        check_range("min_timestep", self.min_timestep, 0, 999, integer=True)
         return self

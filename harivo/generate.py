@@ -3,8 +3,9 @@
     python -m harivo.generate --prompt "a red circle is moving left to right on a gray background" --seed 0 \
         --variant full --out outputs/red-circle
 
-Writes `video.mp4`, `frames.npy` (float32, (f, h, w, 3) in [0, 1]), `config.json` (every setting, seed,
-versions) and `attention.npz` (frame-wise cross-attention maps) into --out.
+Writes `video.mp4`, `frames.npy` (float32, (f, h, w, 3) in [0, 1]), `config.json` (every setting in effect, seed,
+versions) and `attention.npz` (frame-wise cross-attention maps) into --out (`harivo.outputs`). The generation
+flags are made from `harivo.settings.GenerationSettings`, which owns their defaults and ranges.
 
 Real scale: any SD1.5-family diffusers folder or hub id + an AnimateDiff MotionAdapter (plain AnimateDiff with
 HARIVO's training-free parts: MG, CFG schedule, attention maps), optionally with trained HARIVO weights:
@@ -21,26 +22,21 @@ Add-ons on the frozen T2I model (`harivo.compat`): --lora, --dreambooth, --contr
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-from pathlib import Path
 
-import diffusers
 import torch
-import transformers
 from tqdm.auto import tqdm
 
-from . import threads
-from . import __version__, compat, fileio, media
-from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoOutput, HarivoPipeline
-from .sampling import CFGSchedule, MGConfig
+from . import compat, settings, threads
+from .config import check_fields
+from .outputs import VideoOptions, save_output
+from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
+from .settings import GenerationSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harivo.generate", description=__doc__.split("\n")[0])
-    p.add_argument("--prompt", required=True, help="text prompt")
-    p.add_argument("--negative-prompt", default="", help="negative prompt (the unconditional branch of CFG)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (same seed ⇒ same video)")
+    settings.add_arguments(p.add_argument_group("generation settings (harivo.settings.GenerationSettings)"))
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: $HARIVO_THREADS, else half the CPUs; harivo/threads.py)")
     src = p.add_mutually_exclusive_group()
@@ -49,21 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a HARIVO checkpoint folder (motion_adapter/, harivo.safetensors, config.json)")
     src.add_argument("--motion-adapter", help="plain AnimateDiff: a diffusers MotionAdapter folder or hub id (needs --base-model)")
     p.add_argument("--base-model", help="SD1.5-family diffusers folder or hub id (overrides the checkpoint's base)")
-    p.add_argument("--frames", type=int, default=16, help="number of frames")
-    p.add_argument("--height", type=int, help="video height in px (default: the UNet's native size)")
-    p.add_argument("--width", type=int, help="video width in px (default: the UNet's native size)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps (App. D: 25)")
-    p.add_argument("--cfg-high", type=float, default=12.5, help="CFG scale while t > switch·T (App. D: 10–15)")
-    p.add_argument("--cfg-low", type=float, default=7.5, help="CFG scale after the switch (App. D: 7.5)")
-    p.add_argument("--cfg-switch", type=float, default=0.7, help="switch point as a fraction of T (App. D: 0.7)")
-    p.add_argument("--alpha", type=float, default=40.0, help="MG strength α (§4: 40)")
-    p.add_argument("--mg-symmetric", action="store_true", help="full Eq. 7 gradient instead of Algorithm 1")
-    p.add_argument("--no-mapping", action="store_true", help="skip the mapping network")
-    p.add_argument("--no-frame-tokens", action="store_true", help="skip the frame-wise tokens")
-    p.add_argument("--no-mg", action="store_true", help="skip mitigating-gradient sampling")
-    p.add_argument("--no-motion", action="store_true", help="frozen T2I model on each frame (temporal layers off)")
-    p.add_argument("--no-attention", action="store_true", help="do not record cross-attention maps")
-    p.add_argument("--fps", type=int, default=8, help="frames per second of video.mp4")
+    p.add_argument("--fps", type=int, default=VideoOptions.fps, help="frames per second of video.mp4")
     p.add_argument("--out", required=True, help="output folder")
     mem = p.add_argument_group("device and memory")
     mem.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda if available)")
@@ -128,9 +110,9 @@ def place(pipe: HarivoPipeline, args: argparse.Namespace) -> HarivoPipeline:
     return pipe
 
 
-def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, settings: GenerationSettings) -> list:
+def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, s: GenerationSettings) -> list:
     conditions = []
-    height, width = pipe.output_size(settings)
+    height, width = pipe.output_size(s)
     if args.controlnet:
         if not args.control_images:
             raise ValueError("control_images: --controlnet needs --control-images")
@@ -161,45 +143,18 @@ def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, setting
     return conditions
 
 
-def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, num_frames=args.frames,
-        num_inference_steps=args.steps, cfg=CFGSchedule(args.cfg_high, args.cfg_low, args.cfg_switch),
-        mg=MGConfig(alpha=args.alpha, symmetric=args.mg_symmetric, enabled=not args.no_mg),
-        use_mapping=not args.no_mapping, use_frame_tokens=not args.no_frame_tokens, use_motion=not args.no_motion,
-        height=args.height, width=args.width, capture_attention=not args.no_attention,
-    )
-
-
-def versions() -> dict[str, str]:
-    return {"harivo": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version()}
-
-
-def save_output(out: HarivoOutput, directory: str | Path, fps: int = 8, extra: dict | None = None) -> Path:
-    """Write the four files of DESIGN.md §3 into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    media.write_mp4(out.frames, directory / "video.mp4", fps=fps)
-    media.write_npy(out.frames.astype("float32"), directory / "frames.npy")
-    if out.attention is not None:
-        media.write_npz(out.attention.to_arrays(), directory / "attention.npz")
-    config = {"settings": out.settings, "steps": out.steps, "notes": out.notes, "versions": versions(), "fps": fps}
-    fileio.write_json(directory / "config.json", {**config, **(extra or {})})
-    return directory
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         threads.apply(args.threads)
-        settings = settings_from_args(args)
+        s = settings.from_args(args).validate()
+        check_fields(VideoOptions(fps=args.fps))
         pipe = load_pipeline(args)
-        pipe.check(settings)
-        conditions = conditions_from_args(args, pipe, settings)
-        pipe.check_conditions(settings, conditions)
-        bar = tqdm(total=settings.num_inference_steps, desc="sampling", unit="step")
-        out = pipe(settings, callback=lambda info: bar.update(1), conditions=conditions)
+        pipe.check(s)
+        conditions = conditions_from_args(args, pipe, s)
+        pipe.check_conditions(s, conditions)
+        bar = tqdm(total=s.num_inference_steps, desc="sampling", unit="step")
+        out = pipe(s, callback=lambda info: bar.update(1), conditions=conditions)
         bar.close()
         path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.checkpoint,
                                                                "variant": args.variant, "args": vars(args)})

@@ -13,6 +13,7 @@ from .fileio import atomic_path
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """float frames in [0, 1] (or uint8) → uint8."""
+    frames = np.asarray(frames)
     if frames.dtype == np.uint8:
         return frames
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -8,7 +8,7 @@ Two branches share one copy of the frozen T2I weights:
   frame tokens, and serves both `L_reg` and the app's "temporal layers off" toggle. Tying (instead of patching
   the motion modules out) keeps the two branches thread-safe and costs no memory.
 
-Checkpoint layout (DESIGN.md §3): `motion_adapter/` (diffusers MotionAdapter), `harivo.safetensors` (mapping
+Checkpoint layout (docs/design.md §3): `motion_adapter/` (diffusers MotionAdapter), `harivo.safetensors` (mapping
 network, frame-token generator), `config.json` (HarivoConfig).
 """
 
@@ -172,11 +172,13 @@ class HarivoVideoModel(nn.Module):
         use_mapping: bool | None = None,
         use_frame_tokens: bool | None = None,
         cross_attention_kwargs: dict | None = None,
+        unet_kwargs: dict | None = None,
     ) -> torch.Tensor:
         """ε(x_t, t, c) for `sample` (b, c, f, h, w), one text embedding (b, M, D) per video.
 
         `use_motion=False` is the T2I branch of Eq. 2: every frame denoised on its own by the frozen T2I UNet.
-        `use_mapping` / `use_frame_tokens` default to what the model has.
+        `use_mapping` / `use_frame_tokens` default to what the model has. `unet_kwargs`: extra keyword arguments
+        for whichever UNet runs (add-ons: ControlNet residuals, IP-Adapter image embeddings; `harivo.conditions`).
         """
         if sample.ndim != 5:
             raise ValueError(f"sample: expected (b, c, f, h, w) video latents, got shape {tuple(sample.shape)}")
@@ -185,20 +187,19 @@ class HarivoVideoModel(nn.Module):
             raise ValueError(f"text_embeds: expected batch {b} (one per video), got {text_embeds.shape[0]}")
         use_mapping = self.mapping_network is not None if use_mapping is None else use_mapping
         use_frame_tokens = self.frame_token_generator is not None if use_frame_tokens is None else use_frame_tokens
+        extra = {"cross_attention_kwargs": cross_attention_kwargs, **(unet_kwargs or {})}
         # 1. mapping network on x_t (§3.2), per video
         x = self.map_noise(sample, use_mapping)
         # 2. per-frame cross-attention states, with frame-wise tokens (§3.5)
         states = self.encoder_states(text_embeds, f, use_frame_tokens)  # (b f, n, D)
         if use_motion:
             # 3a. video branch: UNetMotionModel takes (b, c, f, h, w) and broadcasts t over frames itself
-            return self.unet(x, timestep, encoder_hidden_states=states, cross_attention_kwargs=cross_attention_kwargs).sample
+            return self.unet(x, timestep, encoder_hidden_states=states, **extra).sample
         # 3b. T2I branch: frames are independent images
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         frames = rearrange(x, "b c f h w -> (b f) c h w")
-        eps = self.t2i_unet(
-            frames, t.repeat_interleave(f), encoder_hidden_states=states, cross_attention_kwargs=cross_attention_kwargs
-        ).sample
+        eps = self.t2i_unet(frames, t.repeat_interleave(f), encoder_hidden_states=states, **extra).sample
         return rearrange(eps, "(b f) c h w -> b c f h w", b=b)
 
     # ----------------------------------------------------------------------------------------- save / load

@@ -4,19 +4,25 @@ VAE decoding, and the record of what happened (frame-wise cross-attention, per-s
 With mapping network, frame tokens and MG off and a constant CFG scale, the result equals diffusers'
 `AnimateDiffPipeline` + `DDIMScheduler` on the same weights and seed (tests/test_pipeline.py, the oracle).
 
-Real scale (SD1.5 + AnimateDiff, DESIGN.md §1): `to(device, dtype)` for fp16/bf16 on a GPU (the sampler's own
+Real scale (SD1.5 + AnimateDiff, docs/design.md §1): `to(device, dtype)` for fp16/bf16 on a GPU (the sampler's own
 state stays float32, so MG's norms cannot overflow in fp16), `enable_cpu_offload` (each stage's modules on the
-GPU only while they run), `enable_attention_slicing`, `enable_vae_slicing` and `decode_chunk_size`. Conditions
-from `compat` (ControlNet, IP-Adapter) enter through `__call__(..., conditions=[...])`.
+GPU only while they run), `enable_attention_slicing`, `enable_vae_slicing` and `decode_chunk_size`. Add-on
+conditions (ControlNet, IP-Adapter: `harivo.compat`) enter through `__call__(..., conditions=[...])` and the small
+interface of `harivo.conditions`.
+
+The output records the settings *in effect* (`in_effect`): a flag the model cannot honour (no mapping network,
+no frame tokens, frame tokens without temporal layers, attention capture beside an add-on's processors) is
+recorded off, and every view reads that record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,37 +33,15 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
-from .config import _check_range
-from .config import HarivoConfig
+from .conditions import check_conditions, merge_unet_kwargs
+from .config import HarivoConfig, check_range
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
-from .sampling import CFGSchedule, MGConfig, StepInfo, sample_ddim
+from .sampling import StepInfo, sample_ddim
+from .settings import GenerationSettings
 from .tokenizer import token_ids
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 VARIANTS = ("baseline", "trs-dc", "mapping", "full")
-
-
-@dataclass
-class GenerationSettings:
-    """Everything that determines a video (saved in config.json next to it)."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    num_frames: int = 16  # shapes world videos have 16 frames
-    num_inference_steps: int = 25  # App. D: DDIM, 25 steps
-    cfg: CFGSchedule = field(default_factory=CFGSchedule)  # App. D schedule: 12.5 while t > 0.7T, 7.5 after
-    mg: MGConfig = field(default_factory=MGConfig)  # §3.7, α = 40
-    use_mapping: bool = True  # §3.2 (ignored when the model has none)
-    use_frame_tokens: bool = True  # §3.5 (ignored when the model has none)
-    use_motion: bool = True  # False: the frozen T2I model on every frame independently
-    height: int | None = None  # default: the UNet's sample size × VAE factor
-    width: int | None = None
-    capture_attention: bool = True  # record frame-wise cross-attention maps
-    keep_attention_per_step: bool = True  # per-step maps (else only the mean over steps)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -66,7 +50,7 @@ class HarivoOutput:
     latents: torch.Tensor  # (1, c, f, h, w) final latents
     attention: AttentionRecord | None
     steps: list[dict]  # per-step diagnostics: timestep, cfg scale, MG median ‖D‖, ‖G‖, mapping change
-    settings: dict
+    settings: dict  # GenerationSettings.to_dict() of the settings in effect (`HarivoPipeline.in_effect`)
     notes: list[str] = field(default_factory=list)  # things the UI should say (e.g. frame tokens resampled)
     cancelled: bool = False  # stopped early by `cancel()`
 
@@ -90,12 +74,13 @@ class HarivoPipeline:
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.decode_chunk_size = 16  # frames per VAE decode call (AnimateDiff's decode_chunk_size)
         self.offload_device: torch.device | None = None  # set by enable_cpu_offload
+        self.required_conditions: list[type] = []  # condition types every call needs (harivo.conditions)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, base_model: str | None = None) -> "HarivoPipeline":
-        """A HARIVO checkpoint folder (DESIGN.md §3) on top of its base StableDiffusion-style folder."""
+        """A HARIVO checkpoint folder (docs/design.md §3) on top of its base StableDiffusion-style folder."""
         checkpoint = Path(checkpoint)
         model = HarivoVideoModel.from_pretrained(checkpoint, base_model=base_model)
         base = base_model or model.config.base_model
@@ -202,25 +187,35 @@ class HarivoPipeline:
         return self.offload_device or self.model.unet.device
 
     def check(self, s: GenerationSettings) -> None:
-        """ValueError naming the argument for anything the model cannot do."""
-        if not isinstance(s.prompt, str) or not s.prompt.strip():
-            raise ValueError("prompt: expected a non-empty text prompt")
+        """ValueError naming the argument for anything the settings or this model cannot do."""
+        s.validate()
         limit = self.tokenizer.model_max_length
         for name, text in (("prompt", s.prompt), ("negative_prompt", s.negative_prompt)):
             n = len(self.tokenizer(text).input_ids)
             if n > limit:
                 raise ValueError(f"{name}: expected at most {limit - 2} tokens, got {n - 2}")
-        _check_range("seed", s.seed, 0, 2**63 - 1, integer=True)
-        _check_range("num_frames", s.num_frames, 2, self.model.max_frames, integer=True)
-        _check_range("num_inference_steps", s.num_inference_steps, 1, self.scheduler.config.num_train_timesteps, integer=True)
-        s.cfg.validate()
-        s.mg.validate()
+        check_range("num_frames", s.num_frames, high=self.model.max_frames, integer=True)
+        check_range("num_inference_steps", s.num_inference_steps, high=self.scheduler.config.num_train_timesteps,
+                    integer=True)
         for name in ("height", "width"):
             v = getattr(s, name)
-            if v is not None:
-                _check_range(name, v, 8, 4096, integer=True)
-                if v % (self.vae_scale_factor * 2 ** (len(self.model.unet.config.block_out_channels) - 1)):
-                    raise ValueError(f"{name}: expected a multiple of the VAE × UNet downsampling, got {v}")
+            if v is not None and v % (self.vae_scale_factor * 2 ** (len(self.model.unet.config.block_out_channels) - 1)):
+                raise ValueError(f"{name}: expected a multiple of the VAE × UNet downsampling, got {v}")
+
+    def in_effect(self, s: GenerationSettings, conditions: Sequence = ()) -> tuple[GenerationSettings, list[str]]:
+        """The settings this model (and these add-on conditions) honours, and a note for each requested component
+        the model lacks. The one place that decides what is on: the sampler runs, and the output records, these."""
+        model, notes = self.model, []
+        if s.use_mapping and model.mapping_network is None:
+            notes.append("This model has no mapping network; mapping is off.")
+        if s.use_frame_tokens and model.frame_token_generator is None:
+            notes.append("This model has no frame-wise tokens; frame tokens are off.")
+        return dataclasses.replace(
+            s, use_mapping=s.use_mapping and model.mapping_network is not None,
+            # the T2I branch (temporal layers off) never has frame tokens (Eq. 2)
+            use_frame_tokens=s.use_frame_tokens and model.frame_token_generator is not None and s.use_motion,
+            capture_attention=s.capture_attention and not any(c.replaces_attention_processors for c in conditions),
+        ), notes
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,7 +260,7 @@ class HarivoPipeline:
     def __call__(self, settings: GenerationSettings, callback: Callable[[StepInfo], None] | None = None,
                  cancel: Callable[[], bool] | None = None, conditions: Sequence = ()) -> HarivoOutput:
         """Generate one video. `callback(info)` after every step; `cancel()` true stops early (`out.cancelled`).
-        `conditions`: `compat.ControlNetCondition` / `compat.IPAdapterCondition` objects (this call only)."""
+        `conditions`: add-on conditions for this call only (`harivo.conditions`; ControlNet, IP-Adapter)."""
         self.check(settings)
         self.check_conditions(settings, conditions)
         with self._lock:
@@ -276,19 +271,7 @@ class HarivoPipeline:
         return s.height or default, s.width or default
 
     def check_conditions(self, s: GenerationSettings, conditions: Sequence) -> None:
-        from .compat import ControlNetCondition, IPAdapterCondition, has_ip_adapter
-
-        height, width = self.output_size(s)
-        for c in conditions:
-            if isinstance(c, ControlNetCondition):
-                c.validate(s.num_frames, height, width)
-            elif not isinstance(c, IPAdapterCondition):
-                raise ValueError(f"conditions: expected ControlNetCondition or IPAdapterCondition, got {type(c).__name__}")
-        n_ip = sum(isinstance(c, IPAdapterCondition) for c in conditions)
-        loaded = has_ip_adapter(self.model.unet)
-        if n_ip > 1 or (n_ip and not loaded) or (loaded and not n_ip):
-            raise ValueError(f"conditions: {'an IP-Adapter is loaded' if loaded else 'no IP-Adapter is loaded'}; "
-                             f"expected {'one' if loaded else 'no'} IPAdapterCondition, got {n_ip}")
+        check_conditions(conditions, self.required_conditions, self.model, s.num_frames, *self.output_size(s))
 
     @torch.no_grad()
     def _generate(self, s: GenerationSettings, callback, cancel, conditions: tuple = ()) -> HarivoOutput:
@@ -297,14 +280,13 @@ class HarivoPipeline:
         out.frames = self.decode(out.latents)  # after the video model left the GPU (offload)
         return out
 
-    def _sample(self, s: GenerationSettings, callback, cancel, conditions: tuple) -> HarivoOutput:
-        from .compat import IPAdapterCondition, model_eps, unet_kwargs
-
-        model, notes = self.model, []
-        use_mapping = s.use_mapping and model.mapping_network is not None
-        use_tokens = s.use_frame_tokens and model.frame_token_generator is not None and s.use_motion
-        if use_tokens and s.num_frames != model.config.num_frames:
+    def _sample(self, requested: GenerationSettings, callback, cancel, conditions: tuple) -> HarivoOutput:
+        s, notes = self.in_effect(requested, conditions)
+        model = self.model
+        if s.use_frame_tokens and s.num_frames != model.config.num_frames:
             notes.append(f"frame tokens were trained for {model.config.num_frames} frames; resampled to {s.num_frames}")
+        if requested.capture_attention and not s.capture_attention:
+            notes.append("attention maps are not recorded while an add-on (an IP-Adapter) uses attention processors of its own")
         height, width = self.output_size(s)
         cond, ids = self.encode_prompt(s.prompt)
         uncond, _ = self.encode_prompt(s.negative_prompt)
@@ -312,31 +294,25 @@ class HarivoPipeline:
         dtype = model.unet.dtype
         # the sampler's state (x_t, DDIM, MG) is float32 whatever the model's dtype: fp16 norms in MG overflow
         latents = self.prepare_latents(s.seed, s.num_frames, height, width).float()
-        capture = s.capture_attention
-        if capture and any(isinstance(c, IPAdapterCondition) for c in conditions):
-            capture = False  # the capture processors would replace IP-Adapter's own ones
-            notes.append("attention maps are not recorded with an IP-Adapter (its attention processors are in use)")
         self.scheduler.set_timesteps(s.num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
         steps: list[dict] = []
 
         recorder = None
-        if capture:
-            index, labels, kinds = self.attention_tokens(ids, use_tokens)
+        if s.capture_attention:
+            index, labels, kinds = self.attention_tokens(ids, s.use_frame_tokens)
             recorder = CrossAttentionRecorder(1, s.num_frames, tuple(latents.shape[-2:]), index, labels, kinds, s.keep_attention_per_step)
 
         def denoise(x: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
             if recorder is not None:
                 recorder.begin_step(len(steps), int(t))
             x_in = x.to(dtype)
-            mapped = model.map_noise(x_in, use_mapping)
+            mapped = model.map_noise(x_in, s.use_mapping)
             steps.append({"timestep": int(t), "cfg_scale": scale, **mapping_change(x_in, mapped)})
             batch = torch.cat([mapped] * 2)
-            extra = unet_kwargs(conditions, batch, t, text, len(steps) - 1, len(timesteps), s.use_motion)
-            if extra:
-                eps = model_eps(model, batch, t, text, use_motion=s.use_motion, use_frame_tokens=use_tokens, unet_kwargs=extra)
-            else:
-                eps = model(batch, t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=use_tokens)
+            extra = merge_unet_kwargs(conditions, batch, t, text, len(steps) - 1, len(timesteps), s.use_motion)
+            eps = model(batch, t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=s.use_frame_tokens,
+                        unet_kwargs=extra)
             eps_uncond, eps_cond = eps.float().chunk(2)
             return eps_uncond + scale * (eps_cond - eps_uncond)
 

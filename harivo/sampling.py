@@ -13,25 +13,23 @@ from typing import Callable
 
 import torch
 
-from .config import _check_range
+from .config import check_fields, setting
 
 
 @dataclass(frozen=True)
 class CFGSchedule:
     """App. D: a strong guidance scale while t > switch·T, a weaker one after. high == low is constant CFG."""
 
-    high: float = 12.5  # CFG scale for t > switch·T (paper: 10–15)
-    low: float = 7.5  # CFG scale for t <= switch·T (paper: 7.5)
-    switch: float = 0.7  # fraction of T where the scale drops (paper: 0.7T)
+    high: float = setting(12.5, low=1.0, high=100.0, name="cfg_high", slider=(1.0, 20.0))  # t > switch·T (App. D: 10–15)
+    low: float = setting(7.5, low=1.0, high=100.0, name="cfg_low", slider=(1.0, 20.0))  # t <= switch·T (App. D: 7.5)
+    switch: float = setting(0.7, low=0.0, high=1.0, name="cfg_switch")  # fraction of T where it drops (App. D: 0.7T)
 
     @classmethod
     def constant(cls, scale: float) -> "CFGSchedule":
         return cls(high=scale, low=scale, switch=0.0)
 
     def validate(self) -> "CFGSchedule":
-        _check_range("cfg_high", self.high, 1.0, 100.0)
-        _check_range("cfg_low", self.low, 1.0, 100.0)
-        _check_range("cfg_switch", self.switch, 0.0, 1.0)
+        check_fields(self)
         return self
 
     def scale(self, t: int | float | torch.Tensor, num_train_timesteps: int = 1000) -> float:
@@ -44,19 +42,23 @@ class CFGSchedule:
 
 @dataclass(frozen=True)
 class MGConfig:
-    """§3.7 mitigating-gradient sampling: α and which gradient of Eq. 7 to follow."""
+    """§3.7 mitigating-gradient sampling: α and which gradient of Eq. 7 to follow.
 
-    alpha: float = 40.0  # α, §4 configuration (40–50 in App. D)
+    MG off has one representation, `enabled=False`: α = 0 (no gradient at all) is turned into it here, so that
+    nothing downstream has to ask both.
+    """
+
+    alpha: float = setting(40.0, low=0.0, high=300.0)  # α, §4 configuration (40–50 in App. D; 150 over-smooths, Fig. 6c)
     symmetric: bool = False  # False: Algorithm 1 (one-sided); True: full gradient of Eq. 7 (our extra)
     enabled: bool = True
 
-    def validate(self) -> "MGConfig":
-        _check_range("alpha", self.alpha, 0.0, 10_000.0)
-        return self
+    def __post_init__(self):
+        if self.alpha == 0 and self.enabled:
+            object.__setattr__(self, "enabled", False)  # frozen: the one place that decides "off"
 
-    @property
-    def active(self) -> bool:
-        return self.enabled and self.alpha > 0
+    def validate(self) -> "MGConfig":
+        check_fields(self)
+        return self
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_prod_t: torch.Tensor | float) -> torch.Tensor:
@@ -86,7 +88,7 @@ def mitigating_gradient(
     eps: torch.Tensor,
     x_t: torch.Tensor,
     alpha_prod_t: torch.Tensor | float,
-    alpha: float = 40.0,
+    alpha: float,
     symmetric: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Algorithm 1: ε ← ε + α · concat(0, G) with G = 2 exp(−‖D‖²/S) D/S · ω, closed form, per video.
@@ -168,7 +170,7 @@ def sample_ddim(
         alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else final_alpha_cumprod
         # 2. mitigating gradient on ε (Algorithm 1, lines 2–5)
         diagnostics: dict[str, torch.Tensor] = {}
-        if mg is not None and mg.active:
+        if mg is not None and mg.enabled:
             eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric)
         # 3. DDIM update x_t → x_{t−1}
         x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range)

@@ -2,8 +2,9 @@
 
 - `slice_stack`: Fig. 6's vertical-slice stack: first frame | one-pixel-wide columns at two fixed x of
   every frame, stacked left to right | the same at the second x | last frame, red and green markers.
-- `heat_overlay`, `attention_grid`: frame-wise cross-attention maps of one token over the frames (Fig. 6b),
-  and a frames × tokens grid (text tokens and the K frame-wise tokens of §3.5).
+- `heat_overlay`, `token_attention_figure`, `attention_grid`: frame-wise cross-attention maps of one token over
+  the frames (Fig. 6b), and a frames × tokens grid (text tokens and the K frame-wise tokens of §3.5); both
+  figures carry a colour bar and say how the maps are normalised.
 - `cfg_schedule_figure`, `diagnostics_figure`: the App. D CFG schedule per step; MG (Alg. 1) and
   mapping-network (Fig. A1) statistics per step.
 - `ablation_figure` + `save_figure`: rows of videos (Table 1 variants, or α ∈ {0, 40, 150} as Fig. 6c) as
@@ -31,18 +32,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .media import to_uint8  # noqa: E402
+
 RED = (230, 30, 30)  # marker colour of the first column (Fig. 6)
 GREEN = (20, 200, 60)  # marker colour of the second column
 FRAME_TOKEN_COLOUR = "#1f5fbf"  # labels of the K frame-wise tokens in grids
 MIN_SIZE = 256  # short side (px) that the pixel images are upscaled to, so 64×64 videos stay readable
-
-
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] (or uint8) → uint8."""
-    frames = np.asarray(frames)
-    if frames.dtype == np.uint8:
-        return frames
-    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def auto_scale(size: int, min_size: int = MIN_SIZE) -> int:
@@ -219,7 +214,8 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     """Frames × tokens grid of cross-attention maps (each token normalised over its frames), labelled.
 
     `maps`: (f, h, w, n) for the n `tokens`; `kinds`: "text"/"frame" per token (frame tokens labelled in blue).
-    `rows="tokens"` puts one token per row and one frame per column; `rows="frames"` the transpose.
+    `rows="tokens"` puts one token per row and one frame per column; `rows="frames"` the transpose. `overlay`:
+    the maps on the frames, else the maps alone.
     """
     frames = _check_video(frames)
     maps = np.asarray(maps, dtype=np.float32)
@@ -230,30 +226,16 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     kinds = list(kinds or ["text"] * len(tokens))
     index = np.unique(np.linspace(0, frames.shape[0] - 1, min(max_frames, frames.shape[0])).round().astype(int))
     norm = normalise_per_token(maps)
-    cell = max(frames.shape[1], 32)
-    tiles = []  # tiles[token][frame]: (cell, cell, 3)
-    for k in range(len(tokens)):
-        if overlay:
-            images = heat_overlay(frames[index], norm[index, ..., k], normalise=False)
-        else:
-            images = plt.get_cmap("inferno")(resize_maps(norm[index, ..., k], frames.shape[1:3]))[..., :3]
-        tiles.append([upscale(to_uint8(im), max(1, cell // frames.shape[1])) for im in images])
+    tiles = [_attention_tiles(frames[index], norm[index, ..., k], overlay) for k in range(len(tokens))]
     if rows == "frames":
         tiles = [list(col) for col in zip(*tiles)]
     mosaic = _mosaic(tiles, gap=2)
     n_rows, n_cols = len(tiles), len(tiles[0])
     th, tw = tiles[0][0].shape[:2]
     # Margins in inches: token/frame labels on the left, labels + title on top (tokens on top are slanted).
-    left, right, bottom, top = 1.3, 0.2, 0.75, (0.75 if rows == "tokens" else 1.3)  # bottom: colour bar + note
+    left, right, top = 1.3, 0.2, (0.75 if rows == "tokens" else 1.3)
     img_w = min(0.55 * n_cols, 12.5)  # ~0.55 in per tile: readable cells, no giant cells for few frames
-    img_h = img_w * mosaic.shape[0] / mosaic.shape[1]
-    fig_w = max(left + right + img_w, 5.5)  # ≥ 5.5 in: room for the title
-    note = textwrap.fill(ATTENTION_NORMALISATION, int((fig_w - left - right) * 15))  # ~15 chars/in at 8 pt
-    bottom += 0.14 * note.count("\n")
-    fig_h = img_h + top + bottom
-    fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
-    ax = fig.add_axes((left / fig_w, bottom / fig_h, (fig_w - left - right) / fig_w, img_h / fig_h))
-    ax.imshow(mosaic, interpolation="nearest")
+    fig, ax = _figure_with_colour_bar(mosaic, img_w, left, right, top, title)
     frame_labels = [str(i + 1) for i in index]
     row_labels, col_labels = (list(tokens), frame_labels) if rows == "tokens" else (frame_labels, list(tokens))
     ax.set_yticks([r * (th + 2) + th / 2 for r in range(n_rows)], row_labels, fontsize=10)
@@ -269,6 +251,55 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
             label.set_fontweight("bold")
     ax.set_xlabel("frame" if rows == "tokens" else "token", fontsize=10)
     ax.xaxis.set_label_position("top")
+    return fig
+
+
+def token_attention_figure(frames: np.ndarray, maps: np.ndarray, token: str, overlay: bool = True,
+                           max_cols: int = 8, title: str | None = None) -> Figure:
+    """One token's cross-attention over every frame (Fig. 6b), `max_cols` frames a row, with the colour bar and
+    normalisation note of `attention_grid`: `maps` (f, h, w), min–max normalised over all frames, on the frames
+    (`overlay`) or alone. The heading names the token, `title` and the order of the frames."""
+    frames = _check_video(frames)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[0] != frames.shape[0]:
+        raise ValueError(f"maps: expected shape ({frames.shape[0]}, h, w) matching the frames, got {maps.shape}")
+    tiles = _attention_tiles(frames, normalise_per_token(maps), overlay)
+    cols = min(len(tiles), max_cols)
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % cols)  # white cells after the last frame
+    mosaic = _mosaic([tiles[r : r + cols] for r in range(0, len(tiles), cols)], gap=2)
+    order = f"frames 1–{len(frames)} left to right" + (", top to bottom" if len(frames) > cols else "")
+    heading = " · ".join(part for part in (f"“{token}”", title, order) if part)
+    fig, ax = _figure_with_colour_bar(mosaic, min(1.1 * cols, 12.5), 0.2, 0.2, 0.45, heading)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def _attention_tiles(frames: np.ndarray, norm: np.ndarray, overlay: bool) -> list[np.ndarray]:
+    """One uint8 tile per frame: normalised maps (f, h', w') on the frames (`overlay`) or alone (inferno)."""
+    if overlay:
+        images = heat_overlay(frames, norm, normalise=False)
+    else:
+        images = plt.get_cmap("inferno")(resize_maps(norm, frames.shape[1:3]))[..., :3]
+    cell = max(frames.shape[1], 32)
+    return [upscale(to_uint8(im), max(1, cell // frames.shape[1])) for im in images]
+
+
+def _figure_with_colour_bar(mosaic: np.ndarray, img_w: float, left: float, right: float, top: float,
+                            title: str | None) -> tuple[Figure, plt.Axes]:
+    """A figure showing `mosaic` img_w inches wide (margins in inches), and under it the 0–1 colour bar of the
+    normalised maps and ATTENTION_NORMALISATION. Returns the figure and the mosaic's axes."""
+    img_h = img_w * mosaic.shape[0] / mosaic.shape[1]
+    fig_w = max(left + right + img_w, 5.5)  # ≥ 5.5 in: room for the title
+    note = textwrap.fill(ATTENTION_NORMALISATION, int((fig_w - left - right) * 15))  # ~15 chars/in at 8 pt
+    title = textwrap.fill(title, int(fig_w * 12)) if title else None  # ~12 chars/in at 10 pt
+    top += 0.17 * title.count("\n") if title else 0.0
+    bottom = 0.75 + 0.14 * note.count("\n")  # colour bar + note
+    fig_h = img_h + top + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, (fig_w - left - right) / fig_w, img_h / fig_h))
+    ax.imshow(mosaic, interpolation="nearest")
     for spine in ax.spines.values():
         spine.set_visible(False)
     cax = fig.add_axes((left / fig_w, (bottom - 0.33) / fig_h, min(3.0, fig_w - left - right) / fig_w, 0.12 / fig_h),
@@ -280,7 +311,7 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
     fig.text(left / fig_w, 0.06 / fig_h, note, fontsize=8, va="bottom", ha="left")
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig_h, va="top")
-    return fig
+    return fig, ax
 
 
 def _mosaic(tiles: list[list[np.ndarray]], gap: int) -> np.ndarray:

@@ -1,0 +1,38 @@
+"""What the ablation explorer (`app.py`) does, without any UI, one module per part:
+
+- `models`    finding and caching models (`ModelRegistry`), what each can do, known words, example prompts;
+- `request`   the app's request (`RunRequest`: the flat generation settings + model and fps) and its checks;
+- `runs`      one run (`run_generation` → `RunResult`, the per-user state), cancel flags, the download bundle;
+- `views`     the pictures of one result (attention maps, Fig. 6 slice stacks, CFG schedule, MG diagnostics)
+              and the summary, all read from the settings in effect that the result records;
+- `ablation`  A-vs-B runs and the ablation grid (Table 1 variants + MG, or α ∈ {0, 40, 150} as Fig. 6c).
+
+Usable from a notebook:
+
+    reg = ModelRegistry()                       # checkpoints/ (or $HARIVO_CHECKPOINTS); tiny random fallback
+    res = run_generation(reg, RunRequest(prompt="a red circle is moving up on a gray background"))
+    views = render_views(res)                   # dict of uint8 images
+    python -m harivo.explorer ablation --mode alpha --out assets/ablation   # PNG + PDF figure
+
+Per-user state is a `RunResult` (held by the app in `gr.State`); nothing here is module-level mutable state
+except the model cache, which is read-only after loading and guarded by locks. The names below are the
+explorer's interface for the app and notebooks.
+"""
+
+from .ablation import ABLATION_MODES, ALPHAS, AblationResult, ablation_plan, run_ablation, run_compare
+from .models import (CHECKPOINTS_ENV, EXAMPLE_MAX_CHARS, TINY_KEY, TINY_LABEL, ModelEntry, ModelRegistry,
+                     example_prompts, miniature_note, training_note)
+from .request import RunRequest, check_request
+from .runs import BUNDLE_FILES, CancelFlags, RunResult, load_bundle, run_generation
+from .views import (AUTO_TOKEN, MEAN_SOURCE, MEAN_STEP, ViewOptions, default_columns, render_attention,
+                    render_cfg_schedule, render_slices, render_views, resolve_view, run_and_render, source_choices,
+                    step_choices, summary, token_choices)
+
+__all__ = [
+    "ABLATION_MODES", "ALPHAS", "AUTO_TOKEN", "AblationResult", "BUNDLE_FILES", "CHECKPOINTS_ENV", "CancelFlags",
+    "EXAMPLE_MAX_CHARS", "MEAN_SOURCE", "MEAN_STEP", "ModelEntry", "ModelRegistry", "RunRequest", "RunResult",
+    "TINY_KEY", "TINY_LABEL", "ViewOptions", "ablation_plan", "check_request", "default_columns", "example_prompts",
+    "load_bundle", "miniature_note", "render_attention", "render_cfg_schedule", "render_slices", "render_views",
+    "resolve_view", "run_ablation", "run_and_render", "run_compare", "run_generation", "source_choices",
+    "step_choices", "summary", "token_choices", "training_note",
+]  # fmt: skip

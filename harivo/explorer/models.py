@@ -1,0 +1,181 @@
+"""The models the explorer offers: finding and caching HARIVO checkpoints (`ModelRegistry`), what each can do,
+the words a closed-vocabulary model knows, and the example prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import table1_label
+from ..data.shapes import COLOURS, HELD_OUT, SHAPES, all_specs, world_vocabulary
+from ..pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
+from ..tiny import TINY_WORDS, save_tiny_checkpoint
+from ..tokenizer import unknown_words as _unknown_words
+
+CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
+TINY_KEY = "tiny"
+TINY_LABEL = "tiny random model (untrained — for development)"
+VARIANT_LABELS = {v: f"{table1_label(v)} — {v}" for v in reversed(VARIANTS)}  # dropdown, full first
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    key: str  # "full", "mapping", … , "ckpt:<folder>", or "tiny"
+    label: str  # what the model dropdown shows
+    path: Path | None  # HARIVO checkpoint folder (None for the tiny model until built)
+    trained: bool
+
+
+MINIATURE_NOTE = (  # true of the shipped models; drop it once `verb_probe` shows a swap gap well above 0
+    "ℹ️ The shapes-world models are miniatures trained on 2 CPU cores. They keep one object and one background "
+    "through a video, but have **not learned the prompted direction of motion**: objects hold still or drift in a "
+    "chance direction, whatever the verb says. docs/results.md (\"Why the videos do not follow the verb\") "
+    "measures why; `python -m harivo.verb_probe` tells when a longer run has learned it."
+)
+
+
+def miniature_note(registry: ModelRegistry) -> str | None:
+    """The app's note on what the shipped shapes-world models cannot do yet; None when none of them is offered."""
+    return MINIATURE_NOTE if any(e.key in VARIANT_LABELS for e in registry.entries) else None
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "harivo.safetensors").is_file() and (path / "motion_adapter").is_dir()
+
+
+def training_note(path: Path) -> str:
+    """' (unfinished: 400/1500 training steps)' for a checkpoint exported before its run ended, else ''."""
+    try:
+        info = json.loads((path / "training.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if info.get("finished", True):
+        return ""
+    return f" (unfinished: {info.get('steps', '?')}/{info.get('max_steps', '?')} training steps)"
+
+
+class ModelRegistry:
+    """The models the app offers, each loaded once (one `HarivoPipeline` per checkpoint, thread-safe).
+
+    Lists the trained variants under `checkpoints` (`harivo-shapes-<variant>`), then any other HARIVO
+    checkpoint folder there (e.g. a real-scale SD1.5 + AnimateDiff one). When none exists it offers a tiny
+    random model, built into `cache_dir`, clearly labelled as untrained.
+    """
+
+    def __init__(self, checkpoints: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 tiny_frames: int = 16):
+        self.checkpoints = Path(checkpoints or os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS)
+        self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "harivo-explorer-cache")
+        self.tiny_frames = tiny_frames
+        self._pipes: dict[str, HarivoPipeline] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.entries = self.scan()
+
+    def scan(self) -> list[ModelEntry]:
+        entries = []
+        for v in VARIANT_LABELS:
+            path = self.checkpoints / f"harivo-shapes-{v}"
+            if is_checkpoint(path):
+                entries.append(ModelEntry(v, VARIANT_LABELS[v] + training_note(path), path, True))
+        if self.checkpoints.is_dir():
+            for path in sorted(p for p in self.checkpoints.iterdir() if p.is_dir()):
+                if not path.name.startswith("harivo-shapes-") and is_checkpoint(path):
+                    entries.append(ModelEntry(f"ckpt:{path.name}", f"checkpoint: {path.name}", path, True))
+        if not entries:
+            entries.append(ModelEntry(TINY_KEY, TINY_LABEL, None, False))
+        return entries
+
+    @property
+    def keys(self) -> list[str]:
+        return [e.key for e in self.entries]
+
+    @property
+    def default_key(self) -> str:
+        return self.entries[0].key
+
+    @property
+    def untrained_only(self) -> bool:
+        return not any(e.trained for e in self.entries)
+
+    def entry(self, key: str) -> ModelEntry:
+        for e in self.entries:
+            if e.key == key:
+                return e
+        raise ValueError(f"model: expected one of {self.keys}, got {key!r}")
+
+    def get(self, key: str) -> HarivoPipeline:
+        entry = self.entry(key)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # a second user asking for the same model waits for the first load instead of loading twice
+            if key not in self._pipes:
+                path = entry.path if entry.path is not None else self._build_tiny()
+                self._pipes[key] = HarivoPipeline.from_checkpoint(path)
+            return self._pipes[key]
+
+    def _build_tiny(self) -> Path:
+        root = self.cache_dir / f"tiny-random-{self.tiny_frames}f"
+        if not is_checkpoint(root / "harivo"):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=self.cache_dir))
+            save_tiny_checkpoint(tmp, num_frames=self.tiny_frames)
+            try:
+                os.replace(tmp, root)  # atomic: another process may have built it meanwhile
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return root / "harivo"
+
+    def capabilities(self, key: str) -> dict:
+        """What the UI must enable/disable for this model: components present, frame range, frame size."""
+        pipe = self.get(key)
+        model = pipe.model
+        size = model.unet.config.sample_size * pipe.vae_scale_factor
+        return {
+            "mapping": model.mapping_network is not None, "frame_tokens": model.frame_token_generator is not None,
+            "max_frames": model.max_frames, "trained_frames": model.config.num_frames, "width": size, "height": size,
+            "known_words": known_words(pipe.tokenizer), "trained": self.entry(key).trained,
+        }
+
+
+def known_words(tokenizer) -> list[str] | None:
+    """Words a closed-vocabulary (embedded shapes-world) tokenizer knows as one token; None for open vocabularies."""
+    if len(tokenizer) > 10_000:
+        return None  # a real CLIP tokenizer: every word is fine
+    candidates = sorted(set(world_vocabulary()) | set(TINY_WORDS))
+    return [w for w in candidates if tokenizer.tokenize(w) == [f"{w}</w>"]]
+
+
+def unknown_words(prompt: str, known: list[str] | None) -> list[str]:
+    """Words of `prompt` the model does not know (none for an open vocabulary, `known` None)."""
+    return [] if known is None else _unknown_words(prompt, known)
+
+
+EXAMPLE_MAX_CHARS = 60  # Gradio's example buttons cut longer text with "..."
+
+
+def example_prompts(n_seen: int = 6, n_held_out: int = 4) -> tuple[list[str], list[str]]:
+    """A few prompts seen in training and a few held-out (colour, shape, motion) combinations, each short enough
+    to show whole on an example button (the held-out ones on their shortest background)."""
+    fits = [s for s in all_specs("train") if len(s.caption) <= EXAMPLE_MAX_CHARS]
+    motions = ("moving left to right", "moving right to left", "moving up", "getting closer", "spinning",
+               "standing still", "moving down", "moving away")
+    seen = []  # one verb each, colours and shapes taking turns
+    for i, motion in enumerate(motions[:n_seen]):
+        pool = [s for s in fits if s.motion == motion]
+        best = [s for s in pool if s.colour == list(COLOURS)[i % len(COLOURS)] and s.shape == SHAPES[i % len(SHAPES)]]
+        seen.append(next((s for s in best if s.background == ("blue", "gray", "white", "black")[i % 4]),
+                         best[0] if best else pool[0]))
+    by_combo: dict = {}
+    for s in all_specs("held_out"):
+        key = (s.colour, s.shape, s.motion)
+        if key not in by_combo or len(s.caption) < len(by_combo[key].caption):
+            by_combo[key] = s
+    held_out = [by_combo[c].caption for c in HELD_OUT if c in by_combo and
+                len(by_combo[c].caption) <= EXAMPLE_MAX_CHARS][:n_held_out]
+    return [s.caption for s in seen], held_out
