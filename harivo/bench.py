@@ -40,13 +40,8 @@ from pathlib import Path
 import torch
 
 from . import fileio
-# the cases and sections live in bench_cases; their names stay importable from here
-from .bench_cases import (ANIMATEDIFF_V2, INFERENCE_RATIOS, PROMPT, SD15_TEXT, SD15_UNET,  # noqa: F401
-                          SD15_VAE, ScaleConfigs, animatediff_pipeline, app_request_section, free_memory,
-                          guarded, inference_cases, interleaved, load_section, make_accelerator, peak_rss_mb,
-                          random_batch,
-                          ratio, scale_components, scale_section, small_model_section, timed,
-                          training_cases, training_run)
+from .bench_cases import (app_request_section, load_section, make_accelerator, peak_rss_mb, scale_section,
+                          small_model_section)
 
 TARGETS = {  # figure -> upper bound (issues 3 and 6)
     "sampler_vs_diffusers": 1.05,

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from . import train
 from .config import HarivoConfig
 from .model import HarivoVideoModel
-from .pipeline import DEFAULT_CHECKPOINTS, GenerationSettings, HarivoPipeline
+from .pipeline import DEFAULT_CHECKPOINTS, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
+from .settings import GenerationSettings
 from .threads import default_num_threads, usable_cpus
 from .tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config, word_tokenizer
 from .train_utils import WarmupDecay, step_generator

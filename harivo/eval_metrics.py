@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.checker import DEFAULT_THRESHOLDS, Thresholds, _flicker, _steps, _total_change, judge, read_video
+from .data.checker import (DEFAULT_THRESHOLDS, Thresholds, judge, read_video, readings_flicker, total_change,
+                           worst_steps)
 from .data.shapes import ShapeSpec
 
 QUESTIONS = ("content", "action", "smooth", "non_weird")  # Table A2 columns, AVG's four (action: direction too)
@@ -53,17 +54,17 @@ def video_features(frames: np.ndarray, reading=None, thresholds: Thresholds = DE
     centre = [np.nanmean(t.cx) / S, np.nanmean(t.cy) / S] if ok else [0.5, 0.5]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_size = np.log(np.asarray(t.size, float) / S)
-    step, size_step, angle_step = _steps(t)
+    step, size_step, angle_step = worst_steps(t)
     x = video.astype(np.float32) / (255.0 if video.dtype == np.uint8 else 1.0)
     diffs = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3)) / T.max_flicker if F > 1 else np.zeros(1)
     counts = np.minimum(np.array(reading.n_objects, float), 5.0)
     areas = np.array([r.area for r in rs])
     area_ratio = areas.max() / areas.min() if areas.min() > 0 else 100.0
     values = [
-        *obj, *bg, *harm, *centre, _total_change(t.cx) / S, _total_change(t.cy) / S,
-        float(np.nanmean(log_size)) if ok else -5.0, _total_change(log_size), abs(_total_change(t.angle)) / 360.0,
+        *obj, *bg, *harm, *centre, total_change(t.cx) / S, total_change(t.cy) / S,
+        float(np.nanmean(log_size)) if ok else -5.0, total_change(log_size), abs(total_change(t.angle)) / 360.0,
         step / (T.max_step * S), np.log(max(size_step, 1.0)) / np.log(T.max_size_step), angle_step / T.max_angle_step,
-        _flicker(rs) / T.max_flicker, diffs.mean(), diffs.std(), diffs.max(), max(r.noise for r in rs) / T.max_noise,
+        readings_flicker(rs) / T.max_flicker, diffs.mean(), diffs.std(), diffs.max(), max(r.noise for r in rs) / T.max_noise,
         float(np.mean(counts == 1)), counts.mean(), np.log(min(max(area_ratio, 1.0), 100.0)),
         areas.mean() / (S * video.shape[1]),
     ]  # fmt: skip

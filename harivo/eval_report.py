@@ -38,7 +38,8 @@ def fmt_fvd(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _save(fig, path: Path) -> Path:
+def save_plot(fig, path: Path) -> Path:
+    """A report plot as PNG (atomically), the figure closed."""
     with fileio.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight", facecolor="white")
     plt.close(fig)
@@ -62,7 +63,7 @@ def plot_table_a2(variants: dict, path: Path) -> Path:
     ax.set_title("Table A2 analog (pixel checker)")
     # below the axes: inside, it covered the tops of bars near 90 %
     ax.legend(ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
 def plot_fvd(variants: dict, floor: float, floor_ci, path: Path) -> Path:
@@ -76,7 +77,7 @@ def plot_fvd(variants: dict, floor: float, floor_ci, path: Path) -> Path:
     ax.set_ylabel("FVD (checker features) ↓")
     ax.set_title("Table 1 analog")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
 def plot_alpha_sweep(sweep: list[dict], path: Path) -> Path:
@@ -98,7 +99,7 @@ def plot_alpha_sweep(sweep: list[dict], path: Path) -> Path:
     extra = fvd_ax.get_legend_handles_labels()
     ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize=7, ncol=3, loc="upper center",
               bbox_to_anchor=(0.5, -0.2), frameon=False)
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
 def plot_examples(examples: dict[str, np.ndarray], caption: str, path: Path, max_frames: int = 8) -> Path:
@@ -115,10 +116,10 @@ def plot_examples(examples: dict[str, np.ndarray], caption: str, path: Path, max
             if r == 0:
                 ax.set_title(f"frame {f}", fontsize=7)
     fig.suptitle(caption + " (seed 0)", fontsize=8)
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
-def _score_cells(row: dict) -> str:
+def score_cells(row: dict) -> str:
     """The SCORE_KEYS cells of one row; a dash where a summary written before `action_kind` existed lacks it."""
     return " | ".join(fmt_pct(row.get(k, float("nan"))) for k in SCORE_KEYS)
 
@@ -194,7 +195,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in v.items():
         lo, hi = row["fvd_ci"]
-        lines.append(f"| {name} | {table1_label(name) if name in TABLE1 else row['table1_row']} | {_score_cells(row)} | {fmt_fvd(row['fvd'])} | "
+        lines.append(f"| {name} | {table1_label(name) if name in TABLE1 else row['table1_row']} | {score_cells(row)} | {fmt_fvd(row['fvd'])} | "
                      f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} | {_ci(row.get('avg_ci'), fmt_pct)} "
                      f"| {fmt_pct(row.get('cue', float('nan')))} |")
     lines += ["", "Paper AVG: HARIVO's Table A2 (human judges, 100 WebVid-style prompts; rows there add one component "
@@ -204,7 +205,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
     for split, title in (("seen", "Seen prompts"), ("held_out", "Held-out prompts (never trained on)")):
         lines += ["", f"### {title}", "", f"| variant | n | {SCORE_HEAD} | AVG 95% CI | FVD ↓ | FVD 95% CI |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {row[split]['n']} | {_score_cells(row[split])} | "
+        lines += [f"| {name} | {row[split]['n']} | {score_cells(row[split])} | "
                   f"{_ci(row[split].get('avg_ci'), fmt_pct)} | "
                   f"{fmt_fvd(row[split]['fvd']) if 'fvd' in row[split] else '–'} | "
                   f"{_ci(row[split].get('fvd_ci'), fmt_fvd)} |" for name, row in v.items()]
@@ -228,7 +229,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
         lines += ["", "## Sensitivity: MG α on `full` (Fig. 6c)", "",
                   f"{n_sweep} videos per α{note}.", "",
                   f"| α | {SCORE_HEAD} | FVD ↓ |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['alpha']:g} | {_score_cells(r)} | {fmt_fvd(r['fvd'])} |" for r in results["alpha_sweep"]]
+        lines += [f"| {r['alpha']:g} | {score_cells(r)} | {fmt_fvd(r['fvd'])} |" for r in results["alpha_sweep"]]
         lines += ["", f"![MG α sweep]({plots['alpha_sweep']})"]
     c = results["cfg_schedule"]
     if c:
@@ -238,7 +239,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
             r = c[name]
             constant = r["high"] == r["low"]
             label = f"constant {r['low']:g}" if constant else f"{r['high']:g} → {r['low']:g} at {r['switch']:g}T"
-            lines.append(f"| {label} | {_score_cells(r)} | {fmt_fvd(r['fvd'])} |")
+            lines.append(f"| {label} | {score_cells(r)} | {fmt_fvd(r['fvd'])} |")
     lines += ["", "## How the checker decides (`harivo/data/checker.py`, `Thresholds`)", "",
               "- **content**: majority colour, shape and background over the frames equal the prompt's (a colour "
               f"farther than {T['max_palette_dist']:g} RGB from every palette colour is no colour).",

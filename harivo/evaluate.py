@@ -49,19 +49,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import TABLE1, _check_range
+from . import fileio, settings
+from .config import TABLE1, check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
-# per-video judging (eval_metrics), the report (eval_report) and statistics over videos (eval_stats); their names
-# stay importable from here
-from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features  # noqa: F401
-from .eval_report import (PAPER_TABLE_A2_AVG, _score_cells, fmt_along, fmt_fvd, fmt_pct, plot_alpha_sweep,  # noqa: F401
-                          plot_examples, plot_fvd, plot_table_a2, report_markdown, write_report)
-from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, percentages,  # noqa: F401
-                         reference_features, table_scores)
-from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
+from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video
+from .eval_report import fmt_fvd, score_cells, write_report
+from .eval_stats import bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features, table_scores
+from .outputs import versions
+from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
+from .settings import GenerationSettings, flat_range
 
 EVAL_VARIANTS = (*VARIANTS, "full+mg")  # Table 1 rows A–D, then D + MG sampling
 TABLE1_ROW = {v: row for v, (row, _) in TABLE1.items()}  # config.TABLE1: one naming of the rows
@@ -77,10 +75,10 @@ class EvalConfig:
     seen_prompts: int = 16  # training combinations, two per motion (the paper: 100 prompts, App. E)
     held_out_prompts: int = 10  # combinations never trained on: all of shapes.HELD_OUT
     seeds: int = 4  # noise seeds per prompt (App. E: four videos per prompt)
-    steps: int = 25  # DDIM steps (App. D)
-    num_frames: int = 16  # shapes-world videos have 16 frames
+    steps: int = GenerationSettings.num_inference_steps  # DDIM steps: the generation default (App. D)
+    num_frames: int = GenerationSettings.num_frames  # the generation default (shapes-world videos)
     cfg: CFGSchedule = field(default_factory=CFGSchedule)  # App. D: 12.5 while t > 0.7T, 7.5 after
-    mg_alpha: float = 40.0  # α of the full+mg row (§4)
+    mg_alpha: float = MGConfig.alpha  # α of the full+mg row: the sampler's default (§4)
     alphas: tuple[float, ...] = (0.0, 20.0, 40.0, 80.0, 150.0, 300.0)  # MG sweep on full (Fig. 6c: 40 vs 150)
     constant_cfg: float = 7.5  # the constant scale the App. D schedule is compared with
     sweep: bool = True  # run the α sweep and the CFG comparison (needs the full checkpoint)
@@ -99,21 +97,21 @@ class EvalConfig:
         if unknown or not self.variants:
             raise ValueError(f"variants: expected a non-empty list from {list(EVAL_VARIANTS)}, "
                              f"got {list(self.variants)}")
-        _check_range("seen_prompts", self.seen_prompts, 0, 1000, integer=True)
-        _check_range("held_out_prompts", self.held_out_prompts, 0, len(HELD_OUT), integer=True)
-        _check_range("seeds", self.seeds, 1, 10_000, integer=True)
-        _check_range("sweep_seeds", self.sweep_seeds, 0, 10_000, integer=True)
+        check_range("seen_prompts", self.seen_prompts, 0, 1000, integer=True)
+        check_range("held_out_prompts", self.held_out_prompts, 0, len(HELD_OUT), integer=True)
+        check_range("seeds", self.seeds, 1, 10_000, integer=True)
+        check_range("sweep_seeds", self.sweep_seeds, 0, 10_000, integer=True)
         if (self.seen_prompts + self.held_out_prompts) * self.seeds < 2:
             raise ValueError("seeds: expected at least 2 videos per variant (prompts × seeds) for a covariance")
-        _check_range("steps", self.steps, 1, 1000, integer=True)
-        _check_range("frames", self.num_frames, 2, 1000, integer=True)
+        check_range("steps", self.steps, 1, 1000, integer=True)
+        check_range("frames", self.num_frames, 2, 1000, integer=True)
         for a in self.alphas:
-            _check_range("alphas", a, 0.0, 10_000.0)
-        _check_range("alpha", self.mg_alpha, 0.0, 10_000.0)
-        _check_range("constant_cfg", self.constant_cfg, 1.0, 100.0)
-        _check_range("reference_seeds", self.reference_seeds, 1, 10_000, integer=True)
-        _check_range("bootstrap", self.bootstrap, 0, 100_000, integer=True)
-        _check_range("confidence", self.confidence, 0.5, 0.999)
+            check_range("alphas", a, *flat_range("mg_alpha"))
+        check_range("alpha", self.mg_alpha, *flat_range("mg_alpha"))
+        check_range("constant_cfg", self.constant_cfg, 1.0, 100.0)
+        check_range("reference_seeds", self.reference_seeds, 1, 10_000, integer=True)
+        check_range("bootstrap", self.bootstrap, 0, 100_000, integer=True)
+        check_range("confidence", self.confidence, 0.5, 0.999)
         self.cfg.validate()
         return self
 
@@ -166,7 +164,7 @@ def run_videos(pipe: HarivoPipeline, run: RunSpec, specs: list[ShapeSpec], cfg: 
             for seed in seeds:
                 out = pipe(GenerationSettings(
                     prompt=spec.caption, seed=seed, num_frames=cfg.num_frames, num_inference_steps=cfg.steps,
-                    cfg=run.cfg, mg=MGConfig(alpha=run.mg_alpha, enabled=run.mg_alpha > 0), capture_attention=False,
+                    cfg=run.cfg, mg=MGConfig(alpha=run.mg_alpha), capture_attention=False,  # α = 0: MG off
                 ))
                 scored = score_video(out.frames, spec, cfg.thresholds)
                 feats.append(scored.pop("features"))
@@ -365,6 +363,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "prompts": [{"prompt": s.caption, "held_out": is_held_out(s)} for s in specs],
         "seeds": seeds,
         "fvd_features": list(FEATURE_NAMES),
+        "versions": versions(),
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "thresholds"}, "num_frames": int(frames),
                      "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds),
                      "videos_per_sweep_row": len(specs) * sweep_seeds},
@@ -397,10 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seen-prompts", type=int, help="seen prompts (default 16; quick 6)")
     p.add_argument("--held-out-prompts", type=int, help=f"held-out prompts, ≤ {len(HELD_OUT)} (default 10; quick 3)")
     p.add_argument("--seeds", type=int, help="noise seeds per prompt (default 4; quick 2)")
-    p.add_argument("--steps", type=int, help="DDIM steps (default 25; quick 12)")
-    p.add_argument("--frames", type=int, help="frames per video (default 16)")
-    p.add_argument("--alpha", type=float, help="MG α of the full+mg row (default 40)")
-    p.add_argument("--alphas", help="comma-separated MG α sweep (default 0,20,40,80,150,300)")
+    # --frames, --steps (quick: 12), --alpha (of the full+mg row): the generation settings' flags and defaults
+    settings.add_arguments(p, required=(), only=("num_frames", "num_inference_steps", "mg_alpha"), with_defaults=False)
+    p.add_argument("--alphas", help="comma-separated MG α sweep (default "
+                                    f"{','.join(f'{a:g}' for a in EvalConfig.alphas)})")
     p.add_argument("--no-sweep", action="store_true", help="skip the α sweep and the CFG comparison")
     p.add_argument("--sweep-seeds", type=int, help="noise seeds per prompt in the α sweep and CFG comparison "
                                                    "(default: --seeds)")
@@ -420,7 +419,7 @@ def _float_list(name: str, text: str) -> tuple[float, ...]:
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     over = {"seen_prompts": args.seen_prompts, "held_out_prompts": args.held_out_prompts, "seeds": args.seeds,
-            "steps": args.steps, "num_frames": args.frames, "mg_alpha": args.alpha,
+            "steps": args.num_inference_steps, "num_frames": args.num_frames, "mg_alpha": args.mg_alpha,
             "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
@@ -442,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, row in results["variants"].items():
-        print(f"{name:>9}: {_score_cells(row)} (content | action kind | action direction | smooth | non-weird | avg), "
+        print(f"{name:>9}: {score_cells(row)} (content | action kind | action direction | smooth | non-weird | avg), "
               f"FVD {fmt_fvd(row['fvd'])}")
     print(f"real-data floor FVD {fmt_fvd(results['real_floor_fvd'])}; wrote {report} and {json_path}")
     return 0

@@ -279,7 +279,7 @@ def plot_probe(result: dict, path: str | Path) -> None:
     to what the caption oracle says the verb is worth at t = 999."""
     import matplotlib.pyplot as plt
 
-    from .eval_report import _save
+    from .eval_report import save_plot as _save
 
     table_order = ("baseline", "trs-dc", "mapping", "full")  # Table 1 rows A–D (the JSON's keys are sorted)
     variants = sorted(result["variants"], key=lambda v: (table_order.index(v) if v in table_order else 99, v))

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from harivo import bench, fileio
+from harivo import bench, bench_cases, fileio
 
-TINY = bench.ScaleConfigs(
+TINY = bench_cases.ScaleConfigs(
     unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
               up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=4,
@@ -58,11 +58,11 @@ def test_cli_rejects_bad_sizes(capsys):
 def test_interleaved_runs_round_robin_and_takes_medians():
     order = []
     cases = {"a": lambda: order.append("a"), "b": lambda: (order.append("b"), time.sleep(0.002))}
-    t = bench.interleaved(cases, repeats=3, device=CPU, warmup=1)
+    t = bench_cases.interleaved(cases, repeats=3, device=CPU, warmup=1)
     assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]  # round robin, each round starting one case later
     assert len(t["a"]["times_s"]) == 3 and t["b"]["wall_s"] >= 0.002 > t["a"]["wall_s"]
     assert "peak_cuda_mb" not in t["a"]
-    assert bench.ratio(t, "b", "a") > 1
+    assert bench_cases.ratio(t, "b", "a") > 1
 
 
 def test_checks_compare_each_figure_with_its_target():
@@ -75,7 +75,7 @@ def test_checks_compare_each_figure_with_its_target():
 
 def test_quick_run_reports_every_ratio(tmp_path):
     result = bench.run(quick=True, frames=3, steps=2, repeats=1, app=False)
-    for name, (num, den) in bench.INFERENCE_RATIOS.items():
+    for name, (num, den) in bench_cases.INFERENCE_RATIOS.items():
         assert result[name] == pytest.approx(result["seconds"][num]["wall_s"] / result["seconds"][den]["wall_s"])
     assert math.isfinite(result["train_step_full_vs_baseline"]) and result["train_step_full_vs_baseline"] > 0
     assert result["train_step_settings"]["num_frames"] == 3 and result["model"] == "tiny random"
@@ -108,7 +108,7 @@ def test_out_of_memory_is_recorded_not_raised():
     def oom():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB\nmore")
 
-    assert bench.guarded(oom) == {"error": "out of memory: CUDA out of memory. Tried to allocate 80 GiB"}
+    assert bench_cases.guarded(oom) == {"error": "out of memory: CUDA out of memory. Tried to allocate 80 GiB"}
 
 
 def test_load_section_runs_generate_idle_and_beside_a_busy_process(tmp_path, monkeypatch):

@@ -13,25 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harivo import evaluate
+from harivo import eval_report, evaluate
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 from harivo.eval_stats import translation_summary
-from harivo.evaluate import (
-    FEATURE_NAMES,
-    QUESTIONS,
-    bootstrap_fd,
-    eval_prompts,
-    feature_stats,
-    fmt_fvd,
-    fmt_pct,
-    frechet_distance,
-    percentages,
-    reference_features,
-    score_video,
-    table_scores,
-    video_features,
-)
+from harivo.eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features
+from harivo.eval_report import fmt_fvd, fmt_pct
+from harivo.eval_stats import (bootstrap_fd, feature_stats, frechet_distance, percentages, reference_features,
+                               table_scores)
+from harivo.evaluate import eval_prompts
 from harivo.sampling import MGConfig
 from harivo.tiny import save_tiny_checkpoint
 
@@ -224,7 +214,7 @@ def check_report_matches_json(md: str, results: dict) -> None:
         by = row["by_motion"]
         assert sum(b["n"] for b in by.values()) == row["n"]
         for m, b in by.items():
-            assert f"{fmt_pct(b['action'])} / {evaluate.fmt_along(b['along'])}" in cells, (name, m)
+            assert f"{fmt_pct(b['action'])} / {eval_report.fmt_along(b['along'])}" in cells, (name, m)
         pooled = translation_summary(by)
         if pooled["n"]:
             cells = table_row(md, "**Translations, any direction.**", name)
@@ -434,7 +424,7 @@ def test_report_states_the_thresholds_it_was_given():
         "variants": {}, "real_floor_fvd": 0.0, "real_floor_fvd_ci": [0.0, 0.0], "fvd_features": list(FEATURE_NAMES),
         "alpha_sweep": [], "cfg_schedule": {},
     }
-    md = evaluate.report_markdown(results, {"table_a2": "a.png", "fvd": "b.png"})
+    md = eval_report.report_markdown(results, {"table_a2": "a.png", "fvd": "b.png"})
     for text in ("centroid step ≤ 0.11·S", "size ratio ≤ 1.2,", "rotation ≤ 25°", "flicker score ≤ 0.07",
                  "shift ≥ 0.2·S", "max/min area ≤ 1.7", "(S = 48 px)"):
         assert text in md, text
@@ -468,7 +458,7 @@ def test_report_gives_both_actions_and_the_cue_by_hand(tmp_path):
     feats = np.zeros((4, len(FEATURE_NAMES)))
     rows = {name: {**table_scores(recs), "table1_row": "D", "fvd": 1.0, "fvd_ci": [0.5, 2.0],
                    "by_motion": motion_breakdown(recs, feats)} for name, recs in (("full", records), ("baseline", old))}
-    md = evaluate.report_markdown(hand_report_results(rows), {"table_a2": "a.png", "fvd": "b.png"})
+    md = eval_report.report_markdown(hand_report_results(rows), {"table_a2": "a.png", "fvd": "b.png"})
     head = table_row(md, "## Table A2 analog", "variant")
     assert head[2:8] == ["content", "action (kind, paper)", "action (direction, ours)", "smooth", "non-weird", "AVG"]
     assert head[-1] == "cue"
@@ -493,10 +483,10 @@ def test_report_gives_both_actions_and_the_cue_by_hand(tmp_path):
         return {k: strip(x) if isinstance(x, dict) else x for k, x in row.items() if k not in ("action_kind", "cue")}
 
     stale = {"baseline": strip(rows["baseline"])}
-    md = evaluate.report_markdown(hand_report_results(stale), {"table_a2": "a.png", "fvd": "b.png"})
+    md = eval_report.report_markdown(hand_report_results(stale), {"table_a2": "a.png", "fvd": "b.png"})
     assert table_row(md, "## Table A2 analog", "baseline")[2:8] == ["75.0", "–", "25.0", "75.0", "75.0", "62.5"]
     assert table_row(md, "### Held-out prompts", "baseline")[2:8] == ["50.0", "–", "0.0", "50.0", "100.0", "50.0"]
-    evaluate.plot_table_a2({"full": rows["full"], "baseline": stale["baseline"]}, tmp_path / "a.png")
+    eval_report.plot_table_a2({"full": rows["full"], "baseline": stale["baseline"]}, tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 0
 
 
@@ -553,7 +543,7 @@ def test_generator_videos_move_the_prompted_way():
     from harivo.eval_stats import motion_breakdown
 
     specs = [ShapeSpec("red", "square", m, "gray") for m in MOTIONS]
-    feats = evaluate.reference_features(specs, 2, 1, 16, 64)
+    feats = reference_features(specs, 2, 1, 16, 64)
     by = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(2)], feats)
     for m, b in by.items():
         if m == "standing still":

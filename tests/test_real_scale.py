@@ -8,8 +8,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditi
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from harivo.attention import spatial_attention_names
-from harivo.bench import ANIMATEDIFF_V2, SD15_UNET, SD15_VAE
-from harivo.bench import SD15_TEXT as _SD15_TEXT
+from harivo.bench_cases import ANIMATEDIFF_V2, SD15_UNET, SD15_VAE
+from harivo.bench_cases import SD15_TEXT as _SD15_TEXT
 from harivo.config import HarivoConfig
 from harivo.model import HarivoVideoModel
 from harivo.pipeline import GenerationSettings, HarivoPipeline

@@ -1,4 +1,4 @@
-"""The embedded shapes world (generator) and its pixel checker; see DESIGN.md §4."""
+"""The embedded shapes world (generator) and its pixel checker; see docs/design.md §4."""
 
 from .checker import (
     DEFAULT_THRESHOLDS,

@@ -324,7 +324,7 @@ def read_video(frames: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) 
     )
 
 
-def _total_change(values: np.ndarray) -> float:
+def total_change(values: np.ndarray) -> float:
     """Least-squares slope over valid frames x (F - 1): the change over the clip, robust to jitter."""
     t = np.arange(len(values), dtype=float)
     ok = ~np.isnan(values)
@@ -337,11 +337,11 @@ def _total_change(values: np.ndarray) -> float:
 def motion_scores(track: Track, frame_size: int = 64, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict:
     """Each moving verb's evidence divided by its threshold (>= 1 means clearly present)."""
     T = thresholds
-    tx = _total_change(np.asarray(track.cx, float)) / (T.min_translation * frame_size)
-    ty = _total_change(np.asarray(track.cy, float)) / (T.min_translation * frame_size)
+    tx = total_change(np.asarray(track.cx, float)) / (T.min_translation * frame_size)
+    ty = total_change(np.asarray(track.cy, float)) / (T.min_translation * frame_size)
     with np.errstate(divide="ignore", invalid="ignore"):
-        zoom = _total_change(np.log(np.asarray(track.size, float))) / np.log(T.min_zoom)
-    rot = abs(_total_change(np.asarray(track.angle, float))) / T.min_rotation
+        zoom = total_change(np.log(np.asarray(track.size, float))) / np.log(T.min_zoom)
+    rot = abs(total_change(np.asarray(track.angle, float))) / T.min_rotation
     return {
         "moving left to right": tx,
         "moving right to left": -tx,
@@ -360,7 +360,8 @@ def classify_motion(track: Track, frame_size: int = 64, thresholds: Thresholds =
     return best if scores[best] >= 1.0 else MOTIONS[-1]
 
 
-def _flicker(readings: list[FrameReading]) -> float:
+def readings_flicker(readings: list[FrameReading]) -> float:
+    """`flicker_score` of frames already read (`read_frame`)."""
     if len(readings) < 2:
         return 0.0
     bg = np.array([r.background_rgb for r in readings], float)
@@ -379,10 +380,11 @@ def flicker_score(frames: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLD
     0 for a steady video; a vanished or recoloured frame, or an area that pumps, raises it.
     """
     video = _as_video(frames)
-    return _flicker([read_frame(f, thresholds) for f in video])
+    return readings_flicker([read_frame(f, thresholds) for f in video])
 
 
-def _steps(track: Track) -> tuple[float, float, float]:
+def worst_steps(track: Track) -> tuple[float, float, float]:
+    """The largest frame-to-frame centroid step (px), size ratio and angle change (°) of a track."""
     step = np.hypot(np.diff(track.cx), np.diff(track.cy))
     size_step = np.exp(np.abs(np.diff(np.log(track.size))))
     angle_step = np.abs(np.diff(track.angle))
@@ -431,8 +433,8 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         accepted.add("standing still")  # a spinning circle looks still; see shapes.INVISIBLE
     action = reading.motion in accepted
     action_kind = reading.motion is not None and motion_kind(reading.motion) in {motion_kind(m) for m in accepted}
-    step, size_step, angle_step = _steps(reading.track)
-    flicker = _flicker(reading.frames)
+    step, size_step, angle_step = worst_steps(reading.track)
+    flicker = readings_flicker(reading.frames)
     per_step = step_scale(len(video))
     smooth = (
         step <= T.max_step * S * per_step
