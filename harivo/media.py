@@ -1,4 +1,4 @@
-"""Writing videos and images: mp4 (moviepy/ffmpeg), GIF and PNG, atomically."""
+"""Writing videos and images: mp4 (moviepy/ffmpeg), GIF and PNG, atomically; pixel conversions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     if frames.dtype == np.uint8:
         return frames
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_pixels(images_uint8: np.ndarray):
+    """uint8 (n, h, w, 3) images → (n, 3, h, w) float tensor in [-1, 1], what a diffusers VAE encodes."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def upscale(frames: np.ndarray, min_size: int) -> np.ndarray:

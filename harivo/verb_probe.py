@@ -206,7 +206,7 @@ def oracle_gain(groups) -> dict:
 # ------------------------------------------------------------------------------------------------ the CLI
 def _encode_videos(vae, specs: list[ShapeSpec], seeds: list[int], size: int, frames: int) -> torch.Tensor:
     """Generator videos → VAE latents (mode × scaling factor, as the training data) (n, c, f, h, w)."""
-    from .train_t2i import to_pixels
+    from .media import to_pixels
 
     out = []
     for spec, seed in zip(specs, seeds):

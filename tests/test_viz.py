@@ -164,3 +164,30 @@ def test_attention_grid_carries_a_colour_bar_and_its_normalisation():
     # the grid's colours are those normalised values: a token's largest value is the colour bar's top colour
     assert np.isclose(viz.normalise_per_token(maps).max(axis=(0, 1, 2)), 1).all()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("overlay", [True, False])
+def test_chosen_token_view_carries_the_grid_colour_bar_and_note(overlay):
+    frames = np.random.default_rng(0).random((10, 16, 16, 3)).astype(np.float32)
+    maps = np.random.default_rng(1).random((10, 8, 8))
+    fig = viz.token_attention_figure(frames, maps, "circle", overlay=overlay, title="mean over steps")
+    texts = " ".join(t.get_text() for t in fig.texts if t is not fig._suptitle).replace("\n", " ")
+    assert texts == viz.ATTENTION_NORMALISATION
+    bars = [ax for ax in fig.axes if ax.get_label() == "colour bar"]
+    assert len(bars) == 1 and list(bars[0].get_xticks()) == [0, 0.5, 1]
+    heading = fig._suptitle.get_text().replace("\n", " ")
+    assert "“circle”" in heading and "frames 1–10" in heading and "top to bottom" in heading  # 8 a row, 2 rows
+    image = viz.figure_to_array(fig)
+    assert image.ndim == 3 and image.std() > 0
+    with pytest.raises(ValueError, match="maps"):
+        viz.token_attention_figure(frames, maps[:3], "circle")
+
+
+def test_grid_and_token_view_draw_the_maps_alone_when_asked():
+    frames = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    maps = np.random.default_rng(1).random((4, 8, 8, 2))
+    for draw in (lambda f, o: viz.attention_grid(f, maps, ["red", "<f1>"], ["text", "frame"], overlay=o),
+                 lambda f, o: viz.token_attention_figure(f, maps[..., 0], "red", overlay=o)):
+        alone = viz.figure_to_array(draw(frames, False))
+        assert np.array_equal(alone, viz.figure_to_array(draw(1 - frames, False)))  # frames do not show
+        assert not np.array_equal(viz.figure_to_array(draw(frames, True)), viz.figure_to_array(draw(1 - frames, True)))
