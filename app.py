@@ -128,9 +128,10 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
                                         label="high scale (t > switch·T)")
                 ui["cfg_switch"] = Slider(*flat_range("cfg_switch"), value=d.cfg_switch, step=0.05,
                                           label="switch (fraction of T)")
-                ui["cfg_low"] = Slider(*flat_range("cfg_low", slider=True), value=d.cfg_low, step=0.5, label="low scale")
-            ui["cfg_plot"] = gr.Image(ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps),
-                                      label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
+                ui["cfg_low"] = Slider(*flat_range("cfg_low", slider=True), value=d.cfg_low, step=0.5,
+                                       label="low scale")
+            plot = ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps)
+            ui["cfg_plot"] = gr.Image(plot, label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
         with gr.Group():
             ui["use_mapping"] = gr.Checkbox(caps["mapping"], label="mapping network (§3.2)",
                                             interactive=caps["mapping"], elem_id="use-mapping")
@@ -215,7 +216,8 @@ def _ablation_tab() -> dict:
 
 # Keyword names of the handlers = RunRequest fields (+ mg_variant): they are the documented API's parameter names.
 SETTINGS = ("model", "prompt", "negative_prompt", "seed", "num_frames", "num_inference_steps", "fps", "cfg_high",
-            "cfg_switch", "cfg_low", "use_mg", "mg_alpha", "mg_variant", "use_mapping", "use_frame_tokens", "use_motion")
+            "cfg_switch", "cfg_low", "use_mg", "mg_alpha", "mg_variant", "use_mapping", "use_frame_tokens",
+            "use_motion")
 VIEW = {"token": "token", "attention_source": "source", "attention_step": "step", "grid_rows": "rows",
         "x_red": "x_red", "x_green": "x_green", "attention_overlay": "attention_overlay"}  # API name -> component
 OUTPUTS = ("video", "strip", "overlay", "grid", "slices", "cfg_plot", "diagnostics", "flicker", "info", "bundle")

@@ -22,9 +22,9 @@ modules, UNet keyword arguments for one denoiser call, whether they replace atte
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -170,7 +170,7 @@ class ControlNetCondition:
     end: float = 1.0  # ... and stops (control_guidance_end)
     replaces_attention_processors = False  # it adds residuals; the UNet's attention stays as it is
 
-    def validate(self, model, num_frames: int, height: int, width: int) -> "ControlNetCondition":
+    def validate(self, model, num_frames: int, height: int, width: int) -> ControlNetCondition:
         if not (isinstance(self.images, torch.Tensor) and self.images.ndim == 4 and self.images.shape[1] == 3):
             raise ValueError(f"control_images: expected (n, 3, H, W) images in [0, 1], got "
                              f"{getattr(self.images, 'shape', type(self.images).__name__)}")
@@ -335,7 +335,7 @@ class IPAdapterCondition:
     image_embeds: torch.Tensor  # (1, D) CLIPVisionModelWithProjection.image_embeds
     replaces_attention_processors = True  # IP-Adapter's own processors (to_k_ip/to_v_ip) must stay in place
 
-    def validate(self, model, num_frames: int, height: int, width: int) -> "IPAdapterCondition":
+    def validate(self, model, num_frames: int, height: int, width: int) -> IPAdapterCondition:
         if not has_ip_adapter(model.unet):
             raise ValueError("conditions: no IP-Adapter is loaded (compat.load_ip_adapter); expected no "
                              "IPAdapterCondition")

@@ -16,7 +16,8 @@ registers the condition's type in `HarivoPipeline.required_conditions`.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 

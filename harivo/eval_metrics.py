@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.checker import (DEFAULT_THRESHOLDS, Thresholds, judge, read_video, readings_flicker, total_change,
-                           worst_steps)
+from .data.checker import DEFAULT_THRESHOLDS, Thresholds, judge, read_video, readings_flicker, total_change, worst_steps
 from .data.shapes import ShapeSpec
 
 QUESTIONS = ("content", "action", "smooth", "non_weird")  # Table A2 columns, AVG's four (action: direction too)
@@ -64,7 +63,8 @@ def video_features(frames: np.ndarray, reading=None, thresholds: Thresholds = DE
         *obj, *bg, *harm, *centre, total_change(t.cx) / S, total_change(t.cy) / S,
         float(np.nanmean(log_size)) if ok else -5.0, total_change(log_size), abs(total_change(t.angle)) / 360.0,
         step / (T.max_step * S), np.log(max(size_step, 1.0)) / np.log(T.max_size_step), angle_step / T.max_angle_step,
-        readings_flicker(rs) / T.max_flicker, diffs.mean(), diffs.std(), diffs.max(), max(r.noise for r in rs) / T.max_noise,
+        readings_flicker(rs) / T.max_flicker, diffs.mean(), diffs.std(), diffs.max(),
+        max(r.noise for r in rs) / T.max_noise,
         float(np.mean(counts == 1)), counts.mean(), np.log(min(max(area_ratio, 1.0), 100.0)),
         areas.mean() / (S * video.shape[1]),
     ]  # fmt: skip

@@ -173,7 +173,8 @@ def motion_section(results: dict) -> list[str]:
 
 
 def report_markdown(results: dict, plots: dict[str, str]) -> str:
-    """The report: every number is the JSON's, formatted by fmt_pct / fmt_fvd."""
+    """The report: every number is the JSON's, formatted by fmt_pct / fmt_fvd. (Long: one section after another
+    in the report's order, each a few lines of table; split, they would only pass `results` around.)"""
     s, v, T = results["settings"], results["variants"], results["thresholds"]
     S = T["frame_size_px"]
     n_seen = sum(not p["held_out"] for p in results["prompts"])

@@ -55,7 +55,8 @@ from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video
 from .eval_report import fmt_fvd, score_cells, write_report
-from .eval_stats import bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features, table_scores
+from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features,
+                         table_scores)
 from .outputs import versions
 from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
@@ -327,19 +328,9 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     for run in (*sweep.values(), *cfg_runs.values()):
         get(run, f"full α={run.mg_alpha:g} CFG {run.cfg.high:g}→{run.cfg.low:g}")
 
-    # Table 1 analog: reference = generator videos of the same prompts, floor = another generator set of equal size
     frames, size = runs[next(iter(rows.values()))]["example"].shape[:2]
-    ref_feats = reference_features(specs, cfg.reference_seeds, 1, frames, size)
-    ref_mu, ref_sigma = feature_stats(ref_feats)
-    real_by_motion = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(cfg.reference_seeds)],
-                                      ref_feats)
-    floor_feats = reference_features(specs, cfg.seeds, 2, frames, size)
-    floor = frechet_distance(*feature_stats(floor_feats), ref_mu, ref_sigma)
-    floor_ci = bootstrap_fd(floor_feats, ref_mu, ref_sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
-    ref_held = np.array([is_held_out(s) for s in specs for _ in range(cfg.reference_seeds)])
-    split_refs = {split: feature_stats(ref_feats[mask]) for split, mask in (("seen", ~ref_held), ("held_out", ref_held))
-                  if mask.sum() >= 2}
-    scored = {run: row_result(r, ref_mu, ref_sigma, cfg, split_refs if run in rows.values() else None)
+    ref = fvd_reference(specs, cfg, frames, size)
+    scored = {run: row_result(r, ref["mu"], ref["sigma"], cfg, ref["splits"] if run in rows.values() else None)
               for run, r in tqdm(runs.items(), desc="FVD bootstrap")}
 
     variants = {v: {**scored[run], "table1_row": TABLE1_ROW[v], "mg_alpha": run.mg_alpha,
@@ -356,9 +347,9 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "skipped_variants": skipped,
         "alpha_sweep": alpha_sweep,
         "cfg_schedule": cfg_schedule,
-        "real_floor_fvd": floor,
-        "real_floor_fvd_ci": list(floor_ci),
-        "real_by_motion": real_by_motion,
+        "real_floor_fvd": ref["floor"],
+        "real_floor_fvd_ci": list(ref["floor_ci"]),
+        "real_by_motion": ref["by_motion"],
         "thresholds": {**asdict(cfg.thresholds), "frame_size_px": int(size)},
         "prompts": [{"prompt": s.caption, "held_out": is_held_out(s)} for s in specs],
         "seeds": seeds,
@@ -375,6 +366,21 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     examples = {"generator": render_video(specs[_example_index(specs)], 0, frames, size)[0]}
     examples.update({v: runs[run]["example"] for v, run in rows.items()})
     return results, examples
+
+
+def fvd_reference(specs: list[ShapeSpec], cfg: EvalConfig, frames: int, size: int) -> dict:
+    """Table 1 analog: the reference (generator videos of the same prompts: mean, covariance, per verb, and per
+    seen / held-out split) and the real-data floor (another generator set as large as a variant's)."""
+    ref_feats = reference_features(specs, cfg.reference_seeds, 1, frames, size)
+    mu, sigma = feature_stats(ref_feats)
+    by_motion = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(cfg.reference_seeds)], ref_feats)
+    floor_feats = reference_features(specs, cfg.seeds, 2, frames, size)
+    floor = frechet_distance(*feature_stats(floor_feats), mu, sigma)
+    floor_ci = bootstrap_fd(floor_feats, mu, sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
+    held = np.array([is_held_out(s) for s in specs for _ in range(cfg.reference_seeds)])
+    splits = {split: feature_stats(ref_feats[mask]) for split, mask in (("seen", ~held), ("held_out", held))
+              if mask.sum() >= 2}
+    return {"mu": mu, "sigma": sigma, "by_motion": by_motion, "floor": floor, "floor_ci": floor_ci, "splits": splits}
 
 
 def _example_index(specs: list[ShapeSpec]) -> int:

@@ -87,11 +87,8 @@ class HarivoVideoModel(nn.Module):
         frame_token_generator: FrameTokenGenerator | None = None,
     ):
         super().__init__()
-        self.unet = unet
-        self.t2i_unet = t2i_unet
-        self.config = config
-        self.mapping_network = mapping_network
-        self.frame_token_generator = frame_token_generator
+        self.unet, self.t2i_unet, self.config = unet, t2i_unet, config  # video branch, T2I branch (tied weights)
+        self.mapping_network, self.frame_token_generator = mapping_network, frame_token_generator  # None: absent
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod

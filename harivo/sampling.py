@@ -20,7 +20,7 @@ from .config import check_fields, setting
 class CFGSchedule:
     """App. D: a strong guidance scale while t > switch·T, a weaker one after. high == low is constant CFG."""
 
-    high: float = setting(12.5, low=1.0, high=100.0, name="cfg_high", slider=(1.0, 20.0))  # t > switch·T (App. D: 10–15)
+    high: float = setting(12.5, low=1.0, high=100.0, name="cfg_high", slider=(1.0, 20.0))  # t > switch·T (10–15)
     low: float = setting(7.5, low=1.0, high=100.0, name="cfg_low", slider=(1.0, 20.0))  # t <= switch·T (App. D: 7.5)
     switch: float = setting(0.7, low=0.0, high=1.0, name="cfg_switch")  # fraction of T where it drops (App. D: 0.7T)
 
@@ -48,7 +48,7 @@ class MGConfig:
     nothing downstream has to ask both.
     """
 
-    alpha: float = setting(40.0, low=0.0, high=300.0)  # α, §4 configuration (40–50 in App. D; 150 over-smooths, Fig. 6c)
+    alpha: float = setting(40.0, low=0.0, high=300.0)  # α, §4 (40–50 in App. D; 150 over-smooths, Fig. 6c)
     symmetric: bool = False  # False: Algorithm 1 (one-sided); True: full gradient of Eq. 7 (our extra)
     enabled: bool = True
 

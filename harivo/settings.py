@@ -16,16 +16,37 @@ from dataclasses import asdict, dataclass, field
 from .config import check_fields, field_range, setting
 from .sampling import CFGSchedule, MGConfig
 
-# flat name (app API parameter, `explorer.RunRequest` field, CLI dest) -> where it lives in GenerationSettings
-FLAT: dict[str, tuple[str, ...]] = {
-    "prompt": ("prompt",), "negative_prompt": ("negative_prompt",), "seed": ("seed",),
-    "num_frames": ("num_frames",), "num_inference_steps": ("num_inference_steps",),
-    "cfg_high": ("cfg", "high"), "cfg_low": ("cfg", "low"), "cfg_switch": ("cfg", "switch"),
-    "use_mg": ("mg", "enabled"), "mg_alpha": ("mg", "alpha"), "mg_symmetric": ("mg", "symmetric"),
-    "use_mapping": ("use_mapping",), "use_frame_tokens": ("use_frame_tokens",), "use_motion": ("use_motion",),
-    "height": ("height",), "width": ("width",),
-    "capture_attention": ("capture_attention",), "keep_attention_per_step": ("keep_attention_per_step",),
-}  # fmt: skip
+
+@dataclass(frozen=True)
+class Flat:
+    """A generation setting under its flat name: where it lives in GenerationSettings, and its CLI flag."""
+
+    path: tuple[str, ...]  # ("mg", "alpha"): GenerationSettings.mg.alpha
+    flag: str | None = None  # flag of `python -m harivo.generate` (docs/design.md §3); "--no-X" switches off
+    help: str = ""
+
+
+# flat name (app API parameter, `explorer.RunRequest` field, CLI dest) -> Flat; defaults: GenerationSettings
+FLAT: dict[str, Flat] = {
+    "prompt": Flat(("prompt",), "--prompt", "text prompt"),
+    "negative_prompt": Flat(("negative_prompt",), "--negative-prompt", "negative prompt (CFG's unconditional branch)"),
+    "seed": Flat(("seed",), "--seed", "seed of the initial noise (same seed ⇒ same video)"),
+    "num_frames": Flat(("num_frames",), "--frames", "number of frames"),
+    "num_inference_steps": Flat(("num_inference_steps",), "--steps", "DDIM steps (App. D)"),
+    "cfg_high": Flat(("cfg", "high"), "--cfg-high", "CFG scale while t > switch·T (App. D: 10–15)"),
+    "cfg_low": Flat(("cfg", "low"), "--cfg-low", "CFG scale after the switch (App. D)"),
+    "cfg_switch": Flat(("cfg", "switch"), "--cfg-switch", "switch point as a fraction of T (App. D)"),
+    "use_mg": Flat(("mg", "enabled"), "--no-mg", "skip mitigating-gradient sampling"),
+    "mg_alpha": Flat(("mg", "alpha"), "--alpha", "MG strength α (§4)"),
+    "mg_symmetric": Flat(("mg", "symmetric"), "--mg-symmetric", "full Eq. 7 gradient instead of Algorithm 1"),
+    "use_mapping": Flat(("use_mapping",), "--no-mapping", "skip the mapping network"),
+    "use_frame_tokens": Flat(("use_frame_tokens",), "--no-frame-tokens", "skip the frame-wise tokens"),
+    "use_motion": Flat(("use_motion",), "--no-motion", "frozen T2I model on each frame (temporal layers off)"),
+    "height": Flat(("height",), "--height", "video height in px (default: the UNet's native size)"),
+    "width": Flat(("width",), "--width", "video width in px (default: the UNet's native size)"),
+    "capture_attention": Flat(("capture_attention",), "--no-attention", "do not record cross-attention maps"),
+    "keep_attention_per_step": Flat(("keep_attention_per_step",)),
+}
 NESTED = {"cfg": CFGSchedule, "mg": MGConfig}
 
 
@@ -49,7 +70,7 @@ class GenerationSettings:
     capture_attention: bool = True  # record frame-wise cross-attention maps
     keep_attention_per_step: bool = True  # per-step maps (else only the mean over steps)
 
-    def validate(self) -> "GenerationSettings":
+    def validate(self) -> GenerationSettings:
         """ValueError naming the argument for anything no model can do (the model's own limits:
         `HarivoPipeline.check`)."""
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -67,15 +88,15 @@ class GenerationSettings:
     def flat(self) -> dict:
         """{flat name: value}, see FLAT."""
         out = {}
-        for name, path in FLAT.items():
+        for name, spec in FLAT.items():
             value = self
-            for part in path:
+            for part in spec.path:
                 value = getattr(value, part)
             out[name] = value
         return out
 
     @classmethod
-    def from_flat(cls, **values) -> "GenerationSettings":
+    def from_flat(cls, **values) -> GenerationSettings:
         """Settings from flat names (FLAT); names not given keep their defaults. Not validated."""
         unknown = sorted(set(values) - set(FLAT))
         if unknown:
@@ -83,7 +104,7 @@ class GenerationSettings:
         top: dict = {}
         nested: dict[str, dict] = {name: {} for name in NESTED}
         for name, value in values.items():
-            path = FLAT[name]
+            path = FLAT[name].path
             (nested[path[0]] if len(path) == 2 else top)[path[-1]] = value
         return cls(**top, **{name: NESTED[name](**kw) for name, kw in nested.items()})
 
@@ -95,55 +116,32 @@ def defaults() -> dict:
 
 def flat_range(name: str, slider: bool = False) -> tuple[float | None, float | None]:
     """(low, high) that the flat setting `name` accepts, or with `slider` the range the app shows."""
-    path = FLAT[name]
+    path = FLAT[name].path
     owner = NESTED[path[0]] if len(path) == 2 else GenerationSettings
     return field_range(owner, path[-1], slider)
 
 
 # ------------------------------------------------------------------------------------------------ CLI flags
-# (flat name, flag, help) of `python -m harivo.generate` (docs/design.md §3); a `--no-` flag switches off a
-# setting that is on by default. Defaults come from GenerationSettings.
-CLI_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("prompt", "--prompt", "text prompt"),
-    ("negative_prompt", "--negative-prompt", "negative prompt (the unconditional branch of CFG)"),
-    ("seed", "--seed", "seed of the initial noise (same seed ⇒ same video)"),
-    ("num_frames", "--frames", "number of frames"),
-    ("height", "--height", "video height in px (default: the UNet's native size)"),
-    ("width", "--width", "video width in px (default: the UNet's native size)"),
-    ("num_inference_steps", "--steps", "DDIM steps (App. D)"),
-    ("cfg_high", "--cfg-high", "CFG scale while t > switch·T (App. D: 10–15)"),
-    ("cfg_low", "--cfg-low", "CFG scale after the switch (App. D)"),
-    ("cfg_switch", "--cfg-switch", "switch point as a fraction of T (App. D)"),
-    ("mg_alpha", "--alpha", "MG strength α (§4)"),
-    ("mg_symmetric", "--mg-symmetric", "full Eq. 7 gradient instead of Algorithm 1"),
-    ("use_mapping", "--no-mapping", "skip the mapping network"),
-    ("use_frame_tokens", "--no-frame-tokens", "skip the frame-wise tokens"),
-    ("use_mg", "--no-mg", "skip mitigating-gradient sampling"),
-    ("use_motion", "--no-motion", "frozen T2I model on each frame (temporal layers off)"),
-    ("capture_attention", "--no-attention", "do not record cross-attention maps"),
-)
-
-
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: tuple[str, ...] = ("prompt",),
                   only: tuple[str, ...] | None = None, with_defaults: bool = True) -> None:
-    """The CLI flags of the generation settings (CLI_FLAGS; `only` some of them), dest = the flat name.
+    """The CLI flags of the generation settings (FLAT; `only` some of them), dest = the flat name.
     `with_defaults=False` leaves the value flags at None ("not given"), for callers with defaults of their own."""
     values = defaults()
-    for name, flag, text in CLI_FLAGS:
-        if only is not None and name not in only:
+    for name, spec in FLAT.items():
+        if spec.flag is None or (only is not None and name not in only):
             continue
         default = values[name]
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=name, action="store_false" if flag.startswith("--no-") else "store_true",
-                                help=text)
+            action = "store_false" if spec.flag.startswith("--no-") else "store_true"
+            parser.add_argument(spec.flag, dest=name, action=action, help=spec.help)
             continue
         shown = f" (default: {default:g})" if isinstance(default, (int, float)) else ""
-        parser.add_argument(flag, dest=name, type=type(default) if default is not None else int,
-                            default=default if with_defaults else None, required=name in required, help=text + shown,
-                            metavar=flag.removeprefix("--").replace("-", "_").upper())
+        parser.add_argument(spec.flag, dest=name, type=type(default) if default is not None else int,
+                            default=default if with_defaults else None, required=name in required,
+                            help=spec.help + shown, metavar=spec.flag.removeprefix("--").replace("-", "_").upper())
 
 
 def from_args(args: argparse.Namespace) -> GenerationSettings:
     """GenerationSettings from the flags of `add_arguments` (those given; not validated)."""
-    return GenerationSettings.from_flat(**{name: getattr(args, name) for name, _, _ in CLI_FLAGS
-                                           if getattr(args, name, None) is not None})
+    return GenerationSettings.from_flat(**{name: getattr(args, name) for name, f in FLAT.items()
+                                           if f.flag and getattr(args, name, None) is not None})

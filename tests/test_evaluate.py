@@ -16,11 +16,17 @@ from PIL import Image
 from harivo import eval_report, evaluate
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
-from harivo.eval_stats import translation_summary
 from harivo.eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features
 from harivo.eval_report import fmt_fvd, fmt_pct
-from harivo.eval_stats import (bootstrap_fd, feature_stats, frechet_distance, percentages, reference_features,
-                               table_scores)
+from harivo.eval_stats import (
+    bootstrap_fd,
+    feature_stats,
+    frechet_distance,
+    percentages,
+    reference_features,
+    table_scores,
+    translation_summary,
+)
 from harivo.evaluate import eval_prompts
 from harivo.sampling import MGConfig
 from harivo.tiny import save_tiny_checkpoint

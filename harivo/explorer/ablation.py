@@ -23,10 +23,12 @@ from .views import columns
 
 TABLE1_ROWS = tuple((table1_label(v), v.removesuffix("+mg"), v.endswith("+mg")) for v in TABLE1)  # ablation grid
 ALPHAS = (0.0, MGConfig.alpha, 150.0)  # Fig. 6c: MG off, the default, over-smoothed
-ABLATION_MODES = {"variants": "Table 1 variants + MG", "alpha": f"MG α ∈ {{{', '.join(f'{a:g}' for a in ALPHAS)}}} (Fig. 6c)"}
+ABLATION_MODES = {"variants": "Table 1 variants + MG",
+                  "alpha": f"MG α ∈ {{{', '.join(f'{a:g}' for a in ALPHAS)}}} (Fig. 6c)"}
 
 
-def run_compare(registry: ModelRegistry, a: RunRequest, b: RunRequest, cancel: threading.Event | None = None) -> list[RunResult]:
+def run_compare(registry: ModelRegistry, a: RunRequest, b: RunRequest,
+                cancel: threading.Event | None = None) -> list[RunResult]:
     """A and B on the same seed (the caller sets it), one after the other, without attention capture."""
     return [run_generation(registry, r, cancel, capture_attention=False, write_bundle=False, desc=f"sampling {n}")
             for n, r in (("A", a), ("B", b))]
@@ -44,12 +46,13 @@ def ablation_plan(registry: ModelRegistry, mode: str, req: RunRequest) -> list[t
     if len(present) >= 2:
         return [(label, dataclasses.replace(base, model=v, use_mg=mg, use_mapping=True, use_frame_tokens=True))
                 for label, v, mg in TABLE1_ROWS if v in present]
-    off = dict(use_mapping=False, use_frame_tokens=False, use_mg=False)
+    off = {"use_mapping": False, "use_frame_tokens": False, "use_mg": False}
     return [
         ("no mapping, no frame tokens", dataclasses.replace(base, **off)),
         ("+ mapping network", dataclasses.replace(base, **{**off, "use_mapping": True})),
         ("+ frame-wise tokens", dataclasses.replace(base, **{**off, "use_mapping": True, "use_frame_tokens": True})),
-        (f"+ MG (α = {base.mg_alpha:g})", dataclasses.replace(base, use_mapping=True, use_frame_tokens=True, use_mg=True)),
+        (f"+ MG (α = {base.mg_alpha:g})",
+         dataclasses.replace(base, use_mapping=True, use_frame_tokens=True, use_mg=True)),
     ]
 
 
@@ -98,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--frames", type=int, default=RunRequest.num_frames)
     a.add_argument("--steps", type=int, default=RunRequest.num_inference_steps)
     a.add_argument("--model", default="", help="registry key (default: the first available)")
-    a.add_argument("--checkpoints", default=None, help=f"checkpoints folder (default: ${CHECKPOINTS_ENV} or checkpoints/)")
+    a.add_argument("--checkpoints", default=None,
+                   help=f"checkpoints folder (default: ${CHECKPOINTS_ENV} or checkpoints/)")
     a.add_argument("--out", required=True, help="output stem: writes STEM.png and STEM.pdf")
     args = p.parse_args(argv)
     registry = ModelRegistry(args.checkpoints)
-    req = RunRequest(prompt=args.prompt, seed=args.seed, num_frames=args.frames, num_inference_steps=args.steps, model=args.model)
+    req = RunRequest(prompt=args.prompt, seed=args.seed, num_frames=args.frames, num_inference_steps=args.steps,
+                     model=args.model)
     res = run_ablation(registry, args.mode, req, out_stem=args.out)
-    print(f"wrote {res.png} and {res.pdf} ({len(res.rows)} rows, models: {', '.join(sorted({r.model for _, r in res.rows}))})")
+    models = ", ".join(sorted({r.model for _, r in res.rows}))
+    print(f"wrote {res.png} and {res.pdf} ({len(res.rows)} rows, models: {models})")
     return 0

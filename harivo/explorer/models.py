@@ -45,7 +45,8 @@ def miniature_note(registry: ModelRegistry) -> str | None:
 
 
 def is_checkpoint(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "harivo.safetensors").is_file() and (path / "motion_adapter").is_dir()
+    return ((path / "config.json").is_file() and (path / "harivo.safetensors").is_file()
+            and (path / "motion_adapter").is_dir())
 
 
 def training_note(path: Path) -> str:
@@ -79,10 +80,10 @@ class ModelRegistry:
 
     def scan(self) -> list[ModelEntry]:
         entries = []
-        for v in VARIANT_LABELS:
+        for v, label in VARIANT_LABELS.items():
             path = self.checkpoints / f"harivo-shapes-{v}"
             if is_checkpoint(path):
-                entries.append(ModelEntry(v, VARIANT_LABELS[v] + training_note(path), path, True))
+                entries.append(ModelEntry(v, label + training_note(path), path, True))
         if self.checkpoints.is_dir():
             for path in sorted(p for p in self.checkpoints.iterdir() if p.is_dir()):
                 if not path.name.startswith("harivo-shapes-") and is_checkpoint(path):

@@ -133,7 +133,8 @@ def write_bundle_files(result: RunResult, out) -> Path:
     save_output(out, d, fps=result.fps, extra=extra)
     media.write_gif(result.frames, d / "video.gif", fps=result.fps)
     result.video = d / "video.mp4"
-    result.bundle = d / f"harivo-{_slug(result.settings.get('prompt', 'video'))}-seed{result.settings.get('seed', 0)}.zip"
+    s = result.settings
+    result.bundle = d / f"harivo-{_slug(s.get('prompt', 'video'))}-seed{s.get('seed', 0)}.zip"
     with zipfile.ZipFile(result.bundle, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in BUNDLE_FILES:
             if (d / name).exists():

@@ -49,7 +49,8 @@ def default_token(rec: AttentionRecord | None, prompt: str = "") -> str | None:
 def source_choices(rec: AttentionRecord | None) -> list[str]:
     if rec is None:
         return [MEAN_SOURCE]
-    return [MEAN_SOURCE] + [f"resolution {r}" for r in rec.resolutions] + [f"layer {layer_label(n)}" for n in rec.per_layer]
+    return ([MEAN_SOURCE] + [f"resolution {r}" for r in rec.resolutions]
+            + [f"layer {layer_label(n)}" for n in rec.per_layer])
 
 
 def layer_label(name: str) -> str:
@@ -88,7 +89,7 @@ def attention_maps(rec: AttentionRecord, source: str | None = None, step: str | 
 
 def default_columns(width: int) -> tuple[int, int]:
     """Two columns in the middle third, as in Fig. 6."""
-    return int(round(0.35 * (width - 1))), int(round(0.65 * (width - 1)))
+    return round(0.35 * (width - 1)), round(0.65 * (width - 1))
 
 
 def columns(width: int, x_red: int | None = None, x_green: int | None = None) -> tuple[int, int]:
@@ -200,10 +201,11 @@ def summary(result: RunResult) -> str:
     flick = "n/a (no single object found)" if not np.isfinite(result.flicker) else f"{result.flicker:.4f}"
     mg = recorded_mg(s)
     mg_text = f"MG α={mg.alpha:g}" + (" (symmetric)" if mg.symmetric else "") if mg.enabled else "MG off"
-    parts = [f"mapping {'on' if s.get('use_mapping') else 'off'}", f"frame tokens {'on' if s.get('use_frame_tokens') else 'off'}",
+    parts = [f"mapping {'on' if s.get('use_mapping') else 'off'}",
+             f"frame tokens {'on' if s.get('use_frame_tokens') else 'off'}",
              f"temporal layers {'on' if s.get('use_motion', True) else 'off'}", mg_text]
-    lines = [f"**{result.model_label}** · seed {s.get('seed')} · {result.frames.shape[0]} frames · "
-             f"{len(result.steps)} steps · {result.elapsed:.1f} s", " · ".join(parts),
-             f"flicker score: {flick} (0 = steady)"]
+    head = (f"**{result.model_label}** · seed {s.get('seed')} · {result.frames.shape[0]} frames · "
+            f"{len(result.steps)} steps · {result.elapsed:.1f} s")
+    lines = [head, " · ".join(parts), f"flicker score: {flick} (0 = steady)"]
     lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines)
