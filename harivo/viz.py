@@ -11,6 +11,8 @@
   frames + slice stack, exported as one PNG and one PDF for a paper.
 
 Only numpy and matplotlib (Agg); every function takes plain arrays so notebooks can use them directly.
+One module of ~460 lines: the pictures share their pixel conventions (uint8, nearest upscaling, one
+normalisation and colour map for attention); split by figure, each part would import the others' helpers.
 Frames are `(f, h, w, 3)` float in [0, 1] or uint8; maps are `(f, h, w)` or `(f, h, w, n)` for n tokens.
 """
 
@@ -256,21 +258,23 @@ def attention_grid(frames: np.ndarray, maps: np.ndarray, tokens: Sequence[str], 
 
 def token_attention_figure(frames: np.ndarray, maps: np.ndarray, token: str, overlay: bool = True,
                            max_cols: int = 8, title: str | None = None) -> Figure:
-    """One token's cross-attention over every frame (Fig. 6b), `max_cols` frames a row, with the colour bar and
-    normalisation note of `attention_grid`: `maps` (f, h, w), min–max normalised over all frames, on the frames
-    (`overlay`) or alone. The heading names the token, `title` and the order of the frames."""
+    """One token's cross-attention over every frame (Fig. 6b), `max_cols` frames a row (numbered), with the colour
+    bar and normalisation note of `attention_grid`: `maps` (f, h, w), min–max normalised over all frames, on the
+    frames (`overlay`) or alone. The heading names the token and `title`."""
     frames = _check_video(frames)
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != frames.shape[0]:
         raise ValueError(f"maps: expected shape ({frames.shape[0]}, h, w) matching the frames, got {maps.shape}")
     tiles = _attention_tiles(frames, normalise_per_token(maps), overlay)
-    cols = min(len(tiles), max_cols)
-    blank = np.full_like(tiles[0], 255)
-    tiles += [blank] * (-len(tiles) % cols)  # white cells after the last frame
+    cols, (th, tw) = min(len(tiles), max_cols), tiles[0].shape[:2]
+    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % cols)  # white cells after the last frame
     mosaic = _mosaic([tiles[r : r + cols] for r in range(0, len(tiles), cols)], gap=2)
-    order = f"frames 1–{len(frames)} left to right" + (", top to bottom" if len(frames) > cols else "")
-    heading = " · ".join(part for part in (f"“{token}”", title, order) if part)
-    fig, ax = _figure_with_colour_bar(mosaic, min(1.1 * cols, 12.5), 0.2, 0.2, 0.45, heading)
+    heading = " · ".join(part for part in (f"“{token}”", title) if part)
+    fig, ax = _figure_with_colour_bar(mosaic, min(1.1 * cols, 12.5), 0.2, 0.2, 0.5, heading)
+    for i in range(len(frames)):  # frame numbers in the tiles' corners
+        r, c = divmod(i, cols)
+        ax.text(c * (tw + 2) + 2, r * (th + 2) + 2, str(i + 1), color="white", fontsize=7, ha="left", va="top",
+                bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0})
     ax.set_xticks([])
     ax.set_yticks([])
     return fig

@@ -175,8 +175,8 @@ def test_chosen_token_view_carries_the_grid_colour_bar_and_note(overlay):
     assert texts == viz.ATTENTION_NORMALISATION
     bars = [ax for ax in fig.axes if ax.get_label() == "colour bar"]
     assert len(bars) == 1 and list(bars[0].get_xticks()) == [0, 0.5, 1]
-    heading = fig._suptitle.get_text().replace("\n", " ")
-    assert "“circle”" in heading and "frames 1–10" in heading and "top to bottom" in heading  # 8 a row, 2 rows
+    assert fig._suptitle.get_text() == "“circle” · mean over steps"
+    assert [t.get_text() for t in fig.axes[0].texts] == [str(i) for i in range(1, 11)]  # every frame numbered
     image = viz.figure_to_array(fig)
     assert image.ndim == 3 and image.std() > 0
     with pytest.raises(ValueError, match="maps"):
