@@ -51,13 +51,13 @@ def merge_unet_kwargs(conditions: Sequence[Condition], sample: torch.Tensor, tim
     return out
 
 
-def check_conditions(conditions: Sequence, required: Sequence[type], model, num_frames: int, height: int,
+def validate_conditions(conditions: Sequence, required: Sequence[type], model, num_frames: int, height: int,
                      width: int) -> None:
     """Every condition valid for this call, and exactly one of each type in `required`."""
     for c in conditions:
-        if not all(hasattr(c, name) for name in ("validate", "modules", "unet_kwargs")):
-            raise ValueError(f"conditions: expected add-on conditions (validate, modules, unet_kwargs; "
-                             f"harivo.conditions), got {type(c).__name__}")
+        if not all(hasattr(c, name) for name in ("validate", "modules", "unet_kwargs", "replaces_attention_processors")):
+            raise ValueError(f"conditions: expected add-on conditions (harivo.conditions.Condition), got "
+                             f"{type(c).__name__}")
         c.validate(model, num_frames, height, width)
     for kind in required:
         n = sum(isinstance(c, kind) for c in conditions)

@@ -33,7 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
-from .conditions import check_conditions, merge_unet_kwargs
+from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import StepInfo, sample_ddim
@@ -271,7 +271,7 @@ class HarivoPipeline:
         return s.height or default, s.width or default
 
     def check_conditions(self, s: GenerationSettings, conditions: Sequence) -> None:
-        check_conditions(conditions, self.required_conditions, self.model, s.num_frames, *self.output_size(s))
+        validate_conditions(conditions, self.required_conditions, self.model, s.num_frames, *self.output_size(s))
 
     @torch.no_grad()
     def _generate(self, s: GenerationSettings, callback, cancel, conditions: tuple = ()) -> HarivoOutput:

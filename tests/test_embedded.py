@@ -57,7 +57,7 @@ def test_shipped_dc_variants_did_not_collapse():
 
 @pytest.mark.skipif("baseline" not in SHIPPED, reason="no baseline checkpoint shipped yet")
 def test_shipped_baseline_is_a_diffusers_animatediff_motion_adapter():
-    # DESIGN.md's oracle on the real embedded weights: diffusers alone, from the two folders, draws our video
+    # docs/design.md's oracle on the real embedded weights: diffusers alone, from the two folders, draws our video
     folder = DEFAULT_CHECKPOINTS / "harivo-shapes-baseline"
     adapter = MotionAdapter.from_pretrained(folder / "motion_adapter")
     ad = AnimateDiffPipeline.from_pretrained(DEFAULT_CHECKPOINTS / "shapes-sd", motion_adapter=adapter)

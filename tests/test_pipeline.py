@@ -1,4 +1,4 @@
-"""The oracle (DESIGN.md §3): with mapping, frame tokens and MG off and constant CFG, HARIVO == AnimateDiffPipeline."""
+"""The oracle (docs/design.md §3): with mapping, frame tokens and MG off and constant CFG, HARIVO == AnimateDiffPipeline."""
 
 import numpy as np
 import pytest
