@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from harivo.data.shapes import BACKGROUNDS, ShapeSpec
-from harivo.token_focus import map_focus, measure_video, object_mask, summarise, token_groups
+from harivo.token_focus import map_focus, measure_video, object_mask, summarise, token_groups, trajectory_correlation
 
 
 def _mask(h=8, w=8, box=(2, 4, 2, 4)):
@@ -78,9 +78,34 @@ def test_measure_video_and_summary():
     maps[..., 1] = _mask()  # the frame token looks at the object
     tokens, kinds = ["square", "<f1>"], ["text", "frame"]
     per = measure_video(frames, maps, tokens, kinds, spec)
+    assert per["frame tokens"]["correlations"] == []  # standing still: no trajectory
     s = summarise(per)
     assert s["frame tokens"]["maps"] == 2 and s["frame tokens"]["lift_mean"] == pytest.approx(16.0)
     assert s["frame tokens"]["closer_than_uniform"] == 1.0
     assert s["shape"]["lift_mean"] == pytest.approx(1.0) and s["shape"]["closer_than_uniform"] == 0.0
     with pytest.raises(ValueError, match="maps"):
         measure_video(frames, maps[:1], tokens, kinds, spec)
+
+
+def test_flat_floor_does_not_pull_the_centroid_to_the_centre():
+    mask = _mask()
+    m = np.full((8, 8), 5.0)
+    m[2:4, 2:4] += 1.0  # a bump on the object over a flat floor
+    f = map_focus(m, mask)
+    assert f.centroid_distance == pytest.approx(0.0)
+    assert f.lift == pytest.approx((4 * 6.0 / (64 * 5.0 + 4)) / (4 / 64))
+
+
+def test_a_map_that_moves_with_the_object_correlates():
+    spec = ShapeSpec("red", "square", "moving left to right", "gray")
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    frames[:] = BACKGROUNDS["gray"]
+    maps = np.zeros((4, 8, 8, 2))
+    for f in range(4):
+        frames[f, 3:5, f:f + 2] = (220, 40, 40)
+        maps[f, 3:5, f:f + 2, 1] = 1.0  # <f1> follows the object
+        maps[f, 3:5, 6 - f:8 - f, 0] = 1.0  # "square" moves the other way
+    per = measure_video(frames, maps, ["square", "<f1>"], ["text", "frame"], spec)
+    assert per["frame tokens"]["correlations"] == [pytest.approx(1.0)]
+    assert per["shape"]["correlations"] == [pytest.approx(-1.0)]
+    assert trajectory_correlation(per["shape"]["maps"][:2], 0) is None  # too few frames
