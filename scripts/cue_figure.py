@@ -3,7 +3,7 @@
 One row per motion: frames 0, 5, 10 and 15 of one generator video with the cue, then frame 0 without it
 (``cue=False``, the world before the cue), and what the pixel checker reads back from each cue frame.
 
-    python scripts/cue_figure.py [--out assets/figures/cue_world.png]
+    python scripts/cue_figure.py [--style cue2] [--out assets/figures/cue_world.png]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harivo.data.checker import cue_motion, read_frame  # noqa: E402
-from harivo.data.shapes import MOTIONS, ShapeSpec, render_video  # noqa: E402
+from harivo.data.shapes import CUE_STYLE, CUE_STYLES, MOTIONS, ShapeSpec, render_video  # noqa: E402
 
 EXAMPLES = {  # one (colour, shape, background) per motion, so every colour family and shape shows up
     "moving left to right": ("red", "square", "gray"),
@@ -38,11 +38,13 @@ FRAMES = (0, 5, 10, 15)
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="assets/figures/cue_world.png")
+    ap.add_argument("--style", default=None, choices=CUE_STYLES, help="cue style (default: the world's)")
     args = ap.parse_args(argv)
+    cue = args.style or True
     fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 13.0))
     for row, motion in enumerate(MOTIONS):
         spec = ShapeSpec(*EXAMPLES[motion][:2], motion, EXAMPLES[motion][2])
-        video, _ = render_video(spec, seed=row + 3)
+        video, _ = render_video(spec, seed=row + 3, cue=cue)
         plain, _ = render_video(spec, seed=row + 3, cue=False)
         for col, f in enumerate(FRAMES):
             ax = axes[row, col]
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> Path:
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("The shapes world: every frame shows its motion (the mark inside the object)\n"
+    fig.suptitle(f"The shapes world ({args.style or CUE_STYLE}): every frame shows its motion (the mark inside the object)\n"
                  "titles: frame, and the motion the pixel checker reads from that single frame", fontsize=10)
     fig.tight_layout()
     out = Path(args.out)

@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from harivo.data.checker import cue_agrees, cue_motion, judge, read_frame
 from harivo.data.shapes import (
-    BACKGROUNDS, COLOURS, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
+    BACKGROUNDS, COLOURS, CUE2_PAIR_OFFSET, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, CUE_STYLE, CUE_STYLES,
+    MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
     all_specs, mark_colour, rasterize, render_image, render_video,
 )  # fmt: skip
 
@@ -36,16 +37,26 @@ def test_mark_colour_is_the_farther_of_black_and_white():
         assert np.linalg.norm(mk - rgb) >= np.linalg.norm(np.array(other, float) - rgb)
         assert np.linalg.norm(mk - rgb) > 150  # high contrast for every colour
     assert mark_colour("white") == COLOURS["black"] and mark_colour("black") == COLOURS["white"]
-    assert WORLD_VERSION == "cue1"
+    assert WORLD_VERSION == CUE_STYLE == "cue1"
 
 
+def test_cue_style_is_checked():
+    spec = ShapeSpec("red", "circle", "moving up", "gray")
+    with pytest.raises(ValueError, match="cue"):
+        render_image(spec, 1, cue="cue9")
+    assert np.array_equal(render_image(spec, 1), render_image(spec, 1, cue=CUE_STYLE))
+    assert not np.array_equal(render_image(spec, 1, cue="cue1"), render_image(spec, 1, cue="cue2"))
+
+
+@pytest.mark.parametrize("style", CUE_STYLES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("motion", MOTIONS)
-def test_mark_is_drawn_as_documented(shape, motion):
+def test_mark_is_drawn_as_documented(shape, motion, style):
     if (shape, motion) == ("circle", "spinning"):
         return
     spec = ShapeSpec("red" if shape != "star" else "yellow", shape, motion, "gray")
-    video, track = render_video(spec, seed=11)
+    video, track = render_video(spec, seed=11, cue=style)
+    centred = 0.05 if style == "cue1" else 0.12  # cue2's larger pair is clipped unevenly by a triangle
     ys, xs = np.mgrid[0:64, 0:64]
     for f in (0, 7, 15):
         w = _mark_pixels(video[f], spec)
@@ -60,15 +71,15 @@ def test_mark_is_drawn_as_documented(shape, motion):
             assert off @ u > 0.5 * CUE_OFFSET  # on the leading side
             assert abs(off @ u[::-1]) < 0.08  # on the axis of motion
         elif motion == "getting closer":
-            assert np.hypot(*off) < 0.05
+            assert np.hypot(*off) < centred
         elif motion == "moving away":
-            assert np.hypot(*off) < 0.05
+            assert np.hypot(*off) < centred
             labels, n = ndimage.label(w > 0.5)
             assert n == 2
             cxs = sorted(ndimage.center_of_mass(w > 0.5, labels, [1, 2]), key=lambda c: c[1])
             assert abs(cxs[0][0] - cxs[1][0]) < 0.6  # side by side
             gap = (cxs[1][1] - cxs[0][1]) / track.size[f]
-            assert gap == pytest.approx(2 * CUE_PAIR_OFFSET, abs=0.15)
+            assert gap == pytest.approx(2 * (CUE_PAIR_OFFSET if style == "cue1" else CUE2_PAIR_OFFSET), abs=0.15)
         elif motion == "spinning":  # towards the first corner: turns with the object
             a = np.deg2rad(track.angle[f])
             assert off @ np.array([np.cos(a), np.sin(a)]) > 0.5 * CUE_OFFSET
@@ -80,6 +91,9 @@ def test_mark_is_drawn_as_documented(shape, motion):
         cover = (plain - bg) @ (fg - bg) / ((fg - bg) @ (fg - bg))
         assert np.all(cover[w > 0] >= 0.75)
         assert (cover[w > 0] > 0.99).mean() > 0.8
+        if motion in (*CUE_DIRECTIONS, "spinning"):  # cue1: a round mark; cue2: the object's leading half
+            share = w.sum() / np.clip(cover, 0, 1).sum()
+            assert (0.04 < share < 0.19) if style == "cue1" else (0.2 < share < 0.5), share
 
 
 def test_cue_false_is_the_plain_world():
@@ -94,12 +108,13 @@ def test_cue_false_is_the_plain_world():
         [np.array_equal(render_image(spec, 4, cue=False), v) for v in video])[0]])
 
 
-def test_cue_is_invisible_to_the_object_reading():
+@pytest.mark.parametrize("style", CUE_STYLES)
+def test_cue_is_invisible_to_the_object_reading(style):
     rng = np.random.default_rng(3)
     specs = all_specs("all")
     for i in rng.choice(len(specs), 120, replace=False):
         spec, seed = specs[i], int(rng.integers(2**31 - 1))
-        a, _ = render_video(spec, seed)
+        a, _ = render_video(spec, seed, cue=style)
         b, _ = render_video(spec, seed, cue=False)
         for f in (0, 15):
             ra, rb = read_frame(a[f]), read_frame(b[f])
@@ -114,12 +129,13 @@ def test_cue_is_invisible_to_the_object_reading():
             {k: jb[k] for k in ("content", "action", "smooth", "non_weird")}
 
 
-def test_checker_reads_the_cue_back_on_every_generator_frame():
+@pytest.mark.parametrize("style", CUE_STYLES)
+def test_checker_reads_the_cue_back_on_every_generator_frame(style):
     rng = np.random.default_rng(4)
     specs = all_specs("all")
     for i in rng.choice(len(specs), 150, replace=False):
         spec = specs[i]
-        frame = render_image(spec, int(rng.integers(2**31 - 1)))
+        frame = render_image(spec, int(rng.integers(2**31 - 1)), cue=style)
         r = read_frame(frame)
         assert cue_agrees(spec.motion, r), (spec.caption, r.cue, r.cue_dx, r.cue_dy)
         if spec.motion != "spinning":

@@ -327,15 +327,17 @@ def mark_colour(colour: str) -> tuple[int, int, int]:
     return mark_rgb(COLOURS[colour])
 
 
-def cue_marks(motion: str, angle_deg: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def cue_marks(motion: str, angle_deg: np.ndarray, style: str | None = None) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """The cue's marks for ``motion``: [(centre x, centre y, radius)] in units of the circumradius, per frame
     (centres are arrays of length F, following ``angle_deg`` for "spinning"); [] for "standing still".
+    ``style``: one of ``CUE_STYLES`` (default ``CUE_STYLE``, the world's).
 
     A radius of ``np.inf`` (cue2's translations and spinning) is the half plane on the centre's side: the
     leading half of the object."""
     F = len(angle_deg)
     zero = np.zeros(F)
-    half = CUE_STYLE == "cue2"
+    style = _cue_style(style)
+    half = style == "cue2"
     r_face = np.inf if half else CUE_RADIUS
     if motion in CUE_DIRECTIONS:
         ux, uy = CUE_DIRECTIONS[motion]
@@ -349,6 +351,14 @@ def cue_marks(motion: str, angle_deg: np.ndarray) -> list[tuple[np.ndarray, np.n
         a = np.deg2rad(np.asarray(angle_deg, float))
         return [(CUE_OFFSET * np.cos(a), CUE_OFFSET * np.sin(a), r_face)]
     return []
+
+
+def _cue_style(style: str | None) -> str:
+    if style is None:
+        return CUE_STYLE
+    if style not in CUE_STYLES:
+        raise ValueError(f"cue: expected True, False or one of {CUE_STYLES}, got {style!r}")
+    return style
 
 
 def _mark_on(dx, dy, radius, marks) -> np.ndarray:
@@ -365,11 +375,13 @@ def _mark_on(dx, dy, radius, marks) -> np.ndarray:
     return on
 
 
-def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -> np.ndarray:
+def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = True) -> np.ndarray:
     """Draw the spec's shape along ``track``: uint8 (F, size, size, 3), anti-aliased, flat colours exact.
 
     With ``cue`` (the world's default) the frame also shows its motion as a mark inside the object (module
-    docstring); ``cue=False`` draws the plain object."""
+    docstring) in the world's style ``CUE_STYLE``, or in the style named (``cue="cue2"``); ``cue=False`` draws
+    the plain object."""
+    style = _cue_style(None if cue is True or cue is False else cue)
     F = len(track.cx)
     bg = np.array(BACKGROUNDS[spec.background], np.float32)
     fg = np.array(COLOURS[spec.colour], np.float32)
@@ -390,7 +402,7 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -
     inside = _coverage(spec.shape, dx, dy, radius, track.angle[:, None, None])  # (F, box*k, box*k)
     cov = inside.reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)  # (F, box, box)
     patch = bg + cov[..., None] * (fg - bg)  # (F, box, box, 3); cov == 1 gives fg exactly
-    marks = cue_marks(spec.motion, track.angle) if cue and size >= CUE_MIN_FRAME else []
+    marks = cue_marks(spec.motion, track.angle, style) if cue and size >= CUE_MIN_FRAME else []
     if marks and (spec.shape, spec.motion) not in INVISIBLE:
         core = _coverage(spec.shape, dx, dy, radius * np.float32(1.0 - CUE_MARGIN), track.angle[:, None, None])
         on = _mark_on(dx, dy, radius, marks)
@@ -406,7 +418,7 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool = True) -
 
 
 def render_video(
-    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64, cue: bool = True
+    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64, cue: bool | str = True
 ) -> tuple[np.ndarray, Track]:
     """Frames uint8 (F, size, size, 3) and the ground-truth ``Track``; deterministic in all arguments."""
     track = make_track(spec, seed, num_frames, size)
@@ -418,7 +430,7 @@ def image_frame_index(seed: int, num_frames: int = 16) -> int:
     return int(np.random.default_rng([int(seed), 1]).integers(num_frames))
 
 
-def render_image(spec: ShapeSpec, seed: int, size: int = 64, cue: bool = True) -> np.ndarray:
+def render_image(spec: ShapeSpec, seed: int, size: int = 64, cue: bool | str = True) -> np.ndarray:
     """One frame (uint8 (size, size, 3)) of ``render_video(spec, seed, 16, size)`` at a seed-chosen index."""
     track = make_track(spec, seed, 16, size)
     i = image_frame_index(seed, 16)
