@@ -76,7 +76,8 @@ def test_shipped_baseline_is_a_diffusers_animatediff_motion_adapter():
 def test_shipped_t2i_eval_reproduces(tmp_path):
     """checkpoints/shapes-sd/eval.json (stock StableDiffusionPipeline, 40 prompts, checker-judged) is what the
     weights draw today, and it meets stage 1's target: colour, shape and background right for >= 90 % of prompts."""
-    from harivo.train_t2i import T2IConfig, evaluate
+    from harivo.stage1.config import T2IConfig
+    from harivo.stage1.evaluation import evaluate
 
     recorded = json.loads((DEFAULT_CHECKPOINTS / "shapes-sd" / "eval.json").read_text())
     cfg = T2IConfig(run_dir=str(tmp_path), eval_prompts=recorded["prompts"], eval_steps=recorded["steps"],
