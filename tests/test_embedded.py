@@ -12,10 +12,10 @@ import pytest
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
-from harivo import train
 from harivo.explorer import training_note
 from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
+from harivo.stage2.base import load_base
 
 SHIPPED = [v for v in VARIANTS if (DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "config.json").is_file()]
 pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / "shapes-sd" / "unet").is_dir(),
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / "shapes-sd" / "unet")
 def test_every_shipped_variant_was_trained_on_the_shipped_t2i_with_one_recipe():
     if not SHIPPED:
         pytest.skip("no HARIVO checkpoint shipped yet")
-    base = train.load_base(str(DEFAULT_CHECKPOINTS / "shapes-sd"))
+    base = load_base(str(DEFAULT_CHECKPOINTS / "shapes-sd"))
     runs = {v: json.loads((DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "training.json").read_text()) for v in SHIPPED}
     for v, run in runs.items():
         assert run["variant"] == v
