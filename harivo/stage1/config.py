@@ -20,6 +20,9 @@ DESCRIPTION = "Stage 1: train the tiny Stable-Diffusion-shaped text-to-image mod
 # ----------------------------------------------------------------------------------------------- config
 @dataclass
 class T2IConfig:
+    """Every setting of a stage-1 run, one field per flag, grouped by part (run, VAE, text encoder, UNet,
+    bookkeeping). A long class by nature: a flat list of fields, each with why it has its value."""
+
     # --- run -------------------------------------------------------------------------------------------
     stage: str = "all"  # vae | unet | all (vae then unet) | none (only --eval)
     output_dir: str = "checkpoints/shapes-sd"  # exported StableDiffusionPipeline folder

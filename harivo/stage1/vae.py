@@ -50,14 +50,23 @@ def vae_loss(vae, x, gen, cfg: T2IConfig, acc, weights: torch.Tensor | None = No
     return loss + cfg.vae_kl_weight * kl, l1, mse, kl
 
 
-def step_loss(vae, cfg: T2IConfig, step: int, acc):
-    """`vae_loss` of training step `step`: its batch (rendered fresh) and posterior noise are a pure function of
-    (seed, step), so a resumed run draws what an uninterrupted one drew."""
+def train_step(vae, opt, cfg: T2IConfig, step: int, lr: float, acc):
+    """One optimizer step at `lr` on the batch of training step `step`: the batch (rendered fresh) and the
+    posterior noise are a pure function of (seed, step), so a resumed run draws what an uninterrupted one drew.
+    Returns `vae_loss`'s (loss, l1, mse, kl)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
     rng = np.random.default_rng([cfg.seed, 1, step])
     specs, imgs = render_batch(rng, cfg.vae_batch_size, "train", cfg.image_size)
     x = to_pixels(imgs).to(acc.device)
     weights = object_weights(specs, x, cfg.vae_object_weight) if cfg.vae_object_weight != 1.0 else None
-    return vae_loss(vae, x, stage_step_generator(cfg.seed, 1, step), cfg, acc, weights)
+    loss, l1, mse, kl = vae_loss(vae, x, stage_step_generator(cfg.seed, 1, step), cfg, acc, weights)
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    if cfg.grad_clip:
+        acc.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss, l1, mse, kl
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -189,14 +198,7 @@ def train_vae(cfg: T2IConfig, acc, t_start: float) -> dict:
             stopped = "max_minutes"
             break
         lr = cfg.vae_lr * schedule(step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss, l1, mse, kl = step_loss(vae, cfg, step, acc)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        if cfg.grad_clip:
-            acc.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
-        opt.step()
+        loss, l1, mse, kl = train_step(vae, opt, cfg, step, lr, acc)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == 1:
