@@ -166,7 +166,7 @@ def test_motion_adapter_init_and_training_below_native_size(webvid_world, tmp_pa
     other.save_pretrained(tmp_path / "other", safe_serialization=True)
     with pytest.raises(ValueError, match="motion_adapter"):
         build_training_module(small_cfg(webvid_world, motion_adapter=str(tmp_path / "other")),
-                                    load_base(cfg.base_model))
+                              load_base(cfg.base_model))
     with pytest.raises(ValueError, match="video_size"):
         build_training_module(small_cfg(webvid_world, video_size=10), load_base(cfg.base_model))
 
