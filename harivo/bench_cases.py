@@ -24,12 +24,15 @@ import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler
 from tqdm.auto import tqdm
 
-from . import train
 from .config import HarivoConfig
 from .model import HarivoVideoModel
 from .pipeline import DEFAULT_CHECKPOINTS, HarivoPipeline
 from .sampling import CFGSchedule, MGConfig
 from .settings import GenerationSettings
+from .stage2.base import BaseModel, load_base
+from .stage2.config import TrainConfig, validate
+from .stage2.run import Run, train_step
+from .stage2.training_module import build_training_module
 from .threads import default_num_threads, usable_cpus
 from .tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config, word_tokenizer
 from .train_utils import WarmupDecay, step_generator
@@ -179,23 +182,23 @@ def make_accelerator(device: torch.device, mixed_precision: str):
     return Accelerator(cpu=device.type == "cpu" and torch.cuda.is_available(), mixed_precision=mixed_precision)
 
 
-def training_run(variant: str, base: train.BaseModel, accelerator, **overrides) -> train.Run:
-    """A `train.Run` of `variant` on an in-memory base, without data: the model, projection head, queue, AdamW and
-    lr schedule exactly as `train.setup` makes them (weights are a function of the seed, so every variant starts
-    from the same motion modules). `video_size` defaults to the base's native size."""
+def training_run(variant: str, base: BaseModel, accelerator, **overrides) -> Run:
+    """A `Run` of `variant` on an in-memory base, without data: the model, projection head, queue, AdamW and
+    lr schedule exactly as `stage2.run.setup` makes them (weights are a function of the seed, so every variant
+    starts from the same motion modules). `video_size` defaults to the base's native size."""
     overrides.setdefault("video_size", base.unet.config.sample_size * base.vae_factor)
-    cfg = train.validate(train.TrainConfig(variant=variant, sample_every=0, **overrides)).resolved()
-    raw = train.build_training_module(cfg, base)
+    cfg = validate(TrainConfig(variant=variant, sample_every=0, **overrides)).resolved()
+    raw = build_training_module(cfg, base)
     params = raw.trainable()
     optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = WarmupDecay(cfg.lr_warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr, cfg.lr_schedule)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     raw.to(accelerator.device)
     module, prepared = accelerator.prepare(raw, optimizer)
-    return train.Run(cfg, accelerator, base, None, raw, module, params, optimizer, prepared, lr_scheduler)
+    return Run(cfg, accelerator, base, None, raw, module, params, optimizer, prepared, lr_scheduler)
 
 
-def random_batch(base: train.BaseModel, cfg: train.TrainConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
+def random_batch(base: BaseModel, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Latents (b, c, f, h, w) and text states (b, M, D) of the base's shapes; values do not change the timing."""
     g = torch.Generator().manual_seed(cfg.seed)
     unet, side = base.unet.config, cfg.video_size // base.vae_factor
@@ -204,15 +207,15 @@ def random_batch(base: train.BaseModel, cfg: train.TrainConfig, device: torch.de
     return latents.to(device), text.to(device)
 
 
-def training_cases(base: train.BaseModel, accelerator, **overrides) -> tuple[dict[str, Callable], dict]:
-    """One optimizer step (`train.train_step`: Eq. 5 forward, backward, clip, AdamW) per call of each variant, on
+def training_cases(base: BaseModel, accelerator, **overrides) -> tuple[dict[str, Callable], dict]:
+    """One optimizer step (`train_step`: Eq. 5 forward, backward, clip, AdamW) per call of each variant, on
     the same batch; the noise and timesteps of call n are the same for both variants. Also returns the settings."""
     cases = {}
     for variant in ("baseline", "full"):
         run = training_run(variant, base, accelerator, **overrides)
         batch = random_batch(base, run.cfg, accelerator.device)
         calls = iter(range(10**9))
-        cases[variant] = lambda run=run, batch=batch, calls=calls: train.train_step(
+        cases[variant] = lambda run=run, batch=batch, calls=calls: train_step(
             run, batch, step_generator(run.cfg.seed, next(calls)))
     keys = ("num_frames", "video_size", "batch_size", "mapping_hidden_channels", "mapping_heads", "mapping_head_dim",
             "motion_num_attention_heads", "num_frame_tokens")
@@ -239,7 +242,7 @@ def small_model_section(quick: bool, frames: int, steps: int, repeats: int, devi
     free_memory(device)
 
     base_dir = DEFAULT_CHECKPOINTS / "shapes-sd" if label.startswith("embedded") else workdir / "base"
-    base = train.load_base(str(base_dir))
+    base = load_base(str(base_dir))
     base.unet.to(accelerator.device)
     cases, result["train_step_settings"] = training_cases(base, accelerator, num_frames=frames)
     train_timings = interleaved(cases, repeats, device, desc="train-step rounds")
@@ -297,8 +300,8 @@ def scale_section(sizes: list[int], frames: int, steps: int, repeats: int, devic
     MG, App. D schedule; no capture) vs AnimateDiffPipeline. One set of random weights serves every size."""
     out: dict = {"frames": frames, "steps": steps, "dtype": str(dtype).removeprefix("torch.")}
     c = scale_components(configs)
-    base = train.BaseModel(c["vae"], c["text_encoder"], c["tokenizer"], c["unet"].to(device), scheduler_config(),
-                           Path("random-sd15"), {})
+    base = BaseModel(c["vae"], c["text_encoder"], c["tokenizer"], c["unet"].to(device), scheduler_config(),
+                     Path("random-sd15"), {})
 
     def train_part(size: int) -> dict:
         cases, settings = training_cases(base, accelerator, num_frames=frames, video_size=size,

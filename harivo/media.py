@@ -19,13 +19,6 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def to_pixels(images_uint8: np.ndarray):
-    """uint8 (n, h, w, 3) images → (n, 3, h, w) float tensor in [-1, 1], what a diffusers VAE encodes."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def upscale(frames: np.ndarray, min_size: int) -> np.ndarray:
     """Nearest-neighbour upscaling by an integer factor so that the short side is at least `min_size` px
     (tiny 64×64 shapes-world videos stay crisp in a browser; pixels are never invented)."""

@@ -1,10 +1,14 @@
 """Helpers every training script of the project needs: dataclass configs from YAML + CLI, the learning-rate
-schedule, per-step random generators, the resumable training state, and loss curves.
+schedule, the accelerator, per-step random generators, the resumable training state, and loss curves.
+
+Used by stage 1 (`harivo.stage1`, the tiny T2I model) and stage 2 (`harivo.stage2`, HARIVO itself).
 
 The training state is what a killed run needs to continue *exactly* where it stopped: trainable weights,
 optimizer moments, LR-scheduler counters, RNG states and whatever else the script hands in (e.g. the L_DC
 negative queue). Tensors go to `state.safetensors`, everything else to `state.json`, the folder is swapped in
-atomically (`fileio.atomic_dir`); no pickle is ever written or loaded.
+atomically (`fileio.atomic_dir`); no pickle is ever written or loaded. Stage 1 wrote its states in a layout
+of its own before it moved onto these helpers (`model/<module>/<key>` tensors, the torch RNG only);
+`load_training_state` reads those too, so its older run directories still resume.
 """
 
 from __future__ import annotations
@@ -151,13 +155,28 @@ def run_cli(main: Callable[[], Any], prog: str) -> None:
         sys.exit(2)
 
 
+def make_accelerator(cfg: Any):
+    """The `accelerate.Accelerator` of a run (`cfg.mixed_precision`: no | fp16 | bf16)."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=cfg.mixed_precision)
+
+
 def step_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator that is a pure function of (seed, keys): step n draws the same batch and noise whether
-    or not the run was interrupted before it."""
+    or not the run was interrupted before it. Stage 2 keys it by (step, process index)."""
     mixed = int(seed)
     for k in keys:
         mixed = (mixed * 1_000_003 + int(k) + 7_919) % (2**63 - 1)
     return torch.Generator().manual_seed(mixed)
+
+
+def stage_step_generator(seed: int, stage: int, step: int) -> torch.Generator:
+    """Stage 1's per-step generator, a pure function of (seed, stage, step) like `step_generator` but with its
+    own mix, seed * 1_000_003 + stage * 7_919 + step (stage 1 = VAE, 2 = UNet). Every stage-1 model was trained
+    on this stream, so it stays as it is: a run resumed from an older state draws what the uninterrupted run
+    drew, and a retrained model is the same model."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + stage * 7_919 + int(step)) % (2**63 - 1))
 
 
 def where_trained() -> str:
@@ -180,11 +199,14 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict | None) -> None:
+    """Inverse of `rng_state`; with `meta` None (stage 1's older states) only the torch and CUDA states."""
     torch.set_rng_state(tensors["rng/torch"])
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+    if meta is None:
+        return
     kind, pos, has_gauss, gauss = meta["numpy"]
     np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
     py_version, py_state, py_gauss = meta["python"]
@@ -192,6 +214,12 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 
 # -------------------------------------------------------------------------------------- training state
+def module_tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """`<name>/<key>` → tensor of every module's state dict (weights and buffers), sharing their storage: what
+    stage 1 hands `save_training_state` and `load_training_state` (which restores into them in place)."""
+    return {f"{name}/{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+
+
 def optimizer_state_to_flat(osd: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An optimizer state dict's per-parameter state as `optim/<pid>/<key>` tensors + `<pid>/<key>` scalars."""
     tensors: dict[str, torch.Tensor] = {}
@@ -249,15 +277,18 @@ def has_training_state(folder: str | os.PathLike) -> bool:
 
 def load_training_state(
     folder: str | os.PathLike,
-    params: dict[str, torch.nn.Parameter],
+    params: dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any | None,
 ) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Restore weights (in place), optimizer, LR scheduler and RNG states; return (meta, extra tensors)."""
+    """Restore weights (in place), optimizer, LR scheduler and RNG states; return (meta, extra tensors).
+    Reads stage 1's older layout too: weights as `model/<module>/<key>` (the keys of `module_tensors`), no RNG
+    meta (torch RNG only)."""
     folder = Path(folder)
     tensors = load_tensors(folder / STATE_TENSORS, what="resume state")
     meta = read_json(folder / STATE_JSON, what="resume state")
-    saved = {k[len("params/"):]: v for k, v in tensors.items() if k.startswith("params/")}
+    prefix = "params/" if any(k.startswith("params/") for k in tensors) or "rng" in meta else "model/"
+    saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     if set(saved) != set(params):
         missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
         raise ValueError(f"resume: the state in {str(folder)!r} does not match this model "
@@ -271,7 +302,7 @@ def load_training_state(
     optimizer.load_state_dict(optimizer_state_from_flat(tensors, meta))
     if lr_scheduler is not None and meta.get("lr_scheduler") is not None:
         lr_scheduler.load_state_dict({**lr_scheduler.state_dict(), **meta["lr_scheduler"]})
-    set_rng_state(tensors, meta["rng"])
+    set_rng_state(tensors, meta.get("rng"))
     extra = {k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")}
     return meta, extra
 

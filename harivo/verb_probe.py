@@ -34,6 +34,7 @@ from . import fileio
 from .attention import recording, spatial_attention_names
 from .data.shapes import ShapeSpec, all_specs, render_video
 from .eval_stats import TRANSLATIONS
+from .pixels import to_pixels
 
 OPPOSITE = {
     "moving left to right": "moving right to left",
@@ -206,8 +207,6 @@ def oracle_gain(groups) -> dict:
 # ------------------------------------------------------------------------------------------------ the CLI
 def _encode_videos(vae, specs: list[ShapeSpec], seeds: list[int], size: int, frames: int) -> torch.Tensor:
     """Generator videos → VAE latents (mode × scaling factor, as the training data) (n, c, f, h, w)."""
-    from .media import to_pixels
-
     out = []
     for spec, seed in zip(specs, seeds):
         video, _ = render_video(spec, seed, frames, size)

@@ -27,9 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo import fileio  # noqa: E402
-from harivo import train as T  # noqa: E402
 from harivo.data.shapes import ShapeSpec  # noqa: E402
 from harivo.eval_stats import TRANSLATIONS  # noqa: E402
+from harivo.stage2.config import parse_config  # noqa: E402
+from harivo.stage2.data import encode_captions  # noqa: E402
+from harivo.stage2.run import setup, train_step  # noqa: E402
+from harivo.train_utils import step_generator  # noqa: E402
 from harivo.verb_probe import swap_gap, swap_verb  # noqa: E402
 
 TIMESTEPS = (999, 900, 800, 700, 600, 400)
@@ -53,9 +56,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"--variant: no training state at {source} (train the variant first)")
     shutil.rmtree(out / "state", ignore_errors=True)
     shutil.copytree(source, out / "state")
-    cfg = T.parse_config(["--config", "configs/shapes-harivo.yaml", "--variant", a.variant, "--run-dir", str(out),
-                          "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0"])
-    run = T.setup(cfg)
+    cfg = parse_config(["--config", "configs/shapes-harivo.yaml", "--variant", a.variant, "--run-dir", str(out),
+                        "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0"])
+    run = setup(cfg)
     run.raw.loss_config.min_timestep = a.min_timestep
     if a.init:
         run.raw.model.load_state_dict(fileio.load_tensors(a.init, what="--init"), strict=False)
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
     noise = torch.randn(len(probe), len(TIMESTEPS), *d.latents.shape[1:], generator=gen).transpose(0, 1)
     swapped = [swap_verb(ShapeSpec.from_caption(caption[i])).caption for i in probe]
     with torch.no_grad():
-        swapped_embeds = T.encode_captions(run.base, swapped, torch.device("cpu"))
+        swapped_embeds = encode_captions(run.base, swapped, torch.device("cpu"))
     latents = d.latents[probe].float()
     embeds = d.text_embeds[d.caption_index[probe]].float()
 
@@ -85,12 +88,12 @@ def main(argv=None) -> int:
     print(f"{len(keep)} translation videos; step 0 gap:", [round(r["gap_pct"], 3) for r in log[-1]["gap"]], flush=True)
     subset, t0 = torch.tensor(keep), time.time()
     for step in range(1, a.steps + 1):
-        g = T.step_generator(cfg.seed + 7, step, 0)
+        g = step_generator(cfg.seed + 7, step, 0)
         idx = subset[torch.randint(len(subset), (cfg.batch_size,), generator=g)]
         drop = torch.rand(cfg.batch_size, generator=g) < cfg.cond_drop
         e = d.text_embeds[d.caption_index[idx]]
         e = torch.where(drop[:, None, None], d.empty_embeds.expand_as(e), e)
-        terms = T.train_step(run, (d.latents[idx].float(), e), g)
+        terms = train_step(run, (d.latents[idx].float(), e), g)
         if step % 10 == 0:
             print(step, {k: round(v, 4) for k, v in terms.items()}, f"{(time.time() - t0) / step:.2f} s/step",
                   flush=True)

@@ -7,6 +7,7 @@ Each process draws another batch (the step generator is keyed by the process ind
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,10 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from harivo import train
+from harivo.stage2.base import load_base, model_folder
+from harivo.stage2.config import TrainConfig, validate
+from harivo.stage2.run import make_batch, setup
+from harivo.stage2.training_module import build_training_module
 from harivo.tiny import save_tiny_checkpoint
 
 from test_webvid import write_csv, write_video
@@ -43,7 +48,7 @@ def _worker(rank: int, port: int, fields: dict, out: str) -> None:
     from accelerate import Accelerator
 
     acc = Accelerator(cpu=True)
-    run = train.train(train.TrainConfig(**fields), accelerator=acc, log=lambda *_: None)
+    run = train.train(TrainConfig(**fields), accelerator=acc, log=lambda *_: None)
     save_file({k: v.detach().contiguous() for k, v in run.params.items()}, f"{out}/trainable{rank}.safetensors")
     save_file({k: v.contiguous() for k, v in run.raw.model.t2i_unet.state_dict().items()}, f"{out}/t2i{rank}.safetensors")
     with open(f"{out}/info{rank}.json", "w") as f:
@@ -65,12 +70,12 @@ def test_ddp_two_processes_stream_webvid(tmp_path):
                   sample_every=0, mapping_hidden_channels=8, mapping_heads=2, mapping_head_dim=8,
                   motion_num_attention_heads=2, out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"),
                   cache_dir=str(tmp_path / "cache"))
-    train.validate(train.TrainConfig(**fields))
+    validate(TrainConfig(**fields))
     mp.spawn(_worker, args=(free_port(), fields, str(tmp_path)), nprocs=WORLD, join=True)
 
     info = [json.loads((tmp_path / f"info{r}.json").read_text()) for r in range(WORLD)]
     assert all(i == {"num_processes": 2, "backend": "gloo", "wrapped": "DistributedDataParallel", "step": 2} for i in info)
-    init = train.build_training_module(train.TrainConfig(**fields), train.load_base(fields["base_model"])).trainable()
+    init = build_training_module(TrainConfig(**fields), load_base(fields["base_model"])).trainable()
     w0, w1 = (load_file(tmp_path / f"trainable{r}.safetensors") for r in range(WORLD))
     assert set(w0) == set(w1) == set(init)
     for name in init:
@@ -78,7 +83,7 @@ def test_ddp_two_processes_stream_webvid(tmp_path):
     changed = [n for n in init if not torch.equal(w0[n], init[n].detach())]
     for prefix in ("model.unet.", "model.mapping_network.", "model.frame_token_generator.", "projection_head."):
         assert any(n.startswith(prefix) for n in changed), prefix
-    base_unet = train.load_base(fields["base_model"]).unet.state_dict()
+    base_unet = load_base(fields["base_model"]).unet.state_dict()
     for r in range(WORLD):
         t2i = load_file(tmp_path / f"t2i{r}.safetensors")
         assert set(t2i) == set(base_unet)
@@ -103,25 +108,25 @@ def webvid_world(tmp_path_factory):
     return root
 
 
-def small_cfg(root, **overrides) -> train.TrainConfig:
+def small_cfg(root, **overrides) -> TrainConfig:
     fields = dict(variant="full", base_model=str(root / "base"), data=str(root / "webvid.csv"), webvid_fps=4.0,
                   train_videos=3, num_frames=4, video_size=16, batch_size=2, sample_every=0, log_every=1,
                   mapping_hidden_channels=8, mapping_heads=2, mapping_head_dim=8, motion_num_attention_heads=2,
                   cache_dir=str(root / "cache"))
     fields.update(overrides)
-    return train.validate(train.TrainConfig(**fields)).resolved()
+    return validate(TrainConfig(**fields)).resolved()
 
 
 def test_streamed_batches_equal_the_cached_ones(webvid_world, tmp_path):
     from harivo.train_utils import step_generator
 
     quiet = lambda *_: None  # noqa: E731
-    cached = train.setup(small_cfg(webvid_world, run_dir=str(tmp_path / "a")), log=quiet)
-    streamed = train.setup(small_cfg(webvid_world, stream_data=True, run_dir=str(tmp_path / "b")), log=quiet)
+    cached = setup(small_cfg(webvid_world, run_dir=str(tmp_path / "a")), log=quiet)
+    streamed = setup(small_cfg(webvid_world, stream_data=True, run_dir=str(tmp_path / "b")), log=quiet)
     assert len(cached.data) == len(streamed.data) == 3
     for step in range(3):
-        lat_c, emb_c = train.make_batch(cached, step_generator(0, step))
-        lat_s, emb_s = train.make_batch(streamed, step_generator(0, step))
+        lat_c, emb_c = make_batch(cached, step_generator(0, step))
+        lat_s, emb_s = make_batch(streamed, step_generator(0, step))
         assert lat_s.shape == lat_c.shape == (2, 4, 4, 8, 8)
         # the cache stores float16 latents; the stream keeps float32
         assert torch.allclose(lat_s, lat_c, atol=2e-3 * float(lat_c.abs().max())), step
@@ -133,7 +138,7 @@ def test_stream_replaces_broken_videos(webvid_world):
     from harivo.data.stream import StreamingVideos
     from harivo.data.webvid import WebVidDataset
 
-    base = train.load_base(str(webvid_world / "base"))
+    base = load_base(str(webvid_world / "base"))
     ds = WebVidDataset(webvid_world / "with-broken.csv", num_frames=4, fps=4.0, size=16)
     data = StreamingVideos(ds, base.vae, base.text_encoder, base.tokenizer, torch.device("cpu"), workers=1)
     pixels, captions = data.videos([3, 0])
@@ -149,7 +154,7 @@ def test_motion_adapter_init_and_training_below_native_size(webvid_world, tmp_pa
     adapter = tiny_components(seed=3).motion_adapter  # same UNet channels as the tiny base
     adapter.save_pretrained(tmp_path / "adapter", safe_serialization=True)
     cfg = small_cfg(webvid_world, motion_adapter=str(tmp_path / "adapter"), video_size=8, run_dir=str(tmp_path / "r"))
-    module = train.build_training_module(cfg, train.load_base(cfg.base_model))
+    module = build_training_module(cfg, load_base(cfg.base_model))
     motion = {k: v for k, v in module.model.unet.state_dict().items() if "motion_modules" in k}
     assert motion and all(torch.equal(v, adapter.state_dict()[k]) for k, v in motion.items())
     assert module.model.config.hspace_size == 2  # 8 px → 4×4 latents → 2×2 h-space: g sized for it
@@ -160,10 +165,10 @@ def test_motion_adapter_init_and_training_below_native_size(webvid_world, tmp_pa
                           motion_norm_num_groups=4)
     other.save_pretrained(tmp_path / "other", safe_serialization=True)
     with pytest.raises(ValueError, match="motion_adapter"):
-        train.build_training_module(small_cfg(webvid_world, motion_adapter=str(tmp_path / "other")),
-                                    train.load_base(cfg.base_model))
+        build_training_module(small_cfg(webvid_world, motion_adapter=str(tmp_path / "other")),
+                              load_base(cfg.base_model))
     with pytest.raises(ValueError, match="video_size"):
-        train.build_training_module(small_cfg(webvid_world, video_size=10), train.load_base(cfg.base_model))
+        build_training_module(small_cfg(webvid_world, video_size=10), load_base(cfg.base_model))
 
 
 def test_base_model_hub_id_fails_clearly_offline(tmp_path, monkeypatch):
@@ -171,9 +176,9 @@ def test_base_model_hub_id_fails_clearly_offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network here anyway: fail fast
     with pytest.raises(ValueError, match="base_model.*no-such-owner/no-such-model"):
-        train.model_folder("no-such-owner/no-such-model")
+        model_folder("no-such-owner/no-such-model")
     (tmp_path / "models" / "sd").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    assert train.model_folder("models/sd") == train.Path("models/sd")  # existing local folders stay local
+    assert model_folder("models/sd") == Path("models/sd")  # existing local folders stay local
     with pytest.raises(ValueError, match="stream_data"):
-        train.validate(train.TrainConfig(stream_data=True))
+        validate(TrainConfig(stream_data=True))

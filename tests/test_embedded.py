@@ -12,10 +12,10 @@ import pytest
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
-from harivo import train
 from harivo.explorer import training_note
 from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
+from harivo.stage2.base import load_base
 
 SHIPPED = [v for v in VARIANTS if (DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "config.json").is_file()]
 pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / "shapes-sd" / "unet").is_dir(),
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / "shapes-sd" / "unet")
 def test_every_shipped_variant_was_trained_on_the_shipped_t2i_with_one_recipe():
     if not SHIPPED:
         pytest.skip("no HARIVO checkpoint shipped yet")
-    base = train.load_base(str(DEFAULT_CHECKPOINTS / "shapes-sd"))
+    base = load_base(str(DEFAULT_CHECKPOINTS / "shapes-sd"))
     runs = {v: json.loads((DEFAULT_CHECKPOINTS / f"harivo-shapes-{v}" / "training.json").read_text()) for v in SHIPPED}
     for v, run in runs.items():
         assert run["variant"] == v
@@ -76,7 +76,8 @@ def test_shipped_baseline_is_a_diffusers_animatediff_motion_adapter():
 def test_shipped_t2i_eval_reproduces(tmp_path):
     """checkpoints/shapes-sd/eval.json (stock StableDiffusionPipeline, 40 prompts, checker-judged) is what the
     weights draw today, and it meets stage 1's target: colour, shape and background right for >= 90 % of prompts."""
-    from harivo.train_t2i import T2IConfig, evaluate
+    from harivo.stage1.config import T2IConfig
+    from harivo.stage1.evaluation import evaluate
 
     recorded = json.loads((DEFAULT_CHECKPOINTS / "shapes-sd" / "eval.json").read_text())
     cfg = T2IConfig(run_dir=str(tmp_path), eval_prompts=recorded["prompts"], eval_steps=recorded["steps"],

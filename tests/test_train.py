@@ -13,6 +13,9 @@ import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
 from harivo import train
+from harivo.stage2.config import VARIANTS, TrainConfig, parse_config, validate
+from harivo.stage2.export import hspace_stats
+from harivo.stage2.run import fixed_batch_loss, make_batch, setup, train_step
 from harivo.model import HarivoVideoModel
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
@@ -32,11 +35,11 @@ def world(tmp_path_factory):
     return root
 
 
-def tiny_cfg(world, variant="full", **overrides) -> train.TrainConfig:
+def tiny_cfg(world, variant="full", **overrides) -> TrainConfig:
     fields = dict(TINY, variant=variant, base_model=str(world / "base"), cache_dir=str(world / "cache"),
                   out=str(world / f"out-{variant}"), run_dir=str(world / f"run-{variant}"))
     fields.update(overrides)
-    return train.validate(train.TrainConfig(**fields)).resolved()
+    return validate(TrainConfig(**fields)).resolved()
 
 
 def cli(world, variant, *extra, name=None):
@@ -52,10 +55,10 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("variant", list(train.VARIANTS))
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variant_learns_on_a_fixed_batch_and_t2i_stays_frozen(world, variant):
-    run = train.setup(tiny_cfg(world, variant, run_dir=str(world / f"fixed-{variant}"), lr=1e-3, lr_warmup_steps=0), log=quiet)
-    flags = train.VARIANTS[variant]
+    run = setup(tiny_cfg(world, variant, run_dir=str(world / f"fixed-{variant}"), lr=1e-3, lr_warmup_steps=0), log=quiet)
+    flags = VARIANTS[variant]
     names = set(run.params)
     assert any(n.startswith("model.unet.") and "motion_modules" in n for n in names)
     assert all("motion_modules" in n for n in names if n.startswith("model.unet."))  # nothing spatial trains
@@ -67,12 +70,12 @@ def test_variant_learns_on_a_fixed_batch_and_t2i_stays_frozen(world, variant):
 
     frozen = {k: v.clone() for k, v in run.raw.model.t2i_unet.state_dict().items()}
     frozen_te = {k: v.clone() for k, v in run.base.text_encoder.state_dict().items()}
-    batch = train.make_batch(run, step_generator(0, 0))
-    before = train.fixed_batch_loss(run, batch)
+    batch = make_batch(run, step_generator(0, 0))
+    before = fixed_batch_loss(run, batch)
     assert set(before) == {"total", "simple"} | {k for k in ("trs", "reg", "dc") if flags[f"use_{k}"]}
     for _ in range(6):
-        train.train_step(run, batch, generator=step_generator(0, 10**9))  # the noise and t of fixed_batch_loss
-    after = train.fixed_batch_loss(run, batch)
+        train_step(run, batch, generator=step_generator(0, 10**9))  # the noise and t of fixed_batch_loss
+    after = fixed_batch_loss(run, batch)
     assert after["total"] < before["total"] - 1e-4, (before, after)
     assert any(torch.count_nonzero(p) > 0 for p in proj_out)
     for k, v in run.raw.model.t2i_unet.state_dict().items():
@@ -101,7 +104,7 @@ def test_cli_checkpoint_round_trip(world):
     # the h-space collapse check: a fixed batch and noise, so recomputing it gives the recorded numbers
     hs = training["hspace"]
     assert hs["std"] > 0 and -1 <= hs["mean_cos_between_videos"] <= 1 and hs["videos"] >= 2
-    assert train.hspace_stats(run) == hs
+    assert hspace_stats(run) == hs
 
     loaded = HarivoVideoModel.from_pretrained(out)
     assert not any("projection" in k for k in loaded.harivo_state_dict())  # g is training-only
@@ -173,8 +176,8 @@ def test_baseline_resumes_under_other_weights_of_losses_it_does_not_train(world)
 def test_gradient_checkpointing_gives_the_same_step(world):
     results = []
     for gc in (False, True):
-        run = train.setup(tiny_cfg(world, "full", run_dir=str(world / f"gc-{gc}"), gradient_checkpointing=gc), log=quiet)
-        terms = [train.train_step(run, generator=step_generator(0, i)) for i in range(2)]
+        run = setup(tiny_cfg(world, "full", run_dir=str(world / f"gc-{gc}"), gradient_checkpointing=gc), log=quiet)
+        terms = [train_step(run, generator=step_generator(0, i)) for i in range(2)]
         results.append((terms, {k: p.detach().clone() for k, p in run.params.items()}))
     assert results[0][0] == results[1][0]
     for k, p in results[0][1].items():
@@ -192,16 +195,16 @@ def test_bad_config_names_the_field(world, tmp_path):
         (["--cond-drop", "1.5"], "cond_drop"),
     ):
         with pytest.raises(ValueError, match=field):
-            train.parse_config(argv)
+            parse_config(argv)
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
     with pytest.raises(ValueError, match="learning_rate"):
-        train.parse_config(["--config", str(tmp_path / "bad.yaml")])
+        parse_config(["--config", str(tmp_path / "bad.yaml")])
     with pytest.raises(ValueError, match="video_size"):
-        train.setup(tiny_cfg(world, video_size=32, run_dir=str(tmp_path / "r")), log=quiet)
+        setup(tiny_cfg(world, video_size=32, run_dir=str(tmp_path / "r")), log=quiet)
     with pytest.raises(ValueError, match="motion_num_attention_heads"):
-        train.setup(tiny_cfg(world, motion_num_attention_heads=3, run_dir=str(tmp_path / "r")), log=quiet)
+        setup(tiny_cfg(world, motion_num_attention_heads=3, run_dir=str(tmp_path / "r")), log=quiet)
     with pytest.raises(ValueError, match="base_model"):
-        train.setup(tiny_cfg(world, base_model=str(tmp_path / "nothing"), run_dir=str(tmp_path / "r")), log=quiet)
+        setup(tiny_cfg(world, base_model=str(tmp_path / "nothing"), run_dir=str(tmp_path / "r")), log=quiet)
 
 
 @pytest.mark.parametrize("module", ["harivo.train", "harivo.train_t2i"])
@@ -218,7 +221,7 @@ def test_cli_reports_a_bad_flag_in_one_line(module):
 
 def test_yaml_then_cli_precedence(tmp_path):
     (tmp_path / "c.yaml").write_text("batch_size: 8\nlr: 2.0e-4\nvariant: baseline\n")
-    cfg = train.parse_config(["--config", str(tmp_path / "c.yaml"), "--batch-size", "2", "--variant", "mapping"])
+    cfg = parse_config(["--config", str(tmp_path / "c.yaml"), "--batch-size", "2", "--variant", "mapping"])
     assert (cfg.batch_size, cfg.lr, cfg.variant) == (2, 2e-4, "mapping")
     assert cfg.out == "checkpoints/harivo-shapes-mapping" and cfg.run_dir == "runs/harivo-mapping"
 

@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from harivo import train_t2i as T
+from harivo.fileio import read_json
+from harivo.pixels import to_pixels
+from harivo.stage1.config import parse_config
+from harivo.stage1.data import render_batch
+from harivo.stage1.evaluation import evaluate
+from harivo.stage1.unet import unet_loss
+from harivo.stage1.vae import object_weights, vae_loss
 from harivo.tokenizer import token_ids
+from harivo.train_utils import make_accelerator, stage_step_generator
 
 TINY = [
     "--vae-channels", "8,16,16", "--vae-norm-groups", "8", "--vae-batch-size", "4", "--vae-eval-images", "8",
@@ -25,7 +33,7 @@ TINY = [
 
 
 def tiny_cfg(tmp_path, *extra):
-    return T.parse_config(TINY + ["--run-dir", str(tmp_path / "run"), "--output-dir", str(tmp_path / "out"), *extra])
+    return parse_config(TINY + ["--run-dir", str(tmp_path / "run"), "--output-dir", str(tmp_path / "out"), *extra])
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +50,15 @@ def test_vae_steps_lower_loss_on_fixed_batch(tmp_path):
     from harivo.t2i_models import make_vae
 
     cfg = tiny_cfg(tmp_path)
-    acc = T.make_accelerator(cfg)
+    acc = make_accelerator(cfg)
     torch.manual_seed(0)
     vae = make_vae(cfg.vae_channels, 1, 4, cfg.vae_norm_groups, 64)
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
-    _, imgs = T.render_batch(np.random.default_rng(0), 4, "train", 64)
-    x = T.to_pixels(imgs)
+    _, imgs = render_batch(np.random.default_rng(0), 4, "train", 64)
+    x = to_pixels(imgs)
     losses = []
     for _ in range(8):
-        loss = T.vae_loss(vae, x, torch.Generator().manual_seed(0), cfg, acc)[0]
+        loss = vae_loss(vae, x, torch.Generator().manual_seed(0), cfg, acc)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -65,7 +73,7 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     from harivo.tokenizer import build_tokenizer
 
     cfg = tiny_cfg(tmp_path)
-    acc = T.make_accelerator(cfg)
+    acc = make_accelerator(cfg)
     tok = build_tokenizer(tmp_path / "tok")
     torch.manual_seed(0)
     te = make_text_encoder(tok, 16, 1, 2, 32)
@@ -77,8 +85,8 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     opt = torch.optim.AdamW(list(unet.parameters()) + list(te.parameters()), lr=2e-3)
     losses = []
     for _ in range(8):  # step index fixed -> same batch, noise and timesteps every time
-        loss, _, _ = T.unet_loss(0, cfg, latents, torch.tensor([0, 1] * 4), cap_ids, empty, 1.0, sched,
-                              sched.alphas_cumprod, unet, te, acc, 8)
+        loss, _, _ = unet_loss(0, cfg, latents, torch.tensor([0, 1] * 4), cap_ids, empty, 1.0, sched,
+                            sched.alphas_cumprod, unet, te, acc, 8)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -108,9 +116,9 @@ def test_noise_offset_adds_one_constant_per_sample_and_channel(tmp_path):
     for offset in (0.0, 0.3):
         cfg = tiny_cfg(tmp_path, "--noise-offset", str(offset))
         sched = Recording(**SCHEDULE)
-        T.unet_loss(5, cfg, latents, torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
-                    torch.zeros(3, dtype=torch.long), 1.0, sched, sched.alphas_cumprod, unet, text_encoder,
-                    T.make_accelerator(cfg), 8)
+        unet_loss(5, cfg, latents, torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
+                  torch.zeros(3, dtype=torch.long), 1.0, sched, sched.alphas_cumprod, unet, text_encoder,
+                  make_accelerator(cfg), 8)
         seen[offset] = sched.seen
     d = seen[0.3] - seen[0.0]  # the base noise is the same stream; the offset is drawn after it
     assert torch.allclose(d, d[..., :1, :1].expand_as(d), atol=1e-6)
@@ -156,7 +164,7 @@ def test_resume_continues_exactly(trained, tmp_path, probe):
         for steps in segments:
             T.main(TINY + ["--run-dir", str(run), "--output-dir", str(tmp_path / f"out_{name}"), "--stage", "unet",
                            "--unet-steps", "4", "--max-steps", str(steps), "--resume", "--text-probe-weight", probe])
-        state = T.read_json(run / "state_unet" / "state.json")
+        state = read_json(run / "state_unet" / "state.json")
         assert state["step"] == 4
         losses[name] = [r["loss"] for r in state["history"]]
         assert ("loss_text_probe" in state["history"][-1]) == (probe != "0")
@@ -179,27 +187,27 @@ def test_resume_continues_exactly(trained, tmp_path, probe):
 ])
 def test_bad_config_values_name_the_argument(args, name):
     with pytest.raises(ValueError, match=name):
-        T.parse_config(args)
+        parse_config(args)
 
 
 def test_yaml_config_and_unknown_key(tmp_path):
     good = tmp_path / "c.yaml"
     good.write_text("unet_lr: 5.0e-4\nunet_channels: [32, 64, 64]\n")
-    cfg = T.parse_config(["--config", str(good), "--unet-batch-size", "32"])
+    cfg = parse_config(["--config", str(good), "--unet-batch-size", "32"])
     assert cfg.unet_lr == 5e-4 and cfg.unet_channels == (32, 64, 64) and cfg.unet_batch_size == 32
     bad = tmp_path / "b.yaml"
     bad.write_text("unet_learning_rate: 1\n")
     with pytest.raises(ValueError, match="unet_learning_rate"):
-        T.parse_config(["--config", str(bad)])
+        parse_config(["--config", str(bad)])
     shipped = Path(__file__).resolve().parents[1] / "configs" / "shapes-t2i.yaml"
-    assert T.parse_config(["--config", str(shipped)]).unet_channels == (32, 64, 64)
+    assert parse_config(["--config", str(shipped)]).unet_channels == (32, 64, 64)
 
 
 def test_eval_scores_prompts_with_the_checker(trained):
     tmp, _ = trained
-    cfg = T.parse_config(TINY + ["--run-dir", str(tmp / "run"), "--output-dir", str(tmp / "out"),
-                                 "--eval-prompts", "3", "--eval-steps", "2"])
-    res = T.evaluate(cfg)
+    cfg = parse_config(TINY + ["--run-dir", str(tmp / "run"), "--output-dir", str(tmp / "out"),
+                               "--eval-prompts", "3", "--eval-steps", "2"])
+    res = evaluate(cfg)
     assert res["prompts"] == 3 and Path(res["grid"]).is_file()
     if "all" in res:  # harivo.data.checker present
         assert 0.0 <= res["all"]["all"] <= 1.0 and len(res["rows"]) == 3
@@ -212,12 +220,12 @@ def test_object_weights_by_hand():
     spec = ShapeSpec("red", "circle", "standing still", "gray")
     img = np.tile(np.array(BACKGROUNDS["gray"], dtype=np.uint8), (1, 4, 4, 1))  # (1, 4, 4, 3)
     img[0, 0, :2] = (220, 40, 40)  # 2 of 16 pixels are object
-    x = T.to_pixels(img)
-    w = T.object_weights([spec], x, 8.0)
+    x = to_pixels(img)
+    w = object_weights([spec], x, 8.0)
     raw = torch.ones(1, 1, 4, 4)
     raw[0, 0, 0, :2] = 8.0  # mean (14 + 16) / 16 = 1.875
     torch.testing.assert_close(w, raw / 1.875)
-    assert torch.equal(T.object_weights([spec], x, 1.0), torch.ones(1, 1, 4, 4))
+    assert torch.equal(object_weights([spec], x, 1.0), torch.ones(1, 1, 4, 4))
 
 
 def test_init_from_warm_starts_from_an_exported_pipeline(trained, tmp_path):
@@ -297,11 +305,11 @@ def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
     latents, index = torch.randn(8, 4, 16, 16), torch.tensor([0, 1, 2, 3] * 2)
     plain_cfg = tiny_cfg(tmp_path, "--cond-drop", "0")
     probe_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--text-probe-weight", "0.5")
-    acc = T.make_accelerator(plain_cfg)
-    plain, _, none = T.unet_loss(3, plain_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod, unet,
-                                 te, acc, 8)
-    with_probe, _, ce = T.unet_loss(3, probe_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod,
-                                    unet, te, acc, 8, probe, labels)
+    acc = make_accelerator(plain_cfg)
+    plain, _, none = unet_loss(3, plain_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod, unet,
+                               te, acc, 8)
+    with_probe, _, ce = unet_loss(3, probe_cfg, latents, index, cap_ids, empty, 1.0, sched, sched.alphas_cumprod,
+                                  unet, te, acc, 8, probe, labels)
     assert none is None and ce is not None
     torch.testing.assert_close(with_probe, plain + 0.5 * ce)
 
@@ -348,12 +356,12 @@ def test_object_weighted_unet_loss_by_hand(tmp_path):
             1.0, sched, sched.alphas_cumprod, unet, text_encoder)
     plain_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--snr-gamma", "0")
     weighted_cfg = tiny_cfg(tmp_path, "--cond-drop", "0", "--snr-gamma", "0", "--unet-object-weight", "5")
-    acc = T.make_accelerator(plain_cfg)
-    plain, _, _ = T.unet_loss(2, plain_cfg, latents, *args, acc, 8, masks=masks)
+    acc = make_accelerator(plain_cfg)
+    plain, _, _ = unet_loss(2, plain_cfg, latents, *args, acc, 8, masks=masks)
     x_plain = pred["x"]
-    weighted, per, _ = T.unet_loss(2, weighted_cfg, latents, *args, acc, 8, masks=masks)
+    weighted, per, _ = unet_loss(2, weighted_cfg, latents, *args, acc, 8, masks=masks)
     assert torch.equal(pred["x"], x_plain)  # same batch, noise and timesteps
-    gen = T.step_generator(weighted_cfg.seed, 2, 2)
+    gen = stage_step_generator(weighted_cfg.seed, 2, 2)
     idx = torch.randint(8, (weighted_cfg.unet_batch_size,), generator=gen)
     noise = torch.randn(latents[idx].shape, generator=gen)
     sq = (0.5 * x_plain - noise) ** 2
@@ -365,3 +373,56 @@ def test_object_weighted_unet_loss_by_hand(tmp_path):
     assert not torch.allclose(weighted, plain)
     with pytest.raises(ValueError, match="unet_object_weight"):
         tiny_cfg(tmp_path, "--unet-object-weight", "0")
+
+
+def older_state_layout(state: Path) -> None:
+    """Rewrite a stage-1 training state in the layout stage 1 wrote before it moved onto train_utils' state:
+    `model/<module>/<key>` weights, optimizer tensors, the torch RNG only; no RNG or scheduler meta."""
+    from harivo.fileio import load_tensors, save_tensors, write_json
+
+    tensors = load_tensors(state / "state.safetensors")
+    older = {"model/" + k[len("params/"):]: v for k, v in tensors.items() if k.startswith("params/")}
+    older.update({k: v for k, v in tensors.items() if k.startswith("optim/") or k == "rng/torch"})
+    meta = {k: v for k, v in read_json(state / "state.json").items() if k not in ("rng", "lr_scheduler")}
+    save_tensors(state / "state.safetensors", older)
+    write_json(state / "state.json", meta)
+
+
+@pytest.mark.parametrize("layout", ["current", "older"])
+def test_vae_resume_continues_exactly(tmp_path, layout):
+    """The VAE stage stopped at step 2 and resumed (from today's state, or from one in stage 1's older layout)
+    logs the losses and exports the weights of the uninterrupted run."""
+    from safetensors.torch import load_file
+
+    history = {}
+    for name, segments in (("straight", [3]), ("resumed", [2, 3])):
+        run = tmp_path / name
+        for steps in segments:
+            if layout == "older" and (run / "state_vae").is_dir():
+                older_state_layout(run / "state_vae")
+            T.main(TINY + ["--run-dir", str(run), "--stage", "vae", "--vae-steps", "3", "--max-steps", str(steps),
+                           "--resume"])
+        history[name] = [{k: v for k, v in r.items() if k != "minutes"}
+                         for r in read_json(run / "state_vae" / "state.json")["history"]]
+    assert history["resumed"] == history["straight"] and history["straight"][-1]["step"] == 3
+    weights = [load_file(str(tmp_path / name / "vae" / "diffusion_pytorch_model.safetensors"))
+               for name in ("straight", "resumed")]
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_unet_resumes_from_the_older_state_layout(trained, tmp_path):
+    """A UNet state in stage 1's older layout (what the run directories of earlier runs hold) resumes as a state
+    in today's layout does: the losses of the uninterrupted run, EMA and optimizer included."""
+    tmp, _ = trained
+    losses = {}
+    for name, segments in (("straight", [4]), ("resumed", [2, 4])):
+        run = tmp_path / name
+        shutil.copytree(tmp / "run" / "vae", run / "vae")
+        for steps in segments:
+            if (run / "state_unet").is_dir():
+                older_state_layout(run / "state_unet")
+            T.main(TINY + ["--run-dir", str(run), "--output-dir", str(tmp_path / f"out_{name}"), "--stage", "unet",
+                           "--unet-steps", "4", "--max-steps", str(steps), "--resume", "--text-probe-weight", "0.5"])
+        losses[name] = [r["loss"] for r in read_json(run / "state_unet" / "state.json")["history"]]
+    assert len(losses["resumed"]) == 4 and losses["resumed"][:2] == losses["straight"][:2]
+    assert np.allclose(losses["resumed"], losses["straight"], rtol=0, atol=1e-6), losses
