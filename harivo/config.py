@@ -52,7 +52,6 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         raise ValueError(f"{name}: expected a value <= {high}, got {value!r}")
 
 
-_check_range = check_range  # the old private name, still imported by harivo/train.py (being split on another branch)
 
 
 def setting(default: Any, *, low: float | None = None, high: float | None = None, integer: bool = False,
@@ -145,7 +144,7 @@ class LossConfig:
     trs_chunk_size: int = 0
     # offset noise (ours, not in the paper; diffusers' --noise_offset): ε += offset · N(0, 1) per (video, channel,
     # frame). Frames that share a background must then agree on it from the caption and each other, not from each
-    # frame's own noise mean (see train_t2i.T2IConfig.noise_offset for the leak it closes)
+    # frame's own noise mean (see stage1.config.T2IConfig.noise_offset for the leak it closes)
     noise_offset: float = 0.0
     # exploration only (scripts/verb_finetune.py): draw training timesteps from [min_timestep, T) instead of [0, T);
     # 0 = the paper's uniform t, with the same random stream as before this option existed

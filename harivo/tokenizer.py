@@ -17,6 +17,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+from harivo.data.shapes import world_vocabulary
 from harivo.fileio import write_json, write_text
 
 BOS = "<|startoftext|>"
@@ -41,8 +42,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def _world_words() -> list[str]:
-    from harivo.data.shapes import world_vocabulary
-
+    """The default vocabulary: the shapes world's words (a leaf module of the data package; no cycle)."""
     return sorted({w.lower() for w in world_vocabulary()})
 
 

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from harivo.config import TABLE1, HarivoConfig, LossConfig, _check_range
+from harivo.config import TABLE1, HarivoConfig, LossConfig, check_range
 from harivo.train_utils import add_config_flags, config_from_args
 
 DESCRIPTION = \
@@ -115,17 +115,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("train_videos", "video_size", "motion_num_attention_heads", "mapping_hidden_channels",
                  "mapping_heads", "mapping_head_dim", "max_steps", "batch_size", "log_every", "checkpoint_every",
                  "dc_queue_size", "sample_prompts", "sample_steps", "data_workers"):
-        _check_range(name, getattr(cfg, name), 1, integer=True)
+        check_range(name, getattr(cfg, name), 1, integer=True)
     for name in ("seed", "segment_steps", "num_threads", "lr_warmup_steps", "sample_every", "num_frame_tokens"):
-        _check_range(name, getattr(cfg, name), 0, integer=True)
-    _check_range("num_frames", cfg.num_frames, 2, integer=True)
-    _check_range("motion_max_seq_length", cfg.motion_max_seq_length, cfg.num_frames, integer=True)
+        check_range(name, getattr(cfg, name), 0, integer=True)
+    check_range("num_frames", cfg.num_frames, 2, integer=True)
+    check_range("motion_max_seq_length", cfg.motion_max_seq_length, cfg.num_frames, integer=True)
     for name in ("lr", "min_lr", "dc_temperature"):
-        _check_range(name, getattr(cfg, name), 1e-12)
+        check_range(name, getattr(cfg, name), 1e-12)
     for name in ("weight_decay", "grad_clip", "trs_weight", "reg_weight", "dc_weight", "max_minutes", "webvid_fps",
                  "noise_offset"):
-        _check_range(name, getattr(cfg, name), 0.0)
-    _check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
+        check_range(name, getattr(cfg, name), 0.0)
+    check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
     if cfg.min_lr > cfg.lr:
         raise ValueError(f"min_lr: expected at most lr ({cfg.lr}), got {cfg.min_lr}")
     if VARIANTS[cfg.variant]["use_frame_tokens"] and cfg.num_frame_tokens < 1:
