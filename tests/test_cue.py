@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from harivo.data.checker import cue_agrees, cue_motion, judge, read_frame
 from harivo.data.shapes import (
-    BACKGROUNDS, COLOURS, CUE2_PAIR_OFFSET, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, CUE_STYLE, CUE_STYLES,
+    BACKGROUNDS, COLOURS, CUE2_PAIR_OFFSET, CUE3_COLOURS, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, CUE_STYLE, CUE_STYLES,
     MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
     all_specs, mark_colour, rasterize, render_image, render_video,
 )  # fmt: skip
@@ -48,7 +48,7 @@ def test_cue_style_is_checked():
     assert not np.array_equal(render_image(spec, 1, cue="cue1"), render_image(spec, 1, cue="cue2"))
 
 
-@pytest.mark.parametrize("style", CUE_STYLES)
+@pytest.mark.parametrize("style", ("cue1", "cue2"))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("motion", MOTIONS)
 def test_mark_is_drawn_as_documented(shape, motion, style):
@@ -96,6 +96,41 @@ def test_mark_is_drawn_as_documented(shape, motion, style):
             assert (0.04 < share < 0.19) if style == "cue1" else (0.2 < share < 0.5), share
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_cue3_label_is_a_centred_disk_in_the_motions_colour(shape, motion):
+    if (shape, motion) == ("circle", "spinning"):
+        return
+    spec = ShapeSpec("red" if shape != "star" else "yellow", shape, motion, "gray")
+    video, track = render_video(spec, seed=11, cue="cue3")
+    plain, _ = render_video(spec, seed=11, cue=False)
+    ys, xs = np.mgrid[0:64, 0:64]
+    for f in (0, 15):
+        changed = (video[f] != plain[f]).any(-1)
+        if motion == "standing still":
+            assert not changed.any()
+            continue
+        exact = (video[f] == np.array(CUE3_COLOURS[motion])).all(-1)
+        assert exact.sum() > 5 and not (changed & ~(exact | (np.abs(video[f].astype(int) - plain[f]).sum(-1) > 0))).any()
+        mx, my = xs[exact].mean(), ys[exact].mean()
+        assert np.hypot(mx - track.cx[f], my - track.cy[f]) / track.size[f] < 0.12  # centred
+        r = read_frame(video[f])
+        assert r.cue_label == motion and cue_motion(r) == motion and cue_agrees(motion, r)
+
+
+def test_cue3_colours_are_far_from_the_palette_and_each_other():
+    codes = np.array(list(CUE3_COLOURS.values()), float)
+    palette = np.array(list(COLOURS.values()), float)
+    assert set(CUE3_COLOURS) == set(MOTIONS) - {"standing still"}
+    assert np.linalg.norm(codes[:, None] - palette[None], axis=-1).min() > 85
+    gaps = np.linalg.norm(codes[:, None] - codes[None], axis=-1)
+    assert gaps[~np.eye(len(codes), dtype=bool)].min() > 125
+    for name, rgb in COLOURS.items():  # off every object -> black/white mark blend (a cue1/cue2 mark's rim)
+        o, m = np.array(rgb, float), np.array(mark_colour(name), float)
+        t = np.clip((codes - o) @ (m - o) / ((m - o) @ (m - o)), 0, 1)
+        assert np.linalg.norm(codes - (o + t[:, None] * (m - o)), axis=1).min() > 60, name
+
+
 def test_cue_false_is_the_plain_world():
     spec = ShapeSpec("blue", "square", "moving up", "white")
     video, _ = render_video(spec, 4, cue=False)
@@ -138,7 +173,7 @@ def test_checker_reads_the_cue_back_on_every_generator_frame(style):
         frame = render_image(spec, int(rng.integers(2**31 - 1)), cue=style)
         r = read_frame(frame)
         assert cue_agrees(spec.motion, r), (spec.caption, r.cue, r.cue_dx, r.cue_dy)
-        if spec.motion != "spinning":
+        if spec.motion != "spinning" or style == "cue3":
             assert cue_motion(r) == spec.motion
         else:
             assert r.cue == "facing"

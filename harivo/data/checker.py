@@ -21,6 +21,8 @@ How a frame is read (robust statistics, since generated frames are blurry and im
    shape; inside it, each pixel's position between the object colour and the mark colour gives a soft mark
    mass, whose centroid (relative to the object's, in radii) and spread say which cue the frame shows
    (``FrameReading.cue``: "none", "centre", "pair" or "facing" with its direction ``cue_dx``/``cue_dy``);
+   a cue3 *label* (a disk in one of ``CUE3_COLOURS``) is read from the inner pixels far from the object's colour
+   and near a label colour: the label with the most of them names the motion (``FrameReading.cue_label``);
 6. shape from the angular harmonics m_n = |sum c rho^2 e^{i n theta}| / sum c rho^2 for n = 3, 4, 5: a
    triangle, square and 5-pointed star each excite only their own n; a circle none of them. The phase of
    the winning harmonic gives the angle (modulo 360/n), the area and the shape give the circumradius.
@@ -38,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .shapes import (BACKGROUNDS, COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
+from .shapes import (BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
                      mark_rgb)
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
@@ -104,6 +106,7 @@ class FrameReading:
     cue_dx: float = np.nan  # mark centroid - object centroid, in radii (x right)
     cue_dy: float = np.nan  # ... (y down)
     cue_mass: float = 0.0  # soft mark area / object area
+    cue_label: str | None = None  # the motion a cue3 label names (its colour), None without one
 
 
 def _as_rgb255(frame: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -192,7 +195,8 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
         cov = main.astype(np.float32)
     mark_w = _mark_weight(crop, obj_rgb, colour) * inner  # soft cue-mark coverage, off the outline
-    cov = np.where(mark_w > 0.02, 1.0, cov)  # the cue mark is object
+    label_px, label = _read_label(crop, obj_rgb, colour, inner)
+    cov = np.where((mark_w > 0.02) | label_px, 1.0, cov)  # the cue mark is object
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
@@ -210,10 +214,34 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         shape, angle = ("triangle", "square", "star")[i], phases[i]
     size = float(np.sqrt(area / AREA_FACTOR[shape]))
     cue = _read_cue(mark_w, xs, ys, cx, cy, size, area, T)
+    if label is not None and label_px.sum() / max(area, 1e-6) < T.cue_min_mass:
+        label = None
     return FrameReading(
         background, colour, shape, cx, cy, size, angle, area,
-        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue,
+        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue, label,
     )  # fmt: skip
+
+
+_LABELS = list(CUE3_COLOURS)
+_LABEL_RGB = np.array([CUE3_COLOURS[m] for m in _LABELS], np.float32)
+_LABEL_DIST = 60.0  # a label pixel: farther than this from the object's colour, nearer than this to a label's
+
+
+def _read_label(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None, inner: np.ndarray):
+    """(pixels, motion) of a cue3 label inside the object: inner pixels off the object's colour, off its blends
+    with its black/white mark (the cue1/cue2 mark's anti-aliased rim) and near one of ``CUE3_COLOURS``; the
+    label with the most pixels wins (None without any)."""
+    d = np.linalg.norm(crop[..., None, :] - _LABEL_RGB, axis=-1)  # (h, w, labels)
+    near = d.min(axis=-1) <= _LABEL_DIST
+    mark = np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
+    seg = mark - obj_rgb
+    t = np.clip((crop - obj_rgb) @ seg / max(float(seg @ seg), 1e-6), 0.0, 1.0)
+    off_blend = np.linalg.norm(crop - (obj_rgb + t[..., None] * seg), axis=-1) > _LABEL_DIST / 2
+    px = inner & near & off_blend & (np.linalg.norm(crop - obj_rgb, axis=-1) > _LABEL_DIST)
+    if not px.any():
+        return px, None
+    counts = np.bincount(d.argmin(axis=-1)[px], minlength=len(_LABELS))
+    return px, _LABELS[int(counts.argmax())]
 
 
 def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
@@ -246,6 +274,8 @@ def cue_motion(reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLD
     (a spinning object's mark points at its corner); None without an object."""
     if reading.cue is None:
         return None
+    if reading.cue_label is not None:
+        return reading.cue_label
     if reading.cue == "none":
         return "standing still"
     if reading.cue == "centre":
@@ -262,6 +292,8 @@ def cue_motion(reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLD
 
 def cue_agrees(motion: str, reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
     """Whether one frame shows the cue of ``motion`` (a spinning object's mark may point anywhere)."""
+    if reading.cue_label is not None:
+        return reading.cue_label == motion
     if motion == "spinning":
         return reading.cue == "facing"
     return cue_motion(reading, thresholds) == motion

@@ -92,9 +92,12 @@ STAR_INNER_RATIO = 0.5  # inner/outer radius of the 5-pointed star; fat enough t
 SUPERSAMPLE = 4  # anti-aliasing: each pixel is the mean of 4x4 sub-samples
 SPLITS = ("train", "held_out", "all")
 # The cue's drawing: "cue1" (a round mark of CUE_RADIUS) or "cue2" (the leading half of the object, the
-# object's "face": a cue 4x larger, proposed because the T2I learned where a cue1 mark sits too slowly).
+# object's "face": a cue 4x larger, proposed because the T2I learned where a cue1 mark sits too slowly), or
+# "cue3" (a label: a centred disk whose colour names the motion, CUE3_COLOURS; proposed because the T2I learned
+# neither where a cue1/cue2 mark sits nor its shape, only whether there is one, while it learns colours from
+# words at 100 %).
 # HARIVO_CUE_STYLE selects one for experiments; the style is the world version.
-CUE_STYLES = ("cue1", "cue2")
+CUE_STYLES = ("cue1", "cue2", "cue3")
 CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
 if CUE_STYLE not in CUE_STYLES:
     raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
@@ -106,6 +109,18 @@ CUE_PAIR_RADIUS = 0.19
 CUE2_CENTRE_RADIUS = 0.45  # cue2 "getting closer": a centred disk, x circumradius
 CUE2_PAIR_OFFSET = 0.38  # cue2 "moving away": two disks at +-this (horizontal) ...
 CUE2_PAIR_RADIUS = 0.26  # ... of this radius
+CUE3_RADIUS = 0.45  # cue3: the label disk's radius, x circumradius (clipped to the shape shrunk by CUE_MARGIN)
+CUE3_COLOURS: dict[str, tuple[int, int, int]] = {  # cue3: the label's colour per motion, off the object palette
+    # (>= 89 from every object colour, >= 125 from each other, >= 60 off every object-to-mark blend, so that a
+    # cue1/cue2 mark's anti-aliased rim never reads as a label)
+    "moving left to right": (0, 225, 225),  # cyan
+    "moving right to left": (230, 0, 230),  # magenta
+    "moving up": (150, 255, 60),  # lime
+    "moving down": (135, 0, 0),  # maroon
+    "getting closer": (0, 240, 0),  # bright green
+    "moving away": (0, 0, 110),  # navy
+    "spinning": (0, 128, 128),  # teal (not gray: gray lies on the black-white blends of cue1/cue2 marks)
+}
 CUE_MIN_FRAME = 48  # frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide
 CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
 CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
@@ -337,6 +352,8 @@ def cue_marks(motion: str, angle_deg: np.ndarray, style: str | None = None) -> l
     F = len(angle_deg)
     zero = np.zeros(F)
     style = _cue_style(style)
+    if style == "cue3":
+        return [] if motion not in CUE3_COLOURS else [(zero, zero, CUE3_RADIUS)]
     half = style == "cue2"
     r_face = np.inf if half else CUE_RADIUS
     if motion in CUE_DIRECTIONS:
@@ -407,7 +424,8 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
         core = _coverage(spec.shape, dx, dy, radius * np.float32(1.0 - CUE_MARGIN), track.angle[:, None, None])
         on = _mark_on(dx, dy, radius, marks)
         mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
-        patch = patch + mcov[..., None] * (np.array(mark_colour(spec.colour), np.float32) - fg)
+        mark = CUE3_COLOURS[spec.motion] if style == "cue3" else mark_colour(spec.colour)
+        patch = patch + mcov[..., None] * (np.array(mark, np.float32) - fg)
     patch = np.rint(patch).astype(np.uint8)
     for f in range(F):
         ya, xa = max(y0[f], 0), max(x0[f], 0)
