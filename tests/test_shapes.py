@@ -5,21 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from harivo.data.shapes import (
-    BACKGROUNDS,
-    COLOURS,
-    HELD_OUT,
-    MOTIONS,
-    SHAPES,
-    ShapeSpec,
-    all_specs,
-    image_frame_index,
-    is_held_out,
-    make_dataset,
-    render_image,
-    render_video,
-    sample_spec,
-    world_vocabulary,
+from harivo.data.shapes import (  # fmt: skip
+    BACKGROUNDS, COLOURS, HELD_OUT, MOTIONS, SHAPES, ShapeSpec, all_specs, image_frame_index, is_held_out,
+    make_dataset, render_image, render_video, sample_spec, world_vocabulary,
 )
 
 
