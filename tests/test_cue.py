@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from harivo.data.checker import cue_agrees, cue_motion, judge, read_frame
+from harivo.data.checker import Thresholds, cue_agrees, cue_motion, judge, read_frame
 from harivo.data.shapes import (
     BACKGROUNDS, COLOURS, CUE2_PAIR_OFFSET, CUE3_COLOURS, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, CUE_STYLE, CUE_STYLES,
     MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
     all_specs, mark_colour, rasterize, render_image, render_video,
 )  # fmt: skip
+
+
+LABELS = Thresholds(cue_labels=True)  # the checker reads cue3 labels only when asked (or in a cue3 world)
+
+
+def _thresholds(style: str) -> Thresholds:
+    return LABELS if style == "cue3" else Thresholds()
 
 
 def _mark_pixels(frame: np.ndarray, spec: ShapeSpec) -> np.ndarray:
@@ -114,8 +121,9 @@ def test_cue3_label_is_a_centred_disk_in_the_motions_colour(shape, motion):
         assert exact.sum() > 5 and not (changed & ~(exact | (np.abs(video[f].astype(int) - plain[f]).sum(-1) > 0))).any()
         mx, my = xs[exact].mean(), ys[exact].mean()
         assert np.hypot(mx - track.cx[f], my - track.cy[f]) / track.size[f] < 0.12  # centred
-        r = read_frame(video[f])
+        r = read_frame(video[f], LABELS)
         assert r.cue_label == motion and cue_motion(r) == motion and cue_agrees(motion, r)
+        assert read_frame(video[f]).cue_label is None  # in the cue1 world the checker reads no labels
 
 
 def test_cue3_colours_are_far_from_the_palette_and_each_other():
@@ -152,14 +160,14 @@ def test_cue_is_invisible_to_the_object_reading(style):
         a, _ = render_video(spec, seed, cue=style)
         b, _ = render_video(spec, seed, cue=False)
         for f in (0, 15):
-            ra, rb = read_frame(a[f]), read_frame(b[f])
+            ra, rb = read_frame(a[f], _thresholds(style)), read_frame(b[f])
             assert (ra.colour, ra.shape, ra.background, ra.n_objects) == (rb.colour, rb.shape, rb.background, 1)
             assert abs(ra.cx - rb.cx) < 0.2 and abs(ra.cy - rb.cy) < 0.2, spec.caption
             assert abs(ra.size - rb.size) < 0.35, spec.caption
             if ra.angle is not None:
                 n = {"triangle": 120, "square": 90, "star": 72}[ra.shape]
                 assert abs((ra.angle - rb.angle + n / 2) % n - n / 2) < 1.5
-        ja, jb = judge(a, spec), judge(b, spec)
+        ja, jb = judge(a, spec, _thresholds(style)), judge(b, spec)
         assert {k: ja[k] for k in ("content", "action", "smooth", "non_weird")} == \
             {k: jb[k] for k in ("content", "action", "smooth", "non_weird")}
 
@@ -171,7 +179,7 @@ def test_checker_reads_the_cue_back_on_every_generator_frame(style):
     for i in rng.choice(len(specs), 150, replace=False):
         spec = specs[i]
         frame = render_image(spec, int(rng.integers(2**31 - 1)), cue=style)
-        r = read_frame(frame)
+        r = read_frame(frame, _thresholds(style))
         assert cue_agrees(spec.motion, r), (spec.caption, r.cue, r.cue_dx, r.cue_dy)
         if spec.motion != "spinning" or style == "cue3":
             assert cue_motion(r) == spec.motion

@@ -22,7 +22,8 @@ How a frame is read (robust statistics, since generated frames are blurry and im
    mass, whose centroid (relative to the object's, in radii) and spread say which cue the frame shows
    (``FrameReading.cue``: "none", "centre", "pair" or "facing" with its direction ``cue_dx``/``cue_dy``);
    a cue3 *label* (a disk in one of ``CUE3_COLOURS``) is read from the inner pixels far from the object's colour
-   and near a label colour: the label with the most of them names the motion (``FrameReading.cue_label``);
+   and near a label colour: the label with the most of them names the motion (``FrameReading.cue_label``; only
+   with ``Thresholds.cue_labels``, on by default in a cue3 world);
 6. shape from the angular harmonics m_n = |sum c rho^2 e^{i n theta}| / sum c rho^2 for n = 3, 4, 5: a
    triangle, square and 5-pointed star each excite only their own n; a circle none of them. The phase of
    the winning harmonic gives the angle (modulo 360/n), the area and the shape give the circumradius.
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .shapes import (BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
+from .shapes import (BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, CUE_STYLE, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
                      mark_rgb)
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
@@ -79,6 +80,9 @@ class Thresholds:
     cue_centre: float = 0.14  # mark centroid within this many radii of the object's -> "centre"/"pair" (gen.: 0)
     cue_pair_elongation: float = 2.2  # a centred mark this elongated (eigenvalue ratio) is the "pair" (gen. > 6)
     cue_axis_deg: float = 35.0  # a facing mark within this of an axis names that translation
+    # read cue3 labels (colours): on in a cue3 world only, because a generated object's own shading can come near a
+    # label colour (the shipped T2I's dark-red rims read as "moving down" 2 times in 40)
+    cue_labels: bool = CUE_STYLE == "cue3"
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -195,7 +199,7 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
         cov = main.astype(np.float32)
     mark_w = _mark_weight(crop, obj_rgb, colour) * inner  # soft cue-mark coverage, off the outline
-    label_px, label = _read_label(crop, obj_rgb, colour, inner)
+    label_px, label = _read_label(crop, obj_rgb, colour, inner) if T.cue_labels else (np.zeros_like(inner), None)
     cov = np.where((mark_w > 0.02) | label_px, 1.0, cov)  # the cue mark is object
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
