@@ -18,7 +18,7 @@ CLI = {"harivo.generate"}
 TRAIN = {"harivo.train", "harivo.train_t2i", "harivo.train_utils", "harivo.t2i_models"}
 TRAIN_PACKAGES = ("harivo.stage1", "harivo.stage2")  # stage 1 and stage 2, split by concern
 EVAL = {"harivo.evaluate", "harivo.eval_metrics", "harivo.eval_report", "harivo.eval_stats", "harivo.bench",
-        "harivo.bench_cases", "harivo.verb_probe"}
+        "harivo.bench_cases", "harivo.verb_probe", "harivo.token_focus"}
 ALLOWED = {  # (importer, imported): why
     ("harivo.bench_cases", "harivo.stage2.run"): "the benchmark times one stage-2 training step itself",
     ("harivo.bench_cases", "harivo.stage2.base"): "... on the base model stage 2 loads",
