@@ -8,7 +8,7 @@ headless Chromium (Debian's /usr/bin/chromium via Playwright) through a generati
 
     first-screen.png       the first screen at 1280x800 before any run (viewport only)
     explore.png            the Explore tab after Generate (full page)
-    cross-attention.png    the cross-attention maps of that run
+    cross-attention.png    the cross-attention maps of that run (cross-attention-alone.png: without the frames)
     slices.png             the vertical-slice stack (Fig. 6) of that run
     mg-diagnostics.png     the MG / mapping-network statistics per step of that run
     compare.png            the Compare tab after "Run A vs B" (full page)
@@ -95,6 +95,13 @@ def take(url: str, out: Path, width: int, height: int, timeout_s: float) -> list
         check_no_error(page, "Generate")
         shots.append(shoot(page, out, "explore"))
         shots.append(shoot(page, out, "cross-attention", "#tab-attention"))
+        before = page.locator("#grid img").first.get_attribute("src")
+        page.locator("#attention-overlay input").uncheck()  # the maps alone
+        page.wait_for_function("([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
+                               arg=["#grid img", before], timeout=60000)
+        page.wait_for_timeout(500)
+        shots.append(shoot(page, out, "cross-attention-alone", "#tab-attention"))
+        page.locator("#attention-overlay input").check()
         click_tab(page, "Vertical slices (Fig. 6)")
         wait_images(page, "#slices img")
         shots.append(shoot(page, out, "slices", "#tab-slices"))
