@@ -28,7 +28,7 @@ How a frame is read (robust statistics, since generated frames are blurry and im
    triangle, square and 5-pointed star each excite only their own n; a circle none of them. The phase of
    the winning harmonic gives the angle (modulo 360/n), the area and the shape give the circumradius.
 
-Why one file of ~480 lines: every question is answered from the same `FrameReading`s and `Thresholds`, and the
+Why one file of ~520 lines: every question is answered from the same `FrameReading`s and `Thresholds`, and the
 evaluation's run cache is keyed on this file's bytes (`evaluate.judging_code_digest`), so a split would re-judge
 every cached video without changing a verdict.
 """

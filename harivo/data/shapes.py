@@ -34,6 +34,10 @@ Decisions worth knowing:
   The mark changes neither the object's colour name, nor its centroid, size, shape or angle as the checker
   reads them (``harivo.data.checker`` fills the mark in before measuring); the checker reads the mark back per
   frame (``FrameReading.cue``). Frames under ``CUE_MIN_FRAME`` pixels (tests' 32-px videos) show no mark. ``cue=False`` renders the world as it was before the cue (version "plain").
+
+Why one file of ~470 lines: the world's definition, its renderer and the cue it draws share the palette and the
+shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3, issue 16's proxies) go when one
+style is adopted for good.
 """
 
 from __future__ import annotations
