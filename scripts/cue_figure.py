@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harivo.data.checker import cue_motion, read_frame  # noqa: E402
+from harivo.data.checker import Thresholds, cue_motion, read_frame  # noqa: E402
 from harivo.data.shapes import CUE_STYLE, CUE_STYLES, MOTIONS, ShapeSpec, render_video  # noqa: E402
 
 EXAMPLES = {  # one (colour, shape, background) per motion, so every colour family and shape shows up
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--style", default=None, choices=CUE_STYLES, help="cue style (default: the world's)")
     args = ap.parse_args(argv)
     cue = args.style or True
+    thresholds = Thresholds(cue_labels=(args.style or CUE_STYLE) == "cue3")  # read cue3's colour labels
     fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 13.0))
     for row, motion in enumerate(MOTIONS):
         spec = ShapeSpec(*EXAMPLES[motion][:2], motion, EXAMPLES[motion][2])
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
         for col, f in enumerate(FRAMES):
             ax = axes[row, col]
             ax.imshow(video[f], interpolation="nearest")
-            ax.set_title(f"f{f}: {SHORT[cue_motion(read_frame(video[f]))]}", fontsize=8)
+            ax.set_title(f"f{f}: {SHORT[cue_motion(read_frame(video[f], thresholds))]}", fontsize=8)
         axes[row, -1].imshow(plain[0], interpolation="nearest")
         axes[row, -1].set_title("f0, cue=False", fontsize=8)
         axes[row, 0].set_ylabel(f'"{spec.caption.split(" is ")[1].split(" on ")[0]}"', fontsize=9)
