@@ -154,17 +154,25 @@ def test_unet_is_motion_adapter_compatible():
     assert check_motion_compatible(unet, 1) > 0
 
 
-@pytest.mark.parametrize("probe", ["0", "0.5"])
-def test_resume_continues_exactly(trained, tmp_path, probe):
+def _unet_runs(trained, tmp_path, probe, before_resume=None):
+    """The UNet stage run straight to step 4 and in two segments (2, then 4) from the same VAE; yields (name, the
+    final state.json). `before_resume(state_dir)` rewrites the saved state before the second segment."""
     tmp, _ = trained
-    losses = {}
     for name, segments in (("straight", [4]), ("resumed", [2, 4])):
         run = tmp_path / name
         shutil.copytree(tmp / "run" / "vae", run / "vae")
         for steps in segments:
+            if before_resume is not None and (run / "state_unet").is_dir():
+                before_resume(run / "state_unet")
             T.main(TINY + ["--run-dir", str(run), "--output-dir", str(tmp_path / f"out_{name}"), "--stage", "unet",
                            "--unet-steps", "4", "--max-steps", str(steps), "--resume", "--text-probe-weight", probe])
-        state = read_json(run / "state_unet" / "state.json")
+        yield name, read_json(run / "state_unet" / "state.json")
+
+
+@pytest.mark.parametrize("probe", ["0", "0.5"])
+def test_resume_continues_exactly(trained, tmp_path, probe):
+    losses = {}
+    for name, state in _unet_runs(trained, tmp_path, probe):
         assert state["step"] == 4
         losses[name] = [r["loss"] for r in state["history"]]
         assert ("loss_text_probe" in state["history"][-1]) == (probe != "0")
@@ -413,16 +421,7 @@ def test_vae_resume_continues_exactly(tmp_path, layout):
 def test_unet_resumes_from_the_older_state_layout(trained, tmp_path):
     """A UNet state in stage 1's older layout (what the run directories of earlier runs hold) resumes as a state
     in today's layout does: the losses of the uninterrupted run, EMA and optimizer included."""
-    tmp, _ = trained
-    losses = {}
-    for name, segments in (("straight", [4]), ("resumed", [2, 4])):
-        run = tmp_path / name
-        shutil.copytree(tmp / "run" / "vae", run / "vae")
-        for steps in segments:
-            if (run / "state_unet").is_dir():
-                older_state_layout(run / "state_unet")
-            T.main(TINY + ["--run-dir", str(run), "--output-dir", str(tmp_path / f"out_{name}"), "--stage", "unet",
-                           "--unet-steps", "4", "--max-steps", str(steps), "--resume", "--text-probe-weight", "0.5"])
-        losses[name] = [r["loss"] for r in read_json(run / "state_unet" / "state.json")["history"]]
+    losses = {name: [r["loss"] for r in state["history"]]
+              for name, state in _unet_runs(trained, tmp_path, "0.5", before_resume=older_state_layout)}
     assert len(losses["resumed"]) == 4 and losses["resumed"][:2] == losses["straight"][:2]
     assert np.allclose(losses["resumed"], losses["straight"], rtol=0, atol=1e-6), losses
