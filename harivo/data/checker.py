@@ -198,8 +198,11 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     cov = np.clip((crop - bg_rgb) @ diff / max(float(diff @ diff), 1e-6), 0.0, 1.0) * region
     if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
         cov = main.astype(np.float32)
-    mark_w = _mark_weight(crop, obj_rgb, colour) * inner  # soft cue-mark coverage, off the outline
-    label_px, label = _read_label(crop, obj_rgb, colour, inner) if T.cue_labels else (np.zeros_like(inner), None)
+    mark = _mark_of(obj_rgb, colour)
+    toward_mark = _mark_weight(crop, obj_rgb, mark)
+    mark_w = toward_mark * inner  # soft cue-mark coverage, off the outline
+    label_px, label = (_read_label(crop, obj_rgb, mark, toward_mark, inner) if T.cue_labels
+                       else (np.zeros_like(inner), None))
     cov = np.where((mark_w > 0.02) | label_px, 1.0, cov)  # the cue mark is object
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
@@ -231,16 +234,15 @@ _LABEL_RGB = np.array([CUE3_COLOURS[m] for m in _LABELS], np.float32)
 _LABEL_DIST = 60.0  # a label pixel: farther than this from the object's colour, nearer than this to a label's
 
 
-def _read_label(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None, inner: np.ndarray):
+def _read_label(crop: np.ndarray, obj_rgb: np.ndarray, mark: np.ndarray, toward_mark: np.ndarray,
+                inner: np.ndarray):
     """(pixels, motion) of a cue3 label inside the object: inner pixels off the object's colour, off its blends
     with its black/white mark (the cue1/cue2 mark's anti-aliased rim) and near one of ``CUE3_COLOURS``; the
-    label with the most pixels wins (None without any)."""
+    label with the most pixels wins (None without any). ``toward_mark``: ``_mark_weight`` of ``crop``."""
     d = np.linalg.norm(crop[..., None, :] - _LABEL_RGB, axis=-1)  # (h, w, labels)
     near = d.min(axis=-1) <= _LABEL_DIST
-    mark = np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
-    seg = mark - obj_rgb
-    t = np.clip((crop - obj_rgb) @ seg / max(float(seg @ seg), 1e-6), 0.0, 1.0)
-    off_blend = np.linalg.norm(crop - (obj_rgb + t[..., None] * seg), axis=-1) > _LABEL_DIST / 2
+    blend = obj_rgb + toward_mark[..., None] * (mark - obj_rgb)  # the nearest object-to-mark blend
+    off_blend = np.linalg.norm(crop - blend, axis=-1) > _LABEL_DIST / 2
     px = inner & near & off_blend & (np.linalg.norm(crop - obj_rgb, axis=-1) > _LABEL_DIST)
     if not px.any():
         return px, None
@@ -248,9 +250,13 @@ def _read_label(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None, inner
     return px, _LABELS[int(counts.argmax())]
 
 
-def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
-    """Each pixel's position between the object's colour (0) and its cue mark's colour (1), clipped."""
-    mark = np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
+def _mark_of(obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
+    """The cue mark's colour on an object read as palette ``colour`` (or, off the palette, of colour ``obj_rgb``)."""
+    return np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
+
+
+def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """Each pixel's position between the object's colour (0) and its cue mark's colour ``mark`` (1), clipped."""
     d = mark - obj_rgb
     return np.clip((crop - obj_rgb) @ d / max(float(d @ d), 1e-6), 0.0, 1.0)
 
