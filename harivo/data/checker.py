@@ -192,18 +192,17 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     colour = _nearest(obj_rgb, COLOURS, T.max_palette_dist)
     filled = ndimage.binary_fill_holes(main)  # a mark of the background's colour is a hole
     inner = ndimage.binary_erosion(filled)  # 4-connected: drops the outline, keeps a mark that nears it
-    # soft coverage: projection of each pixel onto the background -> object colour segment
     region = ndimage.binary_dilation(main, _EIGHT) & ((lab == 0) | main)
-    diff = obj_rgb - bg_rgb
-    cov = np.clip((crop - bg_rgb) @ diff / max(float(diff @ diff), 1e-6), 0.0, 1.0) * region
-    if cov.sum() < 1.0:  # object colour too close to the background for a soft mask: use the hard one
-        cov = main.astype(np.float32)
+    cov = _coverage(crop, bg_rgb, obj_rgb, region, main)
     mark = _mark_of(obj_rgb, colour)
     toward_mark = _mark_weight(crop, obj_rgb, mark)
     mark_w = toward_mark * inner  # soft cue-mark coverage, off the outline
     label_px, label = (_read_label(crop, obj_rgb, mark, toward_mark, inner) if T.cue_labels
                        else (np.zeros_like(inner), None))
-    cov = np.where((mark_w > 0.02) | label_px, 1.0, cov)  # the cue mark is object
+    # the cue mark is object; in a frame with a label, every inner pixel is: the label's anti-aliased rim
+    # blends label and object colours, which the background -> object coverage would count as part background
+    label_zone = label_px | inner if label is not None else label_px
+    cov = np.where((mark_w > 0.02) | label_zone, 1.0, cov)
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
@@ -227,6 +226,15 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         background, colour, shape, cx, cy, size, angle, area,
         len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue, label,
     )  # fmt: skip
+
+
+def _coverage(crop: np.ndarray, bg_rgb: np.ndarray, obj_rgb: np.ndarray, region: np.ndarray,
+              main: np.ndarray) -> np.ndarray:
+    """Soft object coverage: each ``region`` pixel's projection onto the background -> object colour segment
+    (the hard mask ``main`` when the object's colour is too close to the background's for a soft one)."""
+    diff = obj_rgb - bg_rgb
+    cov = np.clip((crop - bg_rgb) @ diff / max(float(diff @ diff), 1e-6), 0.0, 1.0) * region
+    return cov if cov.sum() >= 1.0 else main.astype(np.float32)
 
 
 _LABELS = list(CUE3_COLOURS)
