@@ -15,6 +15,8 @@ Figures (targets from issues 3 and 6, checked in the JSON as `checks`):
                           passes) ÷ one of the `baseline` variant (L_simple only); the L_reg branch alone is ~0.9
 - `app_request_seconds`   one app request, `explorer.run_and_render` with the default settings (16 frames,
                           25 steps, attention capture, every view), on the CPU as the app runs
+- `render_cue_vs_plain`   rendering a shapes-world video with the world's cue ÷ without (stage 1 renders every
+                          training frame fresh); `render_video_ms` gives both in milliseconds
 - `peak_rss_mb`           peak resident memory of the whole run
 - `loaded_vs_idle` (`--load`, alone)   a whole `python -m harivo.generate` run with default settings beside one busy
                           process ÷ the same run on an idle machine, with the CLI's thread choice (`harivo.threads`);
@@ -41,7 +43,7 @@ import torch
 
 from . import fileio
 from .bench_cases import (app_request_section, load_section, make_accelerator, peak_rss_mb, scale_section,
-                          small_model_section)
+                          small_model_section, world_section)
 
 TARGETS = {  # figure -> upper bound (issues 3 and 6)
     "sampler_vs_diffusers": 1.05,
@@ -51,6 +53,7 @@ TARGETS = {  # figure -> upper bound (issues 3 and 6)
     "cfg_schedule_overhead": 1.02,  # ours: the schedule is a lookup per step, it should cost nothing
     "train_step_full_vs_baseline": 2.0,
     "app_request_seconds": 10.0,
+    "render_cue_vs_plain": 2.0,  # ours: the world's cue at most doubles rendering (measured 1.7; ~20 ms a video)
 }
 LOAD_TARGETS = {"loaded_vs_idle": 2.5}  # issue 18 (`--load`): beside one busy process ÷ idle, the CLI's threads
 
@@ -91,6 +94,7 @@ def run(quick: bool, device: str = "cpu", frames: int = 16, steps: int | None = 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         result.update(small_model_section(quick, frames, steps, repeats, dev, accelerator, Path(tmp)))
+        result.update(world_section(repeats))
         if app:
             result.update(app_request_section(quick, 2 if quick else 3, Path(tmp)))
     if dev.type == "cuda":

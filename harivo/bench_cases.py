@@ -256,6 +256,24 @@ def small_model_section(quick: bool, frames: int, steps: int, repeats: int, devi
     return result
 
 
+def world_section(repeats: int) -> dict:
+    """Rendering one 16x64x64 shapes-world video (stage 1 renders its training frames fresh every step) with the
+    world's cue ÷ without any cue (``cue=False``), over a few specs and seeds; absolute milliseconds for context."""
+    from .data.shapes import CUE_STYLE, ShapeSpec, render_video
+
+    specs = [ShapeSpec("yellow", "star", "getting closer", "gray"), ShapeSpec("red", "square", "spinning", "blue"),
+             ShapeSpec("white", "triangle", "moving left to right", "black")]
+
+    def renders(cue):
+        return lambda: [render_video(spec, seed, cue=cue) for spec in specs for seed in range(3)]
+
+    n = len(specs) * 3
+    t = interleaved({"cue": renders(CUE_STYLE), "plain": renders(False)}, repeats, torch.device("cpu"),
+                    desc="render rounds")
+    return {"render_cue_vs_plain": ratio(t, "cue", "plain"), "render_world": CUE_STYLE,
+            "render_video_ms": {k: round(1000 * v["wall_s"] / n, 2) for k, v in t.items()}}
+
+
 def app_request_section(quick: bool, repeats: int, workdir: Path) -> dict:
     """`explorer.run_and_render` with the app's default request, after one warm-up request (which loads the model)."""
     from .explorer import ModelRegistry, RunRequest, run_and_render
