@@ -16,11 +16,12 @@ from harivo.data.shapes import (
 )  # fmt: skip
 
 
-LABELS = Thresholds(cue_labels=True)  # the checker reads cue3 labels only when asked (or in a cue3 world)
+LABELS = Thresholds(cue_labels=True)  # the checker reads cue3 labels when asked (by default in the cue3 world)
+MARKS = Thresholds(cue_labels=False)  # ... and cue1/cue2 marks only when it does not
 
 
 def _thresholds(style: str) -> Thresholds:
-    return LABELS if style == "cue3" else Thresholds()
+    return LABELS if style == "cue3" else MARKS
 
 
 def _mark_pixels(frame: np.ndarray, spec: ShapeSpec) -> np.ndarray:
@@ -45,6 +46,7 @@ def test_mark_colour_is_the_farther_of_black_and_white():
         assert np.linalg.norm(mk - rgb) > 150  # high contrast for every colour
     assert mark_colour("white") == COLOURS["black"] and mark_colour("black") == COLOURS["white"]
     assert WORLD_VERSION == CUE_STYLE == "cue1"
+    assert Thresholds().cue_labels == (CUE_STYLE == "cue3")  # the checker reads labels in the label world
 
 
 def test_cue_style_is_checked():
@@ -123,7 +125,7 @@ def test_cue3_label_is_a_centred_disk_in_the_motions_colour(shape, motion):
         assert np.hypot(mx - track.cx[f], my - track.cy[f]) / track.size[f] < 0.12  # centred
         r = read_frame(video[f], LABELS)
         assert r.cue_label == motion and cue_motion(r) == motion and cue_agrees(motion, r)
-        assert read_frame(video[f]).cue_label is None  # in the cue1 world the checker reads no labels
+        assert read_frame(video[f], MARKS).cue_label is None  # told to read marks, the checker reads no labels
 
 
 def test_cue3_colours_are_far_from_the_palette_and_each_other():
@@ -191,12 +193,16 @@ def test_checker_reads_the_cue_back_on_every_generator_frame(style):
 
 def test_judge_reports_the_cue_share():
     spec = ShapeSpec("orange", "triangle", "moving left to right", "blue")
-    video, _ = render_video(spec, 9)
-    assert judge(video, spec)["details"]["cue_share"] == 1.0
-    flipped = video[:, :, ::-1]  # mirrored: the object now faces (and moves) right to left
     other = ShapeSpec("orange", "triangle", "moving right to left", "blue")
-    assert judge(flipped, spec)["details"]["cue_share"] == 0.0
-    assert judge(flipped, other)["details"]["cue_share"] == 1.0
-    assert judge(flipped, other)["details"]["cue"] == ["moving right to left"] * 16
+    video, _ = render_video(spec, 9, cue="cue1")
+    assert judge(video, spec, MARKS)["details"]["cue_share"] == 1.0
+    flipped = video[:, :, ::-1]  # mirrored: the object now faces (and moves) right to left
+    assert judge(flipped, spec, MARKS)["details"]["cue_share"] == 0.0
+    assert judge(flipped, other, MARKS)["details"]["cue_share"] == 1.0
+    assert judge(flipped, other, MARKS)["details"]["cue"] == ["moving right to left"] * 16
+    labelled, _ = render_video(spec, 9, cue="cue3")  # a cyan label, mirrored or not
+    assert judge(labelled, spec, LABELS)["details"]["cue"] == ["moving left to right"] * 16
+    assert judge(labelled[:, :, ::-1], spec, LABELS)["details"]["cue_share"] == 1.0
+    assert judge(labelled, other, LABELS)["details"]["cue_share"] == 0.0
     still = render_video(ShapeSpec("orange", "triangle", "standing still", "blue"), 9, cue=False)[0]
     assert judge(still, spec)["details"]["cue_share"] == 0.0
