@@ -6,6 +6,11 @@ Samples `--videos` translation / closer / away prompts of the training split (se
 checkpoint), judges each with the pixel checker and prints, per checkpoint: the share of translations whose
 centroid moved the prompted way and how far (fraction of the frame), the share of closer/away videos whose size
 changed the right way, content %, and the share of frames whose drawn cue mark is the prompt's.
+
+With `--swap`, every translation / closer / away video is sampled again from the same seed with the opposite verb
+(`verb_probe.swap_verb`), and `verb_moves` reports how much the verb moves the object: the mean over pairs of
+(shift with the verb − shift with the opposite verb) / 2 along the prompted direction (fraction of the frame for
+translations, log size ratio for closer/away). ~0 when the initial noise, not the words, sets where the object goes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from harivo.data.checker import judge
 from harivo.data.shapes import ShapeSpec, all_specs
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
+from harivo.verb_probe import swap_verb
 
 TRANSLATIONS = {"moving left to right": (1, 0), "moving right to left": (-1, 0), "moving up": (0, -1),
                 "moving down": (0, 1)}
@@ -31,30 +37,44 @@ def proxy_specs(n: int, seed: int = 0) -> list[ShapeSpec]:
     return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
 
-def measure(folder: str, videos: int, steps: int, mg: bool) -> dict:
+def _along(tr, motion: str, size: int) -> float | None:
+    """How far a track moved `motion`'s way: fraction of the frame (translations) or log size ratio (closer/away)."""
+    if motion in TRANSLATIONS:
+        ux, uy = TRANSLATIONS[motion]
+        ok = ~np.isnan(tr.cx)
+        if ok.sum() < 2:
+            return None
+        i0, i1 = np.flatnonzero(ok)[[0, -1]]
+        return float(((tr.cx[i1] - tr.cx[i0]) * ux + (tr.cy[i1] - tr.cy[i0]) * uy) / size)
+    ok = ~np.isnan(tr.size)
+    if ok.sum() < 2:
+        return None
+    i0, i1 = np.flatnonzero(ok)[[0, -1]]
+    return float((1 if motion == "getting closer" else -1) * np.log(tr.size[i1] / tr.size[i0]))
+
+
+def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False) -> dict:
     pipe = HarivoPipeline.from_checkpoint(folder)
-    rows = []
-    for k, spec in enumerate(proxy_specs(videos)):
-        out = pipe(GenerationSettings(prompt=spec.caption, seed=k, num_inference_steps=steps,
+
+    def sample(spec: ShapeSpec, seed: int):
+        out = pipe(GenerationSettings(prompt=spec.caption, seed=seed, num_inference_steps=steps,
                                       mg=MGConfig() if mg else MGConfig(enabled=False), capture_attention=False))
         frames = (np.clip(out.frames, 0, 1) * 255).round().astype(np.uint8)
-        j = judge(frames, spec)
-        tr = j["details"]["reading"].track
-        S = frames.shape[2]
+        return judge(frames, spec), frames.shape[2]
+
+    rows = []
+    for k, spec in enumerate(proxy_specs(videos)):
+        j, S = sample(spec, k)
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"],
                "cue_share": j["details"]["cue_share"]}
-        if spec.motion in TRANSLATIONS:
-            ux, uy = TRANSLATIONS[spec.motion]
-            ok = ~np.isnan(tr.cx)
-            if ok.sum() >= 2:
-                i0, i1 = np.flatnonzero(ok)[[0, -1]]
-                row["along"] = float(((tr.cx[i1] - tr.cx[i0]) * ux + (tr.cy[i1] - tr.cy[i0]) * uy) / S)
-        else:
-            ok = ~np.isnan(tr.size)
-            if ok.sum() >= 2:
-                i0, i1 = np.flatnonzero(ok)[[0, -1]]
-                sign = 1 if spec.motion == "getting closer" else -1
-                row["along"] = float(sign * np.log(tr.size[i1] / tr.size[i0]))
+        along = _along(j["details"]["reading"].track, spec.motion, S)
+        if along is not None:
+            row["along"] = along
+        if swap:  # the same seed, the opposite verb, measured along *this* prompt's direction
+            js, _ = sample(swap_verb(spec), k)
+            swapped = _along(js["details"]["reading"].track, spec.motion, S)
+            if swapped is not None:
+                row["along_swapped"] = swapped
         rows.append(row)
     tr_rows = [r for r in rows if "along" in r and any(m in r["prompt"] for m in TRANSLATIONS)]
     zoom = [r for r in rows if "along" in r and r not in tr_rows]
@@ -66,6 +86,9 @@ def measure(folder: str, videos: int, steps: int, mg: bool) -> dict:
         "content": float(np.mean([r["content"] for r in rows])),
         "action": float(np.mean([r["action"] for r in rows])),
         "cue_share": float(np.mean([r["cue_share"] for r in rows])),
+        **({"verb_moves": float(np.mean([(r["along"] - r["along_swapped"]) / 2 for r in pairs])),
+            "verb_moves_pairs": len(pairs)}
+           if (pairs := [r for r in rows if "along" in r and "along_swapped" in r]) else {}),
         "rows": rows,
     }
 
@@ -77,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-mg", action="store_true")
+    ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = [measure(c, args.videos, args.steps, not args.no_mg) for c in args.checkpoints]
+    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap) for c in args.checkpoints]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}))
     if args.json:
