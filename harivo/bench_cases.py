@@ -264,10 +264,12 @@ def world_section(repeats: int) -> dict:
     specs = [ShapeSpec("yellow", "star", "getting closer", "gray"), ShapeSpec("red", "square", "spinning", "blue"),
              ShapeSpec("white", "triangle", "moving left to right", "black")]
 
-    def renders(cue):
-        return lambda: [render_video(spec, seed, cue=cue) for spec in specs for seed in range(3)]
+    seeds = range(3)
 
-    n = len(specs) * 3
+    def renders(cue):
+        return lambda: [render_video(spec, seed, cue=cue) for spec in specs for seed in seeds]
+
+    n = len(specs) * len(seeds)
     t = interleaved({"cue": renders(CUE_STYLE), "plain": renders(False)}, repeats, torch.device("cpu"),
                     desc="render rounds")
     return {"render_cue_vs_plain": ratio(t, "cue", "plain"), "render_world": CUE_STYLE,

@@ -37,8 +37,9 @@ def proxy_specs(n: int, seed: int = 0) -> list[ShapeSpec]:
     return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
 
-def _along(tr, motion: str, size: int) -> float | None:
-    """How far a track moved `motion`'s way: fraction of the frame (translations) or log size ratio (closer/away)."""
+def along_track(tr, motion: str, size: int) -> float | None:
+    """How far a track moved `motion`'s way, first to last frame with an object: fraction of the frame
+    (translations) or log size ratio (closer/away); None with fewer than two such frames."""
     if motion in TRANSLATIONS:
         ux, uy = TRANSLATIONS[motion]
         ok = ~np.isnan(tr.cx)
@@ -67,12 +68,12 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False) 
         j, S = sample(spec, k)
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"],
                "cue_share": j["details"]["cue_share"]}
-        along = _along(j["details"]["reading"].track, spec.motion, S)
+        along = along_track(j["details"]["reading"].track, spec.motion, S)
         if along is not None:
             row["along"] = along
         if swap:  # the same seed, the opposite verb, measured along *this* prompt's direction
             js, _ = sample(swap_verb(spec), k)
-            swapped = _along(js["details"]["reading"].track, spec.motion, S)
+            swapped = along_track(js["details"]["reading"].track, spec.motion, S)
             if swapped is not None:
                 row["along_swapped"] = swapped
         rows.append(row)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_proxy import TRANSLATIONS  # noqa: E402
+from motion_proxy import along_track  # noqa: E402
 
 from harivo.data.checker import read_video  # noqa: E402
 from harivo.pipeline import HarivoPipeline  # noqa: E402
@@ -30,14 +30,9 @@ from harivo.verb_probe import _encode_videos, _train_scheduler, gap_specs, swap_
 
 
 def along(video: np.ndarray, motion: str, size: int) -> float:
-    """Centroid shift first → last frame along `motion`'s direction, as a fraction of the frame (NaN: no object)."""
-    tr = read_video(video).track
-    ux, uy = TRANSLATIONS[motion]
-    ok = ~np.isnan(tr.cx)
-    if ok.sum() < 2:
-        return float("nan")
-    i0, i1 = np.flatnonzero(ok)[[0, -1]]
-    return float(((tr.cx[i1] - tr.cx[i0]) * ux + (tr.cy[i1] - tr.cy[i0]) * uy) / size)
+    """`motion_proxy.along_track` of a video as the checker reads it (NaN: the object is not seen twice)."""
+    shift = along_track(read_video(video).track, motion, size)
+    return float("nan") if shift is None else shift
 
 
 def probe(folder: str, videos: int = 12, timesteps=(999, 800)) -> dict:

@@ -199,10 +199,9 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     mark_w = toward_mark * inner  # soft cue-mark coverage, off the outline
     label_px, label = (_read_label(crop, obj_rgb, mark, toward_mark, inner) if T.cue_labels
                        else (np.zeros_like(inner), None))
-    # the cue mark is object; in a frame with a label, every inner pixel is: the label's anti-aliased rim
-    # blends label and object colours, which the background -> object coverage would count as part background
-    label_zone = label_px | inner if label is not None else label_px
-    cov = np.where((mark_w > 0.02) | label_zone, 1.0, cov)
+    # the cue mark is object; in a frame with a label (its pixels are inner ones), every inner pixel is: the
+    # label's anti-aliased rim blends label and object colours, which the coverage would count as part background
+    cov = np.where((mark_w > 0.02) | (inner if label is not None else label_px), 1.0, cov)
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
