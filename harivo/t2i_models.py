@@ -15,6 +15,31 @@ import torch
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
 
+def schedule(zero_snr: bool = False) -> dict:
+    """Scheduler keyword arguments of stage 1's noise schedule (DDPM for training, DDIM for sampling accept both).
+
+    `zero_snr=False`: SD v1 as the paper keeps it, epsilon prediction. `zero_snr=True`: the same betas rescaled to
+    zero terminal SNR, v-prediction and trailing timesteps, together as Lin et al. 2024 prescribe ("Common
+    diffusion noise schedules and sample steps are flawed"): SD's schedule keeps sqrt(alphas_cumprod[999]) = 0.068
+    of the image at t = 999, which training reads (in the shapes world: each frame's layout, a video's whole
+    trajectory) and sampling from pure noise never offers; epsilon prediction is undefined at SNR 0, hence v.
+    """
+    if not zero_snr:
+        return dict(SCHEDULE, prediction_type="epsilon")
+    return dict(SCHEDULE, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
+
+
+def prediction_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The model's training target under `scheduler.config.prediction_type`: the noise (epsilon) or
+    v = sqrt(a) noise - sqrt(1 - a) x0 (v_prediction, `scheduler.get_velocity`)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, timesteps)
+    raise ValueError(f"prediction_type: expected 'epsilon' or 'v_prediction', got {kind!r}")
+
+
 def make_vae(channels, layers_per_block: int, latent_channels: int, norm_num_groups: int, sample_size: int):
     """AutoencoderKL; len(channels) blocks give 2**(len-1) downsampling (3 blocks: 64x64 -> 16x16)."""
     from diffusers import AutoencoderKL
@@ -102,12 +127,21 @@ def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): min(SNR, gamma) / SNR."""
+def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float,
+                    prediction_type: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023). Epsilon prediction: min(SNR, gamma) / SNR.
+
+    v-prediction: min(SNR + 1, gamma) / (SNR + 1). The v-MSE is (SNR + 1) times the x0-MSE, so this caps the
+    x0-space weight at gamma as Hang et al. do, but truncates SNR + 1 instead of SNR: their min(SNR, gamma) / (SNR + 1)
+    gives the terminal step of a zero-terminal-SNR schedule (SNR 0, where the layout is chosen from the caption
+    alone) weight 0; here it keeps weight 1.
+    """
     ac = alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = ac / (1.0 - ac)
     if gamma <= 0:
         return torch.ones_like(snr)
+    if prediction_type == "v_prediction":
+        return torch.clamp(snr + 1, max=gamma) / (snr + 1)
     return torch.clamp(snr, max=gamma) / snr
 
 

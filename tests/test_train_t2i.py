@@ -425,3 +425,66 @@ def test_unet_resumes_from_the_older_state_layout(trained, tmp_path):
               for name, state in _unet_runs(trained, tmp_path, "0.5", before_resume=older_state_layout)}
     assert len(losses["resumed"]) == 4 and losses["resumed"][:2] == losses["straight"][:2]
     assert np.allclose(losses["resumed"], losses["straight"], rtol=0, atol=1e-6), losses
+
+
+def test_zero_snr_schedule_v_target_and_weights_by_hand(tmp_path):
+    """`--zero-snr`: the DDPM schedule ends at SNR 0, the loss regresses v = √ᾱ ε − √(1−ᾱ) x0 with the
+    min-SNR weight min(SNR + 1, γ) / (SNR + 1) (1 at the terminal step), and the exported DDIM is v/trailing."""
+    from diffusers import DDPMScheduler
+
+    from harivo.stage1.evaluation import ddim_scheduler
+    from harivo.t2i_models import min_snr_weights, prediction_target, schedule
+
+    sched = DDPMScheduler(**schedule(True))
+    ac = sched.alphas_cumprod
+    assert float(ac[-1]) < 1e-6 and float(DDPMScheduler(**schedule(False)).alphas_cumprod[-1]) ** 0.5 == pytest.approx(0.068, abs=1e-3)
+    x0, noise, t = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2), torch.tensor([0, 500, 999])
+    a = ac[t].view(-1, 1, 1, 1)
+    assert torch.allclose(prediction_target(sched, x0, noise, t), a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)
+    assert torch.allclose(prediction_target(sched, x0, noise, t)[2], -x0[2], atol=1e-3)  # t = T: v = −x0
+    assert torch.equal(prediction_target(DDPMScheduler(**schedule(False)), x0, noise, t), noise)
+    snr = ac[t] / (1 - ac[t])
+    w = min_snr_weights(t, ac, 5.0, "v_prediction")
+    assert torch.allclose(w, torch.clamp(snr + 1, max=5.0) / (snr + 1))
+    assert float(w[2]) == pytest.approx(1.0) and float(w[0]) == pytest.approx(5.0 / (float(snr[0]) + 1))
+    ddim = ddim_scheduler(True)
+    assert (ddim.config.prediction_type, ddim.config.timestep_spacing, ddim.config.rescale_betas_zero_snr) == \
+        ("v_prediction", "trailing", True)
+    ddim.set_timesteps(25)
+    assert int(ddim.timesteps[0]) == 999  # trailing: sampling starts where training put pure noise
+    cfg = tiny_cfg(tmp_path, "--zero-snr")
+    assert cfg.zero_snr is True
+
+
+def test_zero_snr_unet_loss_regresses_v(tmp_path):
+    """A UNet that outputs exactly v has zero v-loss; the same UNet scored as epsilon does not."""
+    from diffusers import DDPMScheduler
+
+    from harivo.t2i_models import schedule
+
+    latents = torch.randn(8, 4, 16, 16)
+    cfg = tiny_cfg(tmp_path)
+    sched = DDPMScheduler(**schedule(True))
+
+    class Oracle:  # knows the batch: reads x0 and the noise off add_noise
+        def __call__(self, x, t, enc):
+            return SimpleNamespace(sample=sched.get_velocity(self.x0, self.noise, t))
+
+    oracle = Oracle()
+    add_noise = sched.add_noise
+
+    def spy(x0, noise, t):
+        oracle.x0, oracle.noise = x0, noise
+        return add_noise(x0, noise, t)
+
+    sched.add_noise = spy
+    args = (torch.zeros(8, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long),
+            1.0)
+    te = lambda ids: (torch.zeros(ids.shape[0], 3, 4),)  # noqa: E731
+    loss, mse, _ = unet_loss(3, cfg, latents, *args, sched, sched.alphas_cumprod, oracle, te, make_accelerator(cfg), 8)
+    assert float(mse) < 1e-10 and float(loss) < 1e-10
+    eps_sched = DDPMScheduler(**schedule(False))
+    eps_sched.add_noise = spy
+    loss, mse, _ = unet_loss(3, cfg, latents, *args, eps_sched, eps_sched.alphas_cumprod, oracle, te,
+                             make_accelerator(cfg), 8)
+    assert float(mse) > 0.1

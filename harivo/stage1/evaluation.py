@@ -16,14 +16,13 @@ from harivo.fileio import atomic_path, read_json, write_json
 from harivo.stage1.config import T2IConfig
 
 
-def ddim_scheduler():
-    """The DDIM scheduler stage 1 ships with, on the training schedule (`t2i_models.SCHEDULE`)."""
+def ddim_scheduler(zero_snr: bool = False):
+    """The DDIM scheduler stage 1 ships with, on the training schedule (`t2i_models.schedule`)."""
     from diffusers import DDIMScheduler
 
-    from harivo.t2i_models import SCHEDULE
+    from harivo.t2i_models import schedule
 
-    return DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                         prediction_type="epsilon")
+    return DDIMScheduler(**schedule(zero_snr), clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def generate(pipe, prompts: list[str], first_seed: int, steps: int, guidance: float, **kwargs) -> np.ndarray:
@@ -36,12 +35,12 @@ def generate(pipe, prompts: list[str], first_seed: int, steps: int, guidance: fl
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
-def sample_images(vae, text_encoder, tokenizer, unet, prompts, seed, steps, guidance) -> np.ndarray:
+def sample_images(vae, text_encoder, tokenizer, unet, prompts, seed, steps, guidance, zero_snr=False) -> np.ndarray:
     """Images of `prompts` from the models being trained (a pipeline around them, DDIM), at the VAE's size."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=ddim_scheduler(), safety_checker=None, feature_extractor=None,
+                                   scheduler=ddim_scheduler(zero_snr), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     size = int(vae.config.sample_size)
     return generate(pipe, prompts, seed, steps, guidance, height=size, width=size)

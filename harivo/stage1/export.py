@@ -27,14 +27,14 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
     from harivo.tokenizer import build_tokenizer_files
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=ddim_scheduler(), safety_checker=None, feature_extractor=None,
+                                   scheduler=ddim_scheduler(cfg.zero_snr), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     with atomic_dir(cfg.output_dir) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         build_tokenizer_files(tmp / "tokenizer")  # guarantee vocab.json + merges.txt in CLIP format
         write_json(tmp / "training.json", training_record(cfg, info, vae_info, history, argv_str))
         write_text(tmp / "t2i_config.yaml", config_to_yaml(cfg))
-        write_loss_curves(tmp, history, "UNet loss (min-SNR weighted eps MSE)", stem="loss_unet")
+        write_loss_curves(tmp, history, f"UNet loss (min-SNR weighted {'v' if cfg.zero_snr else 'eps'} MSE)", stem="loss_unet")
         copy_earlier_curves(cfg, tmp)
 
 

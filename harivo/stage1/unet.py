@@ -1,6 +1,7 @@
 """Stage 1's UNet stage: a `CLIPTextModel` (from scratch, trained jointly) and a `UNet2DConditionModel` on the
 cached VAE latents of single training frames with their full captions (`cond_drop` of them empty, for
-classifier-free guidance): epsilon prediction on SD's scaled-linear betas, min-SNR-gamma weighting, optional
+classifier-free guidance): epsilon prediction on SD's scaled-linear betas (or, with `zero_snr`, v-prediction on
+the betas rescaled to zero terminal SNR), min-SNR-gamma weighting, optional
 object weighting, offset noise and caption probe, AdamW + warm-up + cosine, EMA weights (the EMA is what is
 exported to `output_dir`, see `stage1.export`).
 
@@ -35,7 +36,7 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     non-empty captions; it draws no random numbers, so the batch, noise and timesteps are those of a run without.
     """
     from harivo.losses import offset_noise
-    from harivo.t2i_models import min_snr_weights
+    from harivo.t2i_models import min_snr_weights, prediction_target
 
     device = acc.device
     gen = stage_step_generator(cfg.seed, 2, step)
@@ -49,17 +50,18 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     ids = cap_ids[cap_index[idx]].clone()
     ids[drop] = empty_ids
     noisy = noise_sched.add_noise(x0, noise, t)
-    noisy, noise, t, ids = noisy.to(device), noise.to(device), t.to(device), ids.to(device)
+    target = prediction_target(noise_sched, x0, noise, t)  # the noise itself, or v under zero_snr
+    noisy, target, t, ids = noisy.to(device), target.to(device), t.to(device), ids.to(device)
     with acc.autocast():
         out = te(ids)
         pred = unet(noisy, t, out[0]).sample
-    sq = (pred.float() - noise) ** 2
+    sq = (pred.float() - target) ** 2
     if masks is not None and cfg.unet_object_weight != 1.0:  # object-weighted ε-MSE (no random numbers drawn)
         wm = 1.0 + (cfg.unet_object_weight - 1.0) * masks[idx].to(device)
         per = (sq * (wm / wm.mean(dim=(1, 2, 3), keepdim=True))).mean(dim=(1, 2, 3))
     else:
         per = sq.mean(dim=(1, 2, 3))
-    w = min_snr_weights(t, alphas_cumprod, cfg.snr_gamma)
+    w = min_snr_weights(t, alphas_cumprod, cfg.snr_gamma, noise_sched.config.prediction_type)
     loss = (w * per).mean()
     probe_ce = None
     if probe is not None and cfg.text_probe_weight and bool((~drop).any()):
@@ -85,7 +87,7 @@ class UNetRun:
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]  # everything that trains (gradient clipping)
     stateful: dict[str, torch.nn.Module]  # the unwrapped modules whose weights the training state holds
-    noise_scheduler: object  # DDPMScheduler on t2i_models.SCHEDULE
+    noise_scheduler: object  # DDPMScheduler on t2i_models.schedule(cfg.zero_snr)
     cap_labels: torch.Tensor | None  # (captions, 4) attribute labels for the probe
     params_record: dict  # parameter counts, for training.json
     step: int = 0
@@ -130,7 +132,7 @@ def setup_unet(cfg: T2IConfig, acc) -> UNetRun:
     """Load the VAE and the (cached) data, build the models and AdamW, resume or warm-start, prepare."""
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import SCHEDULE, caption_labels, n_params
+    from harivo.t2i_models import caption_labels, n_params, schedule
 
     init = Path(cfg.init_from) if cfg.init_from else None
     if init is not None and not (init / "unet" / "config.json").is_file():
@@ -153,7 +155,7 @@ def setup_unet(cfg: T2IConfig, acc) -> UNetRun:
     params_record = {"unet": n_params(acc.unwrap_model(unet)), "text_encoder": n_params(acc.unwrap_model(te)),
                      "vae": n_params(data.vae), "motion_adapter_for_stage2": motion_params}
     return UNetRun(cfg, acc, data, unet, te, probe, ema_u, ema_t, opt, params, stateful,
-                   DDPMScheduler(**SCHEDULE), caption_labels(data.captions) if probe is not None else None,
+                   DDPMScheduler(**schedule(cfg.zero_snr)), caption_labels(data.captions) if probe is not None else None,
                    params_record, meta.get("step", 0), meta.get("history", []), meta.get("minutes", 0.0))
 
 
@@ -198,7 +200,7 @@ def save_samples(run: UNetRun, prompts: list[str]) -> None:
     """A grid of the EMA models' images of `prompts` (run_dir/samples/unet_<step>.png)."""
     cfg = run.cfg
     imgs = sample_images(run.data.vae, run.ema_text_encoder.module, run.data.tokenizer, run.ema_unet.module, prompts,
-                         cfg.seed, cfg.eval_steps, cfg.eval_guidance)
+                         cfg.seed, cfg.eval_steps, cfg.eval_guidance, cfg.zero_snr)
     save_grid(Path(cfg.run_dir) / "samples" / f"unet_{run.step:06d}.png", list(imgs),
               [short_caption(p) for p in prompts], cols=4)
 
