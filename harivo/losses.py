@@ -8,6 +8,10 @@
                  head g, τ = 0.1, negatives = a queue of earlier positives (`NegativeQueue`) and, with
                  `LossConfig.dc_in_batch` (ours), the other videos of the batch.
 `training_step` runs one step's forward passes and returns the total and each term for logging.
+
+On a base whose scheduler predicts v (zero terminal SNR, `t2i_models.schedule(zero_snr=True)`), L_simple
+regresses v instead of ε and L_reg compares the two branches' v outputs: the method is unchanged, only the
+parameterisation of its model output follows the frozen T2I's.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from .attention import recording, spatial_attention_names
 from .config import LossConfig
 from .model import HarivoVideoModel
 from .modules import ProjectionHead
+from .t2i_models import prediction_target
 from .trs import TRSRecorder
 
 
 def simple_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: ‖ε − ε_θ(x_t, t)‖², mean over all elements."""
+    """Eq. 1: ‖ε − ε_θ(x_t, t)‖², mean over all elements (on a v-prediction base: ‖v − v_θ‖², `training_step`)."""
     return F.mse_loss(eps_pred.float(), noise.float())
 
 
@@ -153,6 +158,7 @@ def training_step(
     if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
         noise = offset_noise(noise, loss_config.noise_offset, generator)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = prediction_target(noise_scheduler, latents, noise, timesteps)  # ε itself, or v
 
     # 0. mapping network M(x_t) (§3.2), computed once: both branches of Eq. 2 take the same M(x_t), with gradients
     mapped = model.map_noise(noisy)
@@ -169,7 +175,7 @@ def training_step(
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=latents.device)
     if loss_config.use_simple:
-        terms["simple"] = simple_loss(eps_video, noise)
+        terms["simple"] = simple_loss(eps_video, target)
         total = total + terms["simple"]
     # 2. L_TRS (Eq. 3)
     if trs is not None:

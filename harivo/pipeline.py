@@ -36,7 +36,7 @@ from .attention import AttentionRecord, CrossAttentionRecorder, recording, spati
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
-from .sampling import StepInfo, sample_ddim
+from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
 from .settings import GenerationSettings
 from .tokenizer import token_ids
 
@@ -67,8 +67,9 @@ class HarivoPipeline:
                  model: HarivoVideoModel, scheduler: DDIMScheduler, name: str = ""):
         if not isinstance(scheduler, DDIMScheduler):
             raise ValueError(f"scheduler: expected a DDIMScheduler (App. D), got {type(scheduler).__name__}")
-        if scheduler.config.prediction_type != "epsilon":
-            raise ValueError(f"scheduler: expected prediction_type 'epsilon', got {scheduler.config.prediction_type!r}")
+        if scheduler.config.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"scheduler: expected prediction_type in {list(PREDICTION_TYPES)}, "
+                             f"got {scheduler.config.prediction_type!r}")
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.model, self.scheduler, self.name = model, scheduler, name
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -311,10 +312,10 @@ class HarivoPipeline:
             steps.append({"timestep": int(t), "cfg_scale": scale, **mapping_change(x_in, mapped)})
             batch = torch.cat([mapped] * 2)
             extra = merge_unet_kwargs(conditions, batch, t, text, len(steps) - 1, len(timesteps), s.use_motion)
-            eps = model(batch, t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=s.use_frame_tokens,
-                        unet_kwargs=extra)
-            eps_uncond, eps_cond = eps.float().chunk(2)
-            return eps_uncond + scale * (eps_cond - eps_uncond)
+            out = model(batch, t, text, use_motion=s.use_motion, use_mapping=False, use_frame_tokens=s.use_frame_tokens,
+                        unet_kwargs=extra)  # ε, or v on a zero-terminal-SNR base (the scheduler says which)
+            out_uncond, out_cond = out.float().chunk(2)
+            return out_uncond + scale * (out_cond - out_uncond)
 
         def on_step(info: StepInfo) -> None:
             steps[-1].update({k: float(v[0]) for k, v in info.mg.items()})
@@ -330,7 +331,7 @@ class HarivoPipeline:
             latents = sample_ddim(
                 denoise, latents, timesteps, self.scheduler.alphas_cumprod.to(self.device),
                 self.scheduler.final_alpha_cumprod.to(self.device), self.scheduler.config.num_train_timesteps,
-                s.cfg, s.mg if s.mg.enabled else None, clip, on_step, cancel,
+                s.cfg, s.mg if s.mg.enabled else None, clip, on_step, cancel, self.scheduler.config.prediction_type,
             )
         cancelled = len(steps) < len(timesteps)
         if cancelled:

@@ -3,6 +3,10 @@ Algorithm 1 / Eq. 6–7 (§3.7). Plain functions, no hidden state; the loop take
 optional per-step `callback`, in the style of k-diffusion's samplers.
 
 Video latents are `(b, c, f, h, w)`; MG works per video, with norms per consecutive frame pair.
+
+The model may predict ε (SD v1, the paper) or v = √ᾱ ε − √(1−ᾱ) x_0 (a zero-terminal-SNR schedule, Lin et al.
+2024; `split_prediction`). Both go through the same DDIM update and MG: MG changes ε by α·G as in Algorithm 1,
+and x̂_0 by the amount that keeps x_t = √ᾱ x̂_0 + √(1−ᾱ) ε, which is what the ε path does implicitly.
 """
 
 from __future__ import annotations
@@ -66,16 +70,40 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_prod_t: torch.Tensor 
     return (x_t - (1 - alpha_prod_t) ** 0.5 * eps) / alpha_prod_t**0.5
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+# MG acts where the image keeps at least about as much signal as SD v1's schedule ever leaves (ᾱ_999 = 0.00466; the
+# paper's α was chosen there). A zero-terminal-SNR schedule starts below it (ᾱ = 0 at t = 999, 0.00038 at 959):
+# there ω = √((1−ᾱ)/ᾱ) is infinite or 4× SD's largest, and x̂_0 is the model's guess from the caption alone.
+MG_MIN_ALPHA_PROD = 4e-3
+
+
+def split_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_prod_t: torch.Tensor | float,
+                     prediction_type: str = "epsilon") -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂_0, ε̂) from the model output: ε (x̂_0 by DDIM's formula (12)) or v (x̂_0 = √ᾱ x_t − √(1−ᾱ) v,
+    ε̂ = √ᾱ v + √(1−ᾱ) x_t), as `DDIMScheduler.step` does."""
+    if prediction_type == "epsilon":
+        return predict_x0(x_t, out, alpha_prod_t), out
+    if prediction_type == "v_prediction":
+        a, b = alpha_prod_t**0.5, (1 - alpha_prod_t) ** 0.5
+        return a * x_t - b * out, a * out + b * x_t
+    raise ValueError(f"prediction_type: expected one of {list(PREDICTION_TYPES)}, got {prediction_type!r}")
+
+
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
     alpha_prod_t: torch.Tensor | float,
     alpha_prod_prev: torch.Tensor | float,
     clip_sample_range: float | None = None,
+    x0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One deterministic DDIM step (η = 0). Returns (x_{t-1}, x̂_0). Equals `DDIMScheduler.step` (eta=0)."""
+    """One deterministic DDIM step (η = 0). Returns (x_{t-1}, x̂_0). Equals `DDIMScheduler.step` (eta=0).
+
+    `x0`: x̂_0 when the caller has it (v-prediction, `split_prediction`); otherwise from ε by formula (12)."""
     # 1. predicted original sample, formula (12) of DDIM
-    x0 = predict_x0(x_t, eps, alpha_prod_t)
+    if x0 is None:
+        x0 = predict_x0(x_t, eps, alpha_prod_t)
     if clip_sample_range is not None:
         x0 = x0.clamp(-clip_sample_range, clip_sample_range)
     # 2. direction pointing to x_t (σ_t = 0)
@@ -90,19 +118,22 @@ def mitigating_gradient(
     alpha_prod_t: torch.Tensor | float,
     alpha: float,
     symmetric: bool = False,
+    x0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Algorithm 1: ε ← ε + α · concat(0, G) with G = 2 exp(−‖D‖²/S) D/S · ω, closed form, per video.
 
     eps, x_t: (b, c, f, h, w) after CFG. Returns the new ε and diagnostics per video: median ‖D‖, S, ‖G‖.
     Guards: fewer than 3 frames (log(F−1) ≤ 0 leaves S undefined) and S = 0 (identical frames) change nothing.
     `symmetric=True` follows the full gradient of Eq. 7 (each frame pulled towards both neighbours).
+    `x0`: x̂_t when the caller has it (v-prediction); otherwise from ε (line 2).
     """
     b, f = eps.shape[0], eps.shape[2]
     zeros = torch.zeros(b, device=eps.device, dtype=eps.dtype)
     if alpha == 0 or f <= 2:
         return eps, {"median_d": zeros, "s": zeros, "g_norm": zeros}
     # 1. x̂_t and consecutive differences D_j = x̂^(j) − x̂^(j−1)   (line 2)
-    x0 = predict_x0(x_t, eps, alpha_prod_t)
+    if x0 is None:
+        x0 = predict_x0(x_t, eps, alpha_prod_t)
     d = x0[:, :, 1:] - x0[:, :, :-1]  # (b, c, f-1, h, w)
     d_sq = d.pow(2).sum(dim=(1, 3, 4))  # ‖D_j‖², (b, f-1)
     # 2. bandwidth S = median(‖D‖)² / log(F − 1), per video   (line 3)
@@ -149,8 +180,10 @@ def sample_ddim(
     clip_sample_range: float | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided ε.
+    """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided model output (ε, or
+    v with `prediction_type="v_prediction"`). MG is skipped at steps with ᾱ_t < `MG_MIN_ALPHA_PROD`.
 
     The previous timestep follows `DDIMScheduler.step`: t − T/N, or `final_alpha_cumprod` past the end.
     `callback(info)` runs after each step; `cancel()` is asked before each step and stops the loop when true
@@ -163,17 +196,25 @@ def sample_ddim(
             break
         t_int = int(t)
         scale = cfg.scale(t_int, num_train_timesteps)
-        # 1. guided ε (Algorithm 1, line 1)
-        eps = denoise(x, t, scale)
+        # 1. guided ε, or v (Algorithm 1, line 1)
+        out = denoise(x, t, scale)
         alpha_prod_t = alphas_cumprod[t_int]
         prev_t = t_int - step
         alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else final_alpha_cumprod
+        x0, eps = (None, out) if prediction_type == "epsilon" else split_prediction(x, out, alpha_prod_t, prediction_type)
         # 2. mitigating gradient on ε (Algorithm 1, lines 2–5)
         diagnostics: dict[str, torch.Tensor] = {}
         if mg is not None and mg.enabled:
-            eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric)
+            if float(alpha_prod_t) < MG_MIN_ALPHA_PROD:
+                zeros = torch.zeros(x.shape[0], device=x.device, dtype=eps.dtype)
+                diagnostics = {"median_d": zeros, "s": zeros, "g_norm": zeros}
+            else:
+                new_eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric, x0)
+                if x0 is not None:  # keep x_t = √ᾱ x̂_0 + √(1−ᾱ) ε
+                    x0 = x0 - ((1 - alpha_prod_t) / alpha_prod_t) ** 0.5 * (new_eps - eps)
+                eps = new_eps
         # 3. DDIM update x_t → x_{t−1}
-        x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range)
+        x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range, x0)
         if callback is not None:
             callback(StepInfo(i, t_int, scale, x, x0, diagnostics))
     return x

@@ -26,6 +26,7 @@ from motion_proxy import along_track  # noqa: E402
 
 from harivo.data.checker import read_video  # noqa: E402
 from harivo.pipeline import HarivoPipeline  # noqa: E402
+from harivo.sampling import split_prediction  # noqa: E402
 from harivo.verb_probe import _encode_videos, _train_scheduler, gap_specs, swap_verb  # noqa: E402
 
 
@@ -59,8 +60,9 @@ def probe(folder: str, videos: int = 12, timesteps=(999, 800)) -> dict:
             row = {"prompt": spec.caption, "truth": along(decode(latents[i:i + 1]), spec.motion, size)}
             for name, s in (("caption", spec), ("swapped", swap_verb(spec))):
                 with torch.no_grad():
-                    eps = model(xt, tt, pipe.encode_prompt(s.caption)[0])
-                row[name] = along(decode((xt - (1 - a).sqrt() * eps) / a.sqrt()), spec.motion, size)
+                    out_ = model(xt, tt, pipe.encode_prompt(s.caption)[0])  # ε, or v on a zero-SNR base
+                x0 = split_prediction(xt, out_, a, scheduler.config.prediction_type)[0]
+                row[name] = along(decode(x0), spec.motion, size)
             rows.append(row)
         arr = np.array([[r["truth"], r["caption"], r["swapped"]] for r in rows])
         out[str(t)] = {"mean_along": dict(zip(("truth", "caption", "swapped"), np.nanmean(arr, 0).round(3).tolist())),

@@ -259,3 +259,24 @@ def test_min_timestep_draws_from_the_top_of_the_schedule_only(tiny):
 def test_noise_offset_must_be_non_negative():
     with pytest.raises(ValueError, match="noise_offset"):
         LossConfig(noise_offset=-0.1).validate()
+
+
+def test_simple_loss_regresses_v_on_a_v_prediction_base(tiny):
+    """On a zero-terminal-SNR base L_simple is ‖v − v_θ‖²: recomputed by hand from the recorded noise and t."""
+    from harivo.t2i_models import schedule
+
+    model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
+    latents, text = make_batch(2)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False)
+    terms = {}
+    for zero_snr in (False, True):
+        sched = _RecordingScheduler(**schedule(zero_snr))
+        with torch.no_grad():
+            terms[zero_snr] = training_step(model, latents, text, sched, cfg,
+                                            generator=torch.Generator().manual_seed(3)).terms["simple"]
+            noise, t = sched.seen
+            pred = model(sched.add_noise(latents, noise, t), t, text)
+        a = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        target = a.sqrt() * noise - (1 - a).sqrt() * latents if zero_snr else noise
+        assert terms[zero_snr] == pytest.approx(float((pred - target).pow(2).mean()), rel=1e-5)
+    assert terms[True] != pytest.approx(terms[False], rel=1e-2)

@@ -30,3 +30,29 @@ def test_matches_animatediff_pipeline(tiny):
     # the initial noise is AnimateDiff's too: different seed, different video
     other = pipe(GenerationSettings(**{**settings.__dict__, "seed": 4}))
     assert np.abs(other.frames - expected).max() > 1e-3
+
+
+def test_matches_animatediff_pipeline_on_a_zero_snr_v_prediction_base(tiny):
+    """The oracle on a zero-terminal-SNR, v-prediction, trailing-timestep scheduler (`t2i_models.schedule(True)`)."""
+    from harivo.pipeline import HarivoPipeline
+    from harivo.t2i_models import schedule
+
+    pipe = build_pipeline(tiny)
+    sched = DDIMScheduler(**{**tiny.scheduler.config, **schedule(True)})
+    pipe = HarivoPipeline(tiny.vae, tiny.text_encoder, tiny.tokenizer, pipe.model, sched)
+    ad = AnimateDiffPipeline(
+        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=pipe.model.unet,
+        motion_adapter=tiny.motion_adapter, scheduler=DDIMScheduler(**sched.config),
+    )
+    ad.set_progress_bar_config(disable=True)
+    expected = ad(PROMPT, num_frames=5, num_inference_steps=4, guidance_scale=7.5,
+                  generator=torch.Generator().manual_seed(3), output_type="np").frames[0]
+    settings = GenerationSettings(PROMPT, seed=3, num_frames=5, num_inference_steps=4, cfg=CFGSchedule.constant(7.5),
+                                  mg=MGConfig(enabled=False), use_mapping=False, use_frame_tokens=False)
+    out = pipe(settings)
+    assert np.abs(out.frames - expected).max() <= 1e-4
+    eps_out = build_pipeline(tiny)(settings)  # the same weights read as ε give another video
+    assert np.abs(out.frames - eps_out.frames).max() > 1e-3
+    with_mg = pipe(GenerationSettings(**{**settings.__dict__, "mg": MGConfig(alpha=40.0)}))
+    assert np.isfinite(with_mg.frames).all()
+    assert [s["g_norm"] == 0 for s in with_mg.steps[:2]] == [True, False]  # t = 999 skipped (ᾱ = 0), 749 not

@@ -110,3 +110,75 @@ def test_cfg_schedule():
         MGConfig(alpha=float("nan")).validate()
     with pytest.raises(ValueError, match="alpha"):
         MGConfig(alpha=-1.0).validate()
+
+
+def zero_snr_scheduler(**overrides) -> DDIMScheduler:
+    from harivo.t2i_models import schedule
+
+    return DDIMScheduler(**{**scheduler_config(), **schedule(True), **overrides})
+
+
+def test_ddim_step_on_v_prediction_equals_diffusers():
+    """Zero terminal SNR, v-prediction, trailing timesteps (t = 999 with ᾱ = 0 first): split_prediction + ddim_step
+    == DDIMScheduler.step."""
+    from harivo.sampling import split_prediction
+
+    sched = zero_snr_scheduler()
+    sched.set_timesteps(10)
+    assert int(sched.timesteps[0]) == 999 and float(sched.alphas_cumprod[999]) == 0.0
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, 8, 8, generator=g)
+    for t in sched.timesteps:
+        v = torch.randn(x.shape, generator=g)
+        ref = sched.step(v, t, x, eta=0.0).prev_sample
+        prev = int(t) - 100
+        a_prev = sched.alphas_cumprod[prev] if prev >= 0 else sched.final_alpha_cumprod
+        x0, eps = split_prediction(x, v, sched.alphas_cumprod[int(t)], "v_prediction")
+        ours, _ = ddim_step(x, eps, sched.alphas_cumprod[int(t)], a_prev, None, x0)
+        assert torch.allclose(ours, ref, atol=1e-5, rtol=0)
+        x = ref
+    with pytest.raises(ValueError, match="prediction_type"):
+        split_prediction(x, x, 0.5, "sample")
+
+
+def test_mg_on_v_equals_mg_on_the_same_eps():
+    """One sampling step with MG from v equals the step from the ε that v stands for (ᾱ well above the floor)."""
+    from harivo.sampling import sample_ddim, split_prediction
+
+    x_t, eps, _ = mg_setup(f=5)
+    ac = torch.linspace(0.9, 0.2, 1000, dtype=torch.float64)  # any schedule: ᾱ_999 = 0.2
+    a = ac[999]
+    v = (eps - (1 - a).sqrt() * x_t) / a.sqrt()  # the v whose ε is eps
+    assert torch.allclose(split_prediction(x_t, v, a, "v_prediction")[1], eps)
+    cfg, mg = CFGSchedule.constant(1.0), MGConfig(alpha=40.0)
+    ts = torch.tensor([999])
+    from_eps = sample_ddim(lambda x, t, s: eps, x_t, ts, ac, 1.0, 1000, cfg, mg)
+    from_v = sample_ddim(lambda x, t, s: v, x_t, ts, ac, 1.0, 1000, cfg, mg, prediction_type="v_prediction")
+    no_mg = sample_ddim(lambda x, t, s: eps, x_t, ts, ac, 1.0, 1000, cfg, None)
+    assert torch.allclose(from_v, from_eps, atol=1e-9)
+    assert (from_eps - no_mg).abs().max() > 1e-3  # MG did act
+
+
+def test_mg_skips_steps_with_less_signal_than_sd_ever_leaves():
+    """Below MG_MIN_ALPHA_PROD (zero-SNR's first steps: ᾱ_999 = 0, ᾱ_959 = 0.00038) MG changes nothing and reports
+    zeros; SD v1's own schedule (ᾱ_999 = 0.00466) is never below it."""
+    from harivo.sampling import MG_MIN_ALPHA_PROD, sample_ddim
+
+    assert float(DDIMScheduler(**scheduler_config()).alphas_cumprod[999]) > MG_MIN_ALPHA_PROD
+    sched = zero_snr_scheduler()
+    sched.set_timesteps(25)
+    ac = sched.alphas_cumprod.double()
+    x_t, v, _ = mg_setup(f=5)
+    seen = []
+    cfg = CFGSchedule.constant(1.0)
+    for t in sched.timesteps[:4]:
+        ts = t.view(1)
+        args = (x_t, ts, ac, float(sched.final_alpha_cumprod), 1000, cfg)
+        with_mg = sample_ddim(lambda x, t, s: v, *args, MGConfig(alpha=40.0), callback=seen.append,
+                              prediction_type="v_prediction")
+        without = sample_ddim(lambda x, t, s: v, *args, None, prediction_type="v_prediction")
+        skipped = float(ac[int(t)]) < MG_MIN_ALPHA_PROD
+        assert skipped == (int(t) in (999, 959, 919))
+        assert torch.isfinite(with_mg).all()
+        assert torch.equal(with_mg, without) == skipped
+        assert (float(seen[-1].mg["g_norm"].abs().max()) == 0.0) == skipped

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from harivo.model import load_unet2d
+from harivo.sampling import PREDICTION_TYPES
 
 
 @dataclass
@@ -57,7 +58,7 @@ def model_folder(source: str, what: str = "base_model") -> Path:
 
 def load_base(base_model: str) -> BaseModel:
     """The frozen stage-1 pipeline of `base_model` (folder or hub id), fingerprinted; ValueError naming the field
-    if it is no epsilon-prediction StableDiffusionPipeline."""
+    if it is no StableDiffusionPipeline predicting ε or v."""
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -72,8 +73,8 @@ def load_base(base_model: str) -> BaseModel:
     except (OSError, ValueError) as e:
         raise ValueError(f"base_model: cannot load the T2I components from {base_model!r} ({e})") from None
     unet = load_unet2d(str(path))
-    if scheduler_config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(f"base_model: expected an epsilon-prediction scheduler, "
+    if scheduler_config.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
+        raise ValueError(f"base_model: expected a scheduler predicting one of {list(PREDICTION_TYPES)}, "
                          f"got {scheduler_config['prediction_type']!r}")
     fingerprints = {part: fingerprint(list((path / part).glob("*.safetensors")))
                     for part in ("vae", "text_encoder", "unet")}
