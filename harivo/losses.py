@@ -29,13 +29,23 @@ from .attention import recording, spatial_attention_names
 from .config import LossConfig
 from .model import HarivoVideoModel
 from .modules import ProjectionHead
-from .t2i_models import prediction_target
 from .trs import TRSRecorder
 
 
 def simple_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Eq. 1: ‖ε − ε_θ(x_t, t)‖², mean over all elements (on a v-prediction base: ‖v − v_θ‖², `training_step`)."""
     return F.mse_loss(eps_pred.float(), noise.float())
+
+
+def prediction_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The model's training target under `scheduler.config.prediction_type`: the noise (epsilon) or
+    v = sqrt(a) noise - sqrt(1 - a) x0 (v_prediction, `scheduler.get_velocity`)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, timesteps)
+    raise ValueError(f"prediction_type: expected 'epsilon' or 'v_prediction', got {kind!r}")
 
 
 def offset_noise(noise: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -29,17 +29,6 @@ def schedule(zero_snr: bool = False) -> dict:
     return dict(SCHEDULE, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
 
 
-def prediction_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """The model's training target under `scheduler.config.prediction_type`: the noise (epsilon) or
-    v = sqrt(a) noise - sqrt(1 - a) x0 (v_prediction, `scheduler.get_velocity`)."""
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(x0, noise, timesteps)
-    raise ValueError(f"prediction_type: expected 'epsilon' or 'v_prediction', got {kind!r}")
-
-
 def make_vae(channels, layers_per_block: int, latent_channels: int, norm_num_groups: int, sample_size: int):
     """AutoencoderKL; len(channels) blocks give 2**(len-1) downsampling (3 blocks: 64x64 -> 16x16)."""
     from diffusers import AutoencoderKL
