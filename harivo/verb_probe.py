@@ -34,6 +34,7 @@ from . import fileio
 from .attention import recording, spatial_attention_names
 from .data.shapes import ShapeSpec, all_specs, render_video
 from .eval_stats import TRANSLATIONS
+from .losses import prediction_target
 from .pixels import to_pixels
 
 OPPOSITE = {
@@ -149,7 +150,8 @@ def gap_noise(shape: tuple[int, ...], num_timesteps: int, seed: int) -> torch.Te
 @torch.no_grad()
 def swap_gap(model, scheduler, latents: torch.Tensor, embeds: torch.Tensor, swapped: torch.Tensor,
              timesteps, seed: int = 0, batch_size: int = 8, noise: torch.Tensor | None = None) -> list[dict]:
-    """ε-MSE with the true and with the swapped captions, same x_t; one row per timestep.
+    """ε-MSE (v-MSE on a v-prediction base) with the true and with the swapped captions, same x_t; one row per
+    timestep.
 
     latents (n, c, f, h, w) clean, embeds / swapped (n, M, D). Noise: `noise` (len(timesteps), n, c, f, h, w) if
     given, else `gap_noise(latents.shape, len(timesteps), seed)`.
@@ -170,9 +172,10 @@ def swap_gap(model, scheduler, latents: torch.Tensor, embeds: torch.Tensor, swap
             x0, n = latents[k:k + batch_size], noise[j, k:k + batch_size]
             tt = torch.full((len(x0),), int(t), device=latents.device)
             xt = scheduler.add_noise(x0, n, tt)
+            target = prediction_target(scheduler, x0, n, tt)
             for s, e in enumerate((embeds, swapped)):
                 eps = model(xt, tt, e[k:k + batch_size])
-                sums[s] += float(((eps - n) ** 2).mean(dim=tuple(range(1, eps.ndim))).sum())
+                sums[s] += float(((eps - target) ** 2).mean(dim=tuple(range(1, eps.ndim))).sum())
         loss, loss_sw = sums[0] / len(latents), sums[1] / len(latents)
         rows.append({"t": int(t), "loss": loss, "loss_swapped": loss_sw,
                      "gap_pct": 100.0 * (loss_sw - loss) / max(loss, 1e-12)})

@@ -47,17 +47,23 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=100, help="swap gap every N steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", default="", help="weights.safetensors of an earlier run of this script")
+    ap.add_argument("--state", default="", help="stage-2 training state to start from "
+                    "(default runs/harivo-<variant>/state, the shipped run's)")
+    ap.add_argument("--base-model", default="", help="the T2I that state was trained on (default: the config's)")
+    ap.add_argument("--cache-dir", default="", help="stage-2 latent cache (default: the config's)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
-    source = Path(f"runs/harivo-{a.variant}/state")
+    source = Path(a.state or f"runs/harivo-{a.variant}/state")
     if not source.is_dir():
         raise SystemExit(f"--variant: no training state at {source} (train the variant first)")
     shutil.rmtree(out / "state", ignore_errors=True)
     shutil.copytree(source, out / "state")
     cfg = parse_config(["--config", "configs/shapes-harivo.yaml", "--variant", a.variant, "--run-dir", str(out),
-                        "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0"])
+                        "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0",
+                        *(["--base-model", a.base_model] if a.base_model else []),
+                        *(["--cache-dir", a.cache_dir] if a.cache_dir else [])])
     run = setup(cfg)
     run.raw.loss_config.min_timestep = a.min_timestep
     if a.init:

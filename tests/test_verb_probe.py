@@ -130,3 +130,17 @@ def test_frame_token_stats(tiny):
     assert all(not m._forward_pre_hooks for m in model.unet.modules())
     with pytest.raises(ValueError, match="frame-token generator"):
         frame_token_stats(build_model(tiny, use_frame_tokens=False), a, a, c, sample, 800)
+
+
+def test_swap_gap_on_a_v_prediction_base_scores_v():
+    """On a zero-terminal-SNR base the gap compares v-MSEs: at t = 999 (ᾱ = 0) v = −x0, so predicting 0 costs
+    mean(x0²) and predicting 1 costs mean((1 + x0)²)."""
+    from diffusers import DDPMScheduler
+
+    from harivo.t2i_models import schedule
+
+    latents = torch.randn(3, 4, 2, 2, 2, generator=torch.Generator().manual_seed(5))
+    true, swapped = torch.zeros(3, 5, 6), torch.ones(3, 5, 6)
+    row = swap_gap(_ConstantModel(), DDPMScheduler(**schedule(True)), latents, true, swapped, [999], seed=3)[0]
+    assert row["loss"] == pytest.approx((latents**2).mean().item(), rel=1e-4)
+    assert row["loss_swapped"] == pytest.approx(((1 + latents) ** 2).mean().item(), rel=1e-4)
