@@ -23,6 +23,7 @@ import torch
 
 from harivo.data.checker import judge
 from harivo.data.shapes import ShapeSpec, all_specs
+from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
 from harivo.verb_probe import swap_verb
@@ -54,8 +55,12 @@ def along_track(tr, motion: str, size: int) -> float | None:
     return float((1 if motion == "getting closer" else -1) * np.log(tr.size[i1] / tr.size[i0]))
 
 
-def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False) -> dict:
+def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, weights: str = "") -> dict:
     pipe = HarivoPipeline.from_checkpoint(folder)
+    if weights:  # trained parts from scripts/verb_finetune.py on top of the checkpoint's
+        loaded = pipe.model.load_state_dict(load_tensors(weights, what="--weights"), strict=False)
+        if loaded.unexpected_keys:
+            raise SystemExit(f"--weights: keys the model does not have: {loaded.unexpected_keys[:3]}")
 
     def sample(spec: ShapeSpec, seed: int):
         out = pipe(GenerationSettings(prompt=spec.caption, seed=seed, num_inference_steps=steps,
@@ -102,10 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-mg", action="store_true")
     ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
+    ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap) for c in args.checkpoints]
+    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights) for c in args.checkpoints]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}))
     if args.json:
