@@ -158,3 +158,30 @@ def test_ground_truth_track_matches_the_verb_and_the_pixels(motion):
         ys, xs = np.mgrid[0:S, 0:S]
         np.testing.assert_allclose((cov * xs).sum(axis=(1, 2)) / area, t.cx, atol=0.1)
         np.testing.assert_allclose((cov * ys).sum(axis=(1, 2)) / area, t.cy, atol=0.1)
+
+
+def test_crossing_tracks_go_edge_to_edge_and_change_nothing_else(monkeypatch):
+    """HARIVO_TRACKS=crossing (issue 16's proxy world): translations run from one allowed edge to the other (1 px
+    margin), in the verb's direction; every other part of every track is the random world's."""
+    import numpy as np
+
+    import harivo.data.shapes as shapes
+
+    specs = [shapes.ShapeSpec("red", "circle", m, "gray") for m in shapes.MOTIONS]
+    random_tracks = {s.motion: shapes.make_track(s, 7) for s in specs}
+    monkeypatch.setattr(shapes, "TRACK_STYLE", "crossing")
+    for s in specs:
+        a, b = random_tracks[s.motion], shapes.make_track(s, 7)
+        assert np.array_equal(a.size, b.size) and np.array_equal(a.angle, b.angle)
+        axis = {"moving left to right": "cx", "moving right to left": "cx", "moving up": "cy",
+                "moving down": "cy"}.get(s.motion)
+        if axis is None:
+            assert np.array_equal(a.cx, b.cx) and np.array_equal(a.cy, b.cy)
+            continue
+        other = "cy" if axis == "cx" else "cx"
+        assert np.array_equal(getattr(a, other), getattr(b, other))
+        path, margin = getattr(b, axis), float(b.size.max()) + 1.0
+        ends = (margin - 0.5, 64 - 0.5 - margin)
+        forward = s.motion in ("moving left to right", "moving down")
+        assert (path[0], path[-1]) == pytest.approx(ends if forward else ends[::-1])
+        assert abs(path[-1] - path[0]) > abs(getattr(a, axis)[-1] - getattr(a, axis)[0])

@@ -105,7 +105,15 @@ CUE_STYLES = ("cue1", "cue2", "cue3")
 CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
 if CUE_STYLE not in CUE_STYLES:
     raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
-WORLD_VERSION = CUE_STYLE  # part of every cache key built from rendered videos; bump when the pictures change
+# How translations are drawn: "random" (0.30-0.45 of the frame from a random start) or, for issue 16's proxies,
+# "crossing" (from one allowed edge to the other, so that the verb alone fixes the position along the axis in
+# every frame; scripts/world_oracle.py measures what that is worth). HARIVO_TRACKS selects it for experiments.
+TRACK_STYLES = ("random", "crossing")
+TRACK_STYLE = os.environ.get("HARIVO_TRACKS", "random")
+if TRACK_STYLE not in TRACK_STYLES:
+    raise ValueError(f"HARIVO_TRACKS must be one of {TRACK_STYLES}, got {TRACK_STYLE!r}")
+# part of every cache key built from rendered videos; bump when the pictures change
+WORLD_VERSION = CUE_STYLE if TRACK_STYLE == "random" else f"{CUE_STYLE}-{TRACK_STYLE}"
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
 CUE_RADIUS = 0.28  # mark radius, x circumradius
 CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
@@ -285,6 +293,8 @@ def make_track(spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64)
     if motion in ("moving left to right", "moving right to left", "moving up", "moving down"):
         dist = min(rng.uniform(0.30, 0.45) * S, hi - lo)
         start = rng.uniform(lo, hi - dist)
+        if TRACK_STYLE == "crossing":  # the same draws (the rest of the video unchanged), then edge to edge
+            dist, start = hi - lo, lo
         path = start + dist * t
         if motion == "moving left to right":
             cx = path
