@@ -13,17 +13,26 @@ from conftest import build_pipeline
 PROMPT = "a red circle is moving left to right on a gray background"
 
 
-def test_matches_animatediff_pipeline(tiny):
-    pipe = build_pipeline(tiny)
+ORACLE_SETTINGS = GenerationSettings(PROMPT, seed=3, num_frames=5, num_inference_steps=4,
+                                     cfg=CFGSchedule.constant(7.5), mg=MGConfig(enabled=False), use_mapping=False,
+                                     use_frame_tokens=False)
+
+
+def animatediff_frames(tiny, pipe) -> np.ndarray:
+    """Stock AnimateDiffPipeline's frames of ORACLE_SETTINGS on `pipe`'s UNet and scheduler config."""
     ad = AnimateDiffPipeline(
         vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=pipe.model.unet,
-        motion_adapter=tiny.motion_adapter, scheduler=DDIMScheduler(**tiny.scheduler.config),
+        motion_adapter=tiny.motion_adapter, scheduler=DDIMScheduler(**pipe.scheduler.config),
     )
     ad.set_progress_bar_config(disable=True)
-    expected = ad(PROMPT, num_frames=5, num_inference_steps=4, guidance_scale=7.5,
-                  generator=torch.Generator().manual_seed(3), output_type="np").frames[0]
-    settings = GenerationSettings(PROMPT, seed=3, num_frames=5, num_inference_steps=4, cfg=CFGSchedule.constant(7.5),
-                                  mg=MGConfig(enabled=False), use_mapping=False, use_frame_tokens=False)
+    return ad(PROMPT, num_frames=5, num_inference_steps=4, guidance_scale=7.5,
+              generator=torch.Generator().manual_seed(3), output_type="np").frames[0]
+
+
+def test_matches_animatediff_pipeline(tiny):
+    pipe = build_pipeline(tiny)
+    expected = animatediff_frames(tiny, pipe)
+    settings = ORACLE_SETTINGS
     out = pipe(settings)
     assert out.frames.shape == expected.shape == (5, 16, 16, 3)
     assert np.abs(out.frames - expected).max() <= 1e-4
@@ -40,15 +49,8 @@ def test_matches_animatediff_pipeline_on_a_zero_snr_v_prediction_base(tiny):
     pipe = build_pipeline(tiny)
     sched = DDIMScheduler(**{**tiny.scheduler.config, **schedule(True)})
     pipe = HarivoPipeline(tiny.vae, tiny.text_encoder, tiny.tokenizer, pipe.model, sched)
-    ad = AnimateDiffPipeline(
-        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=pipe.model.unet,
-        motion_adapter=tiny.motion_adapter, scheduler=DDIMScheduler(**sched.config),
-    )
-    ad.set_progress_bar_config(disable=True)
-    expected = ad(PROMPT, num_frames=5, num_inference_steps=4, guidance_scale=7.5,
-                  generator=torch.Generator().manual_seed(3), output_type="np").frames[0]
-    settings = GenerationSettings(PROMPT, seed=3, num_frames=5, num_inference_steps=4, cfg=CFGSchedule.constant(7.5),
-                                  mg=MGConfig(enabled=False), use_mapping=False, use_frame_tokens=False)
+    expected = animatediff_frames(tiny, pipe)
+    settings = ORACLE_SETTINGS
     out = pipe(settings)
     assert np.abs(out.frames - expected).max() <= 1e-4
     eps_out = build_pipeline(tiny)(settings)  # the same weights read as ε give another video
