@@ -29,6 +29,7 @@ from .attention import recording, spatial_attention_names
 from .config import LossConfig
 from .model import HarivoVideoModel
 from .modules import ProjectionHead
+from .sampling import PREDICTION_TYPES
 from .trs import TRSRecorder
 
 
@@ -45,7 +46,7 @@ def prediction_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, timestep
         return noise
     if kind == "v_prediction":
         return scheduler.get_velocity(x0, noise, timesteps)
-    raise ValueError(f"prediction_type: expected 'epsilon' or 'v_prediction', got {kind!r}")
+    raise ValueError(f"prediction_type: expected one of {list(PREDICTION_TYPES)}, got {kind!r}")
 
 
 def offset_noise(noise: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -124,12 +124,14 @@ def mitigating_gradient(
 
     eps, x_t: (b, c, f, h, w) after CFG. Returns the new ε and diagnostics per video: median ‖D‖, S, ‖G‖.
     Guards: fewer than 3 frames (log(F−1) ≤ 0 leaves S undefined) and S = 0 (identical frames) change nothing.
+    A third guard: below `MG_MIN_ALPHA_PROD` (a zero-terminal-SNR schedule's first steps) MG changes nothing.
+    When MG changes nothing, the `eps` passed in is returned itself.
     `symmetric=True` follows the full gradient of Eq. 7 (each frame pulled towards both neighbours).
     `x0`: x̂_t when the caller has it (v-prediction); otherwise from ε (line 2).
     """
     b, f = eps.shape[0], eps.shape[2]
     zeros = torch.zeros(b, device=eps.device, dtype=eps.dtype)
-    if alpha == 0 or f <= 2:
+    if alpha == 0 or f <= 2 or float(alpha_prod_t) < MG_MIN_ALPHA_PROD:
         return eps, {"median_d": zeros, "s": zeros, "g_norm": zeros}
     # 1. x̂_t and consecutive differences D_j = x̂^(j) − x̂^(j−1)   (line 2)
     if x0 is None:
@@ -183,7 +185,7 @@ def sample_ddim(
     prediction_type: str = "epsilon",
 ) -> torch.Tensor:
     """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided model output (ε, or
-    v with `prediction_type="v_prediction"`). MG is skipped at steps with ᾱ_t < `MG_MIN_ALPHA_PROD`.
+    v with `prediction_type="v_prediction"`). MG changes nothing at steps with ᾱ_t < `MG_MIN_ALPHA_PROD`.
 
     The previous timestep follows `DDIMScheduler.step`: t − T/N, or `final_alpha_cumprod` past the end.
     `callback(info)` runs after each step; `cancel()` is asked before each step and stops the loop when true
@@ -201,18 +203,16 @@ def sample_ddim(
         alpha_prod_t = alphas_cumprod[t_int]
         prev_t = t_int - step
         alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else final_alpha_cumprod
-        x0, eps = (None, out) if prediction_type == "epsilon" else split_prediction(x, out, alpha_prod_t, prediction_type)
+        # ε keeps the paper's path bit for bit (x̂_0 from ε in ddim_step); v gives x̂_0 directly
+        x0, eps = (None, out) if prediction_type == "epsilon" else split_prediction(x, out, alpha_prod_t,
+                                                                                     prediction_type)
         # 2. mitigating gradient on ε (Algorithm 1, lines 2–5)
         diagnostics: dict[str, torch.Tensor] = {}
         if mg is not None and mg.enabled:
-            if float(alpha_prod_t) < MG_MIN_ALPHA_PROD:
-                zeros = torch.zeros(x.shape[0], device=x.device, dtype=eps.dtype)
-                diagnostics = {"median_d": zeros, "s": zeros, "g_norm": zeros}
-            else:
-                new_eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric, x0)
-                if x0 is not None:  # keep x_t = √ᾱ x̂_0 + √(1−ᾱ) ε
-                    x0 = x0 - ((1 - alpha_prod_t) / alpha_prod_t) ** 0.5 * (new_eps - eps)
-                eps = new_eps
+            new_eps, diagnostics = mitigating_gradient(eps, x, alpha_prod_t, mg.alpha, mg.symmetric, x0)
+            if x0 is not None and new_eps is not eps:  # MG acted: keep x_t = √ᾱ x̂_0 + √(1−ᾱ) ε
+                x0 = x0 - ((1 - alpha_prod_t) / alpha_prod_t) ** 0.5 * (new_eps - eps)
+            eps = new_eps
         # 3. DDIM update x_t → x_{t−1}
         x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range, x0)
         if callback is not None:

@@ -174,8 +174,8 @@ def swap_gap(model, scheduler, latents: torch.Tensor, embeds: torch.Tensor, swap
             xt = scheduler.add_noise(x0, n, tt)
             target = prediction_target(scheduler, x0, n, tt)
             for s, e in enumerate((embeds, swapped)):
-                eps = model(xt, tt, e[k:k + batch_size])
-                sums[s] += float(((eps - target) ** 2).mean(dim=tuple(range(1, eps.ndim))).sum())
+                pred = model(xt, tt, e[k:k + batch_size])
+                sums[s] += float(((pred - target) ** 2).mean(dim=tuple(range(1, pred.ndim))).sum())
         loss, loss_sw = sums[0] / len(latents), sums[1] / len(latents)
         rows.append({"t": int(t), "loss": loss, "loss_swapped": loss_sw,
                      "gap_pct": 100.0 * (loss_sw - loss) / max(loss, 1e-12)})

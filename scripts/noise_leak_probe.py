@@ -3,12 +3,13 @@
     HARIVO_CUE_STYLE=cue3 PYTHONPATH=. python scripts/noise_leak_probe.py CHECKPOINT [--json OUT] [--videos 12]
 
 Translation videos of the training split (`verb_probe.gap_specs`) are encoded and noised to t = 999 and t = 800
-exactly as in training; the model predicts ε once, with the true caption and with the opposite verb, and the one-step
-x0 estimate (x_t − √(1−ᾱ) ε̂) / √ᾱ is decoded and read by the checker. Printed per t: how far the object moves the
+exactly as in training; the model predicts once (ε, or v on a zero-terminal-SNR base), with the true caption and with
+the opposite verb, and the one-step x0 estimate (x_t − √(1−ᾱ) ε̂) / √ᾱ, or √ᾱ x_t − √(1−ᾱ) v̂, is decoded and read
+by the checker. Printed per t: how far the object moves the
 prompted way (fraction of the frame) in the clean latents (truth), in the estimate with the caption and with the
 swapped caption, and the share moving the right way. When the caption and the swapped caption give the same
 trajectory, the model takes it from what the noisy input still shows of the video (√ᾱ = 6.8 % of it at t = 999
-under this schedule), which sampling from pure noise never offers.
+under SD's schedule, none on a zero-terminal-SNR one), which sampling from pure noise never offers.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@
 `verb_probe.oracle_gain` on the base's VAE latents of 48 generator videos per verb (a red circle on gray; left
 to right vs right to left, up vs down): the caption-only x0 predictor's MSE with the verb known and ignored.
 On a zero-terminal-SNR schedule the loss at t = 999 *is* that x0-MSE, so the gain is the share of the t = 999
-loss a model saves by reading the verb. "current": the world as generated (a translation covers 0.30-0.45 of the
-frame from a random start); "crossing": the same videos with every translation from one allowed edge to the other,
-so that the verb alone fixes the object's position along its axis in every frame (a candidate world change).
+loss a model saves by reading the verb. "random": the world as generated (a translation covers 0.30-0.45 of the
+frame from a random start); "crossing": the same videos with every translation from one allowed edge to the other
+(`HARIVO_TRACKS=crossing`, `shapes.TRACK_STYLE`), so that the verb alone fixes the object's position along its
+axis in every frame (a candidate world change).
 """
 
 from __future__ import annotations
@@ -16,27 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 import harivo.data.shapes as shapes
 from harivo.data.shapes import ShapeSpec
 from harivo.verb_probe import _encode_videos, oracle_gain, swap_verb
-
-AXES = {"moving left to right": ("cx", False), "moving right to left": ("cx", True), "moving down": ("cy", False),
-        "moving up": ("cy", True)}
-_generated = shapes.make_track
-
-
-def crossing_track(spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64):
-    """`make_track` with a translation's path replaced by edge-to-edge (the 1 px margin kept)."""
-    track = _generated(spec, seed, num_frames, size)
-    if spec.motion in AXES:
-        axis, backwards = AXES[spec.motion]
-        margin = float(track.size.max()) + 1.0
-        path = np.linspace(margin - 0.5, size - 0.5 - margin, num_frames)
-        getattr(track, axis)[:] = path[::-1] if backwards else path
-    return track
 
 
 def measure(base: str, videos: int = 48) -> dict:
@@ -44,8 +29,8 @@ def measure(base: str, videos: int = 48) -> dict:
 
     vae = AutoencoderKL.from_pretrained(base, subfolder="vae", use_safetensors=True)
     out = {}
-    for world, track in (("current", _generated), ("crossing", crossing_track)):
-        shapes.make_track = track
+    for world in ("random", "crossing"):  # shapes.TRACK_STYLE, as HARIVO_TRACKS sets it
+        saved, shapes.TRACK_STYLE = shapes.TRACK_STYLE, world
         try:
             for motion in ("moving left to right", "moving up"):
                 spec = ShapeSpec("red", "circle", motion, "gray")
@@ -53,7 +38,7 @@ def measure(base: str, videos: int = 48) -> dict:
                           for s in (spec, swap_verb(spec))]
                 out[f"{world}: {motion} vs {swap_verb(spec).motion}"] = oracle_gain(groups)
         finally:
-            shapes.make_track = _generated
+            shapes.TRACK_STYLE = saved
     return out
 
 

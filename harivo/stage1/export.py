@@ -34,7 +34,8 @@ def export_pipeline(cfg, vae, text_encoder, tokenizer, unet, info, vae_info, his
         build_tokenizer_files(tmp / "tokenizer")  # guarantee vocab.json + merges.txt in CLIP format
         write_json(tmp / "training.json", training_record(cfg, info, vae_info, history, argv_str))
         write_text(tmp / "t2i_config.yaml", config_to_yaml(cfg))
-        write_loss_curves(tmp, history, f"UNet loss (min-SNR weighted {'v' if cfg.zero_snr else 'eps'} MSE)", stem="loss_unet")
+        target = "v" if cfg.zero_snr else "eps"
+        write_loss_curves(tmp, history, f"UNet loss (min-SNR weighted {target} MSE)", stem="loss_unet")
         copy_earlier_curves(cfg, tmp)
 
 

@@ -155,7 +155,8 @@ def setup_unet(cfg: T2IConfig, acc) -> UNetRun:
     params_record = {"unet": n_params(acc.unwrap_model(unet)), "text_encoder": n_params(acc.unwrap_model(te)),
                      "vae": n_params(data.vae), "motion_adapter_for_stage2": motion_params}
     return UNetRun(cfg, acc, data, unet, te, probe, ema_u, ema_t, opt, params, stateful,
-                   DDPMScheduler(**schedule(cfg.zero_snr)), caption_labels(data.captions) if probe is not None else None,
+                   DDPMScheduler(**schedule(cfg.zero_snr)),
+                   caption_labels(data.captions) if probe is not None else None,
                    params_record, meta.get("step", 0), meta.get("history", []), meta.get("minutes", 0.0))
 
 
