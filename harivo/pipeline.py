@@ -38,7 +38,7 @@ from .config import HarivoConfig, check_range
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
 from .settings import GenerationSettings
-from .tokenizer import token_ids
+from .tokenizer import token_count, token_ids
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 VARIANTS = ("baseline", "trs-dc", "mapping", "full")
@@ -192,7 +192,7 @@ class HarivoPipeline:
         s.validate()
         limit = self.tokenizer.model_max_length
         for name, text in (("prompt", s.prompt), ("negative_prompt", s.negative_prompt)):
-            n = len(self.tokenizer(text).input_ids)
+            n = token_count(self.tokenizer, text)
             if n > limit:
                 raise ValueError(f"{name}: expected at most {limit - 2} tokens, got {n - 2}")
         check_range("num_frames", s.num_frames, high=self.model.max_frames, integer=True)

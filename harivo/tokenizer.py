@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -130,11 +131,30 @@ def build_tokenizer(folder: str | Path, words: list[str] | None = None):
     return load_tokenizer(build_tokenizer_files(folder, words))
 
 
+# transformers 5's tokenizers keep padding/truncation as state of the shared Rust backend and set it on every
+# call, so two threads tokenizing at once (the app's input check beside a generation) can get each other's
+# padding: a 77-token call returned 11 tokens. Every call into a tokenizer goes through this lock.
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def token_ids(tokenizer, texts):
     """(n, M) input ids as the SD / AnimateDiff pipelines make them: padded to the tokenizer's max length,
-    truncated, no attention mask. `texts`: one string or a list."""
-    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+    truncated, no attention mask. `texts`: one string or a list. Thread-safe."""
+    with _TOKENIZER_LOCK:
+        return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                         return_tensors="pt").input_ids
+
+
+def token_count(tokenizer, text: str) -> int:
+    """Number of tokens of `text` with <sot>/<eot>, unpadded and untruncated. Thread-safe."""
+    with _TOKENIZER_LOCK:
+        return len(tokenizer(text).input_ids)
+
+
+def token_pieces(tokenizer, text: str) -> list[str]:
+    """`tokenizer.tokenize(text)`, thread-safe."""
+    with _TOKENIZER_LOCK:
+        return tokenizer.tokenize(text)
 
 
 def split_words(prompt: str) -> list[str]:

@@ -1,11 +1,12 @@
 """The shapes-world CLIP tokenizer: a real transformers.CLIPTokenizer built from the world vocabulary."""
 
 import json
+import threading
 
 import pytest
 
 from harivo.data.shapes import ShapeSpec, world_vocabulary
-from harivo.tokenizer import BOS, EOS, build_tokenizer, unknown_words
+from harivo.tokenizer import BOS, EOS, build_tokenizer, token_count, token_ids, token_pieces, unknown_words
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,28 @@ def test_loads_with_stock_transformers(tok, tmp_path):
     again = CLIPTokenizer.from_pretrained(tmp_path)
     cap = "a white triangle is getting closer on a black background"
     assert again(cap).input_ids == tok(cap).input_ids
+
+
+def test_tokenizing_from_threads_keeps_each_calls_padding(tok):
+    """The app checks a prompt's length (unpadded) while another request encodes its prompt (padded to 77).
+    transformers' tokenizers hold padding as shared backend state; unguarded, 10 of 600 padded calls here came
+    back 11 tokens long (CI: a generation failed on a 77-vs-12 concat)."""
+    prompt, short = "a red circle moving left on a gray background", "a blue square"
+    shapes, counts, pieces = [], [], []
+
+    def padded():
+        for _ in range(300):
+            shapes.append(tuple(token_ids(tok, prompt).shape))
+
+    def unpadded():
+        for _ in range(300):
+            counts.append(token_count(tok, short))
+            pieces.append(len(token_pieces(tok, short)))
+
+    threads = [threading.Thread(target=f) for f in (padded, unpadded, padded, unpadded)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(shapes) == {(1, 77)}
+    assert set(counts) == {3 + 2} and set(pieces) == {3}

@@ -15,6 +15,7 @@ from ..config import table1_label
 from ..data.shapes import COLOURS, HELD_OUT, SHAPES, all_specs, world_vocabulary
 from ..pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 from ..tiny import TINY_WORDS, save_tiny_checkpoint
+from ..tokenizer import token_pieces
 from ..tokenizer import unknown_words as _unknown_words
 
 CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
@@ -149,7 +150,7 @@ def known_words(tokenizer) -> list[str] | None:
     if len(tokenizer) > 10_000:
         return None  # a real CLIP tokenizer: every word is fine
     candidates = sorted(set(world_vocabulary()) | set(TINY_WORDS))
-    return [w for w in candidates if tokenizer.tokenize(w) == [f"{w}</w>"]]
+    return [w for w in candidates if token_pieces(tokenizer, w) == [f"{w}</w>"]]
 
 
 def unknown_words(prompt: str, known: list[str] | None) -> list[str]:
