@@ -11,7 +11,7 @@ from scipy import ndimage
 from harivo.data.checker import Thresholds, cue_agrees, cue_motion, judge, read_frame
 from harivo.data.shapes import (
     BACKGROUNDS, COLOURS, CUE2_PAIR_OFFSET, CUE3_COLOURS, CUE_DIRECTIONS, CUE_OFFSET, CUE_PAIR_OFFSET, CUE_STYLE, CUE_STYLES,
-    MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec,
+    MOTIONS, SHAPES, WORLD_VERSION, ShapeSpec, Track,
     all_specs, mark_colour, rasterize, render_image, render_video,
 )  # fmt: skip
 
@@ -206,3 +206,84 @@ def test_judge_reports_the_cue_share():
     assert judge(labelled, other, LABELS)["details"]["cue_share"] == 0.0
     still = render_video(ShapeSpec("orange", "triangle", "standing still", "blue"), 9, cue=False)[0]
     assert judge(still, spec)["details"]["cue_share"] == 0.0
+
+
+# ------------------------------------------------------------------ the "band" backdrop (issue 16's proxy world)
+BANDS = Thresholds(cue_labels=True, bands=True)
+
+
+@pytest.fixture
+def band_world(monkeypatch):
+    from harivo.data import shapes
+
+    monkeypatch.setattr(shapes, "BACKDROP_STYLE", "band")
+    return shapes
+
+
+def test_default_world_has_a_flat_backdrop():
+    from harivo.data import shapes
+
+    assert shapes.BACKDROP_STYLE == "flat" and not Thresholds().bands
+    spec = ShapeSpec("red", "circle", "moving up", "gray")
+    assert shapes.backdrop(spec, 64) is None and shapes.backdrop(spec, 64, style="band") is not None
+
+
+def _both(shapes, spec, seed):
+    """(band video, flat video) of the same spec and seed."""
+    video, _ = render_video(spec, seed)
+    shapes.BACKDROP_STYLE = "flat"
+    flat, _ = render_video(spec, seed)
+    shapes.BACKDROP_STYLE = "band"
+    return video, flat
+
+
+@pytest.mark.parametrize("motion, rows, cols", [
+    ("moving left to right", slice(None), slice(60, 64)), ("moving right to left", slice(None), slice(0, 4)),
+    ("moving up", slice(0, 4), slice(None)), ("moving down", slice(60, 64), slice(None)),
+])  # fmt: skip
+def test_band_is_a_strip_in_the_label_colour_on_the_leading_edge(band_world, motion, rows, cols):
+    expected = np.zeros((64, 64), bool)
+    expected[rows, cols] = True
+    band = band_world.band_mask(motion, 64)
+    assert np.array_equal(band, expected)
+    for seed in range(12):
+        spec = ShapeSpec("blue", "square", motion, "white")
+        video, flat = _both(band_world, spec, seed)
+        bg = np.all(flat == BACKGROUNDS["white"], axis=-1)
+        obj = np.all(flat == COLOURS["blue"], axis=-1)
+        assert np.array_equal(video[:, ~band], flat[:, ~band])  # nothing changes off the strip
+        assert np.all(video[bg & band] == CUE3_COLOURS[motion])  # the background of the strip takes the colour
+        assert np.all(video[obj & band] == COLOURS["blue"])  # the object is drawn over it
+    # an object at the leading edge (1 px margin, as the world allows) is drawn over the band
+    ux, uy = CUE_DIRECTIONS[motion]
+    r = 8.0
+    c = 32.0 + (31.5 - r - 1.0) * np.array([ux, uy])
+    at_edge = Track(np.array([c[0]]), np.array([c[1]]), np.array([r]), np.array([0.0]))
+    frame = rasterize(ShapeSpec("blue", "circle", motion, "white"), at_edge, 64)[0]
+    obj = band & np.all(frame == COLOURS["blue"], axis=-1)
+    assert obj.sum() >= 8 and np.all(frame[band & ~obj] != COLOURS["white"])
+
+
+@pytest.mark.parametrize("motion", ("getting closer", "moving away", "spinning", "standing still"))
+def test_band_only_for_translations(band_world, motion):
+    spec = ShapeSpec("red", "square", motion, "gray")
+    video, flat = _both(band_world, spec, 2)
+    assert np.array_equal(video, flat) and band_world.backdrop(spec, 64) is None
+    assert all(read_frame(f, BANDS).band is None for f in video)
+
+
+def test_band_is_invisible_to_the_object_reading_and_read_back(band_world):
+    specs = [s for s in all_specs("all") if s.motion in CUE_DIRECTIONS][::7]
+    assert len(specs) >= 20
+    for i, spec in enumerate(specs):
+        video, flat = _both(band_world, spec, 100 + i)
+        assert not np.array_equal(video, flat)
+        for f in range(0, 16, 5):
+            a, b = read_frame(video[f], BANDS), read_frame(flat[f], BANDS)
+            assert a.band == spec.motion and b.band is None
+            assert (a.colour, a.shape, a.background, a.n_objects) == (b.colour, b.shape, b.background, b.n_objects)
+            assert (a.colour, a.shape, a.background) == (spec.colour, spec.shape, spec.background)
+            # an object over the band: its anti-aliased rim there blends with the band, not the background (max
+            # 0.10 px over every translation spec of the world)
+            assert abs(a.cx - b.cx) < 0.15 and abs(a.cy - b.cy) < 0.15 and abs(a.size - b.size) < 0.15
+        assert judge(video, spec, BANDS)["content"]

@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .shapes import (BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, CUE_STYLE, MOTIONS, STAR_INNER_RATIO, ShapeSpec, Track, mark_colour,
-                     mark_rgb)
+from .shapes import (BACKDROP_STYLE, BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, CUE_STYLE, MOTIONS,
+                     STAR_INNER_RATIO, ShapeSpec, Track, band_mask, mark_colour, mark_rgb)
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
 AREA_FACTOR = {  # area / circumradius^2 of each shape
@@ -83,6 +83,10 @@ class Thresholds:
     # read cue3 labels (colours): on in a cue3 world only, because a generated object's own shading can come near a
     # label colour (the shipped T2I's dark-red rims read as "moving down" 2 times in 40)
     cue_labels: bool = CUE_STYLE == "cue3"
+    # read the "band" backdrop (a strip in a label colour along the edge a translation heads for): on in a band
+    # world only. A strip is a band when at least this share of its pixels is near its colour
+    bands: bool = BACKDROP_STYLE == "band"
+    band_min_share: float = 0.5
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -111,6 +115,7 @@ class FrameReading:
     cue_dy: float = np.nan  # ... (y down)
     cue_mass: float = 0.0  # soft mark area / object area
     cue_label: str | None = None  # the motion a cue3 label names (its colour), None without one
+    band: str | None = None  # the translation a "band" backdrop names (its edge and colour), None without one
 
 
 def _as_rgb255(frame: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -172,6 +177,11 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     ring[2:-2, 2:-2] = False
     bg_rgb = np.median(img[ring], axis=0)
     background = _nearest(bg_rgb, BACKGROUNDS, T.max_palette_dist)
+    band = None
+    if T.bands:  # the band and its blends with the background are background, not object
+        band, band_px = _read_band(img, bg_rgb, T)
+        if band is not None:
+            img = np.where(band_px[..., None], bg_rgb, img)
     dist = np.linalg.norm(img - bg_rgb, axis=-1)  # (H, W)
     noise = float(np.median(dist[ring]) / 255.0)  # robust to the object grazing the border
     labels, n = ndimage.label(dist > T.mask_dist, structure=_EIGHT)
@@ -179,7 +189,7 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     keep = np.flatnonzero(sizes >= T.min_speck_px) + 1
     if len(keep) == 0:
         nothing = (None, None, np.nan, np.nan, np.nan, None, 0.0, 0)  # colour .. n_objects
-        return FrameReading(background, *nothing, background_rgb=_rgb(bg_rgb), noise=noise)
+        return FrameReading(background, *nothing, background_rgb=_rgb(bg_rgb), noise=noise, band=band)
     main_label = keep[np.argmax(sizes[keep - 1])]
     # everything below works on a crop around the object, 3 px wider than its bounding box
     ys_, xs_ = ndimage.find_objects(labels, max_label=main_label)[main_label - 1]
@@ -223,8 +233,31 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         label = None
     return FrameReading(
         background, colour, shape, cx, cy, size, angle, area,
-        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue, label,
+        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue, label, band,
     )  # fmt: skip
+
+
+def _read_band(img: np.ndarray, bg_rgb: np.ndarray, T: Thresholds):
+    """(motion, pixels) of a "band" backdrop: of the four edge strips (``shapes.band_mask``), the one with the
+    largest share of pixels near its translation's label colour, if that share reaches ``band_min_share``; its
+    pixels are those of the strip, widened by 2 px, that lie near the background-to-band colour segment (a blurred
+    band's rim). (None, all False) without one."""
+    H, W, _ = img.shape
+    if H != W:
+        return None, np.zeros((H, W), bool)
+    best, best_share = None, T.band_min_share
+    for motion in CUE_DIRECTIONS:
+        strip = band_mask(motion, H)
+        share = float(np.mean(np.linalg.norm(img[strip] - CUE3_COLOURS[motion], axis=-1) <= _LABEL_DIST))
+        if share >= best_share:
+            best, best_share = motion, share
+    if best is None:
+        return None, np.zeros((H, W), bool)
+    wide = ndimage.binary_dilation(band_mask(best, H), iterations=2)
+    seg = np.array(CUE3_COLOURS[best], np.float32) - bg_rgb
+    a = np.clip((img - bg_rgb) @ seg / max(float(seg @ seg), 1e-6), 0.0, 1.0)
+    near = np.linalg.norm(img - (bg_rgb + a[..., None] * seg), axis=-1) <= _LABEL_DIST / 2
+    return best, wide & near
 
 
 def _coverage(crop: np.ndarray, bg_rgb: np.ndarray, obj_rgb: np.ndarray, region: np.ndarray,

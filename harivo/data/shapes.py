@@ -112,8 +112,18 @@ TRACK_STYLES = ("random", "crossing")
 TRACK_STYLE = os.environ.get("HARIVO_TRACKS", "random")
 if TRACK_STYLE not in TRACK_STYLES:
     raise ValueError(f"HARIVO_TRACKS must be one of {TRACK_STYLES}, got {TRACK_STYLE!r}")
+# The backdrop: "flat" (one colour) or, for issue 16's proxies, "band": a translation's frame shows a strip of
+# BACKDROP_BAND pixels in its label colour (CUE3_COLOURS) along the edge the object heads for, under the object: a
+# cue of the motion at a fixed place in every frame, which the caption-only prediction at t ~ T keeps (an on-object
+# cue is averaged away over the object's unknown position). A brightness ramp toward that edge (+-20 levels) was
+# tried first: the shapes VAE kept 3 % of its amplitude (median). HARIVO_BACKDROP selects it for experiments.
+BACKDROP_STYLES = ("flat", "band")
+BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
+if BACKDROP_STYLE not in BACKDROP_STYLES:
+    raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
+BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
 # part of every cache key built from rendered videos; bump when the pictures change
-WORLD_VERSION = CUE_STYLE if TRACK_STYLE == "random" else f"{CUE_STYLE}-{TRACK_STYLE}"
+WORLD_VERSION = "-".join([CUE_STYLE] + [v for v in (TRACK_STYLE, BACKDROP_STYLE) if v not in ("random", "flat")])
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
 CUE_RADIUS = 0.28  # mark radius, x circumradius
 CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
@@ -440,13 +450,47 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
         mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
         mark = CUE3_COLOURS[spec.motion] if style == "cue3" else mark_colour(spec.colour)
         patch = patch + mcov[..., None] * (np.array(mark, np.float32) - fg)
-    patch = np.rint(patch).astype(np.uint8)
+    extra = backdrop(spec, size) if cue is not False else None
+    if extra is None:
+        patch = np.rint(patch).astype(np.uint8)
+    else:  # every pixel's background part (1 - object coverage) shows the backdrop
+        out = np.broadcast_to(bg + extra, (F, size, size, 3)).copy()
     for f in range(F):
         ya, xa = max(y0[f], 0), max(x0[f], 0)
         yb, xb = min(y0[f] + box, size), min(x0[f] + box, size)
         if ya < yb and xa < xb:
-            frames[f, ya:yb, xa:xb] = patch[f, ya - y0[f] : yb - y0[f], xa - x0[f] : xb - x0[f]]
+            src = (f, slice(ya - y0[f], yb - y0[f]), slice(xa - x0[f], xb - x0[f]))
+            if extra is None:
+                frames[f, ya:yb, xa:xb] = patch[src]
+            else:
+                out[f, ya:yb, xa:xb] = patch[src] + (1.0 - cov[src])[..., None] * extra[ya:yb, xa:xb]
+    if extra is not None:
+        frames[:] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return frames
+
+
+def band_mask(motion: str, size: int) -> np.ndarray | None:
+    """(size, size) bool: the ``"band"`` backdrop's strip for ``motion`` (the BACKDROP_BAND pixels along the edge
+    a translation heads for), or None for other motions. Independent of the world's backdrop setting."""
+    if motion not in CUE_DIRECTIONS:
+        return None
+    ux, uy = CUE_DIRECTIONS[motion]
+    idx = np.arange(size)
+    along = idx if ux + uy > 0 else idx[::-1]  # distance from the far edge, reversed: pixels from the leading edge
+    lead = (size - 1 - along) < BACKDROP_BAND
+    return np.broadcast_to(lead[None, :] if ux else lead[:, None], (size, size)).copy()
+
+
+def backdrop(spec: ShapeSpec, size: int, style: str | None = None) -> np.ndarray | None:
+    """(size, size, 3) float32 the backdrop adds to the flat background colour, or None when it adds nothing: a
+    flat backdrop, a motion other than a translation, or a frame under ``CUE_MIN_FRAME``."""
+    if (style or BACKDROP_STYLE) == "flat" or size < CUE_MIN_FRAME:
+        return None
+    mask = band_mask(spec.motion, size)
+    if mask is None:
+        return None
+    delta = np.array(CUE3_COLOURS[spec.motion], np.float32) - np.array(BACKGROUNDS[spec.background], np.float32)
+    return (mask[..., None] * delta).astype(np.float32)
 
 
 def render_video(
