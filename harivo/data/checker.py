@@ -544,6 +544,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     details = {
         "cue": [cue_motion(r, T) for r in reading.frames],  # the motion each frame's mark names
         "cue_share": float(np.mean(cue_ok)) if cue_ok else 0.0,  # frames whose mark is the prompt's cue
+        "band": [r.band for r in reading.frames],  # the translation each frame's band names (a "band" world)
         "colour": reading.colour,
         "shape": reading.shape,
         "background": reading.background,

@@ -98,9 +98,10 @@ def frame_reader():
 def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read) -> tuple[list[dict], dict]:
     """One row per image (the checker's reading against its prompt) and the fractions right, over all prompts and
     over the seen / held-out ones."""
-    from harivo.data.checker import cue_agrees, cue_motion
-    from harivo.data.shapes import ShapeSpec
+    from harivo.data.checker import DEFAULT_THRESHOLDS, cue_agrees, cue_motion
+    from harivo.data.shapes import CUE_DIRECTIONS, ShapeSpec
 
+    bands = DEFAULT_THRESHOLDS.bands  # a "band" backdrop world: is the caption's band (or none) drawn?
     rows = []
     for p, h, im in zip(prompts, held, imgs):
         spec = ShapeSpec.from_caption(p)
@@ -108,6 +109,9 @@ def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read)
         rows.append({"prompt": p, "held_out": h, "colour": r.colour == spec.colour, "shape": r.shape == spec.shape,
                      "background": r.background == spec.background, "cue": cue_agrees(spec.motion, r),
                      "read": [r.colour, r.shape, r.background, cue_motion(r)]})
+        if bands:
+            rows[-1].update(band=r.band == (spec.motion if spec.motion in CUE_DIRECTIONS else None))
+            rows[-1]["read"].append(r.band)
 
     def frac(sel, key):
         sel = [r for r in rows if sel(r)]
@@ -116,7 +120,8 @@ def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read)
         return sum(r[key] for r in sel) / max(1, len(sel))
 
     selections = (("all", lambda r: True), ("seen", lambda r: not r["held_out"]), ("held_out", lambda r: r["held_out"]))
-    fractions = {name: {k: frac(sel, k) for k in ("all", "colour", "shape", "background", "cue")}
+    keys = ("all", "colour", "shape", "background", "cue") + (("band",) if bands else ())
+    fractions = {name: {k: frac(sel, k) for k in keys}
                  for name, sel in selections}
     return rows, fractions
 
