@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harivo.data.checker import Thresholds, cue_motion, read_frame  # noqa: E402
-from harivo.data.shapes import CUE_STYLE, CUE_STYLES, MOTIONS, ShapeSpec, render_video  # noqa: E402
+from harivo.data.shapes import BACKDROP_STYLE, CUE_STYLE, CUE_STYLES, MOTIONS, ShapeSpec, render_video  # noqa: E402
 
 EXAMPLES = {  # one (colour, shape, background) per motion, so every colour family and shape shows up
     "moving left to right": ("red", "square", "gray"),
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--style", default=None, choices=CUE_STYLES, help="cue style (default: the world's)")
     args = ap.parse_args(argv)
     cue = args.style or True
-    thresholds = Thresholds(cue_labels=(args.style or CUE_STYLE) == "cue3")  # read cue3's colour labels
-    fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 13.0))
+    # read cue3's colour labels; the band of a "band" backdrop (HARIVO_BACKDROP=band) is the world's
+    thresholds = Thresholds(cue_labels=(args.style or CUE_STYLE) == "cue3")
+    fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 14.0 if BACKDROP_STYLE == "band" else 13.0))
     for row, motion in enumerate(MOTIONS):
         spec = ShapeSpec(*EXAMPLES[motion][:2], motion, EXAMPLES[motion][2])
         video, _ = render_video(spec, seed=row + 3, cue=cue)
@@ -50,14 +51,19 @@ def main(argv: list[str] | None = None) -> Path:
         for col, f in enumerate(FRAMES):
             ax = axes[row, col]
             ax.imshow(video[f], interpolation="nearest")
-            ax.set_title(f"f{f}: {SHORT[cue_motion(read_frame(video[f], thresholds))]}", fontsize=8)
+            r = read_frame(video[f], thresholds)
+            band = f"\nband: {SHORT[r.band]}" if r.band else ""
+            ax.set_title(f"f{f}: {SHORT[cue_motion(r, thresholds)]}{band}", fontsize=8)
         axes[row, -1].imshow(plain[0], interpolation="nearest")
         axes[row, -1].set_title("f0, cue=False", fontsize=8)
         axes[row, 0].set_ylabel(f'"{spec.caption.split(" is ")[1].split(" on ")[0]}"', fontsize=9)
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"The shapes world ({args.style or CUE_STYLE}): every frame shows its motion (the mark inside the object)\n"
+    world = (args.style or CUE_STYLE) + (", band backdrop" if BACKDROP_STYLE == "band" else "")
+    where = "the label inside the object;\na translation's band along the edge it heads for" \
+        if BACKDROP_STYLE == "band" else "the mark inside the object"
+    fig.suptitle(f"The shapes world ({world}): every frame shows its motion\n({where})\n"
                  "titles: frame, and the motion the pixel checker reads from that single frame", fontsize=10)
     fig.tight_layout()
     out = Path(args.out)
