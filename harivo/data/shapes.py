@@ -36,8 +36,8 @@ Decisions worth knowing:
   frame (``FrameReading.cue``). Frames under ``CUE_MIN_FRAME`` pixels (tests' 32-px videos) show no mark. ``cue=False`` renders the world as it was before the cue (version "plain").
 
 Why one file of ~470 lines: the world's definition, its renderer and the cue it draws share the palette and the
-shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3, issue 16's proxies) go when one
-style is adopted for good.
+shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3) and the proxy settings of tracks
+(``HARIVO_TRACKS=crossing``) and backdrop (``HARIVO_BACKDROP=band``), all issue 16's, go when one is adopted for good.
 """
 
 from __future__ import annotations
