@@ -21,7 +21,7 @@ import json
 import numpy as np
 import torch
 
-from harivo.data.checker import judge
+from harivo.data.checker import DEFAULT_THRESHOLDS, judge
 from harivo.data.shapes import ShapeSpec, all_specs
 from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
@@ -73,7 +73,7 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         j, S = sample(spec, k)
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"],
                "cue_share": j["details"]["cue_share"]}
-        if spec.motion in TRANSLATIONS and any(b is not None for b in j["details"]["band"]):  # a "band" world
+        if DEFAULT_THRESHOLDS.bands and spec.motion in TRANSLATIONS:  # a "band" world: frames showing its band
             row["band_share"] = float(np.mean([b == spec.motion for b in j["details"]["band"]]))
         along = along_track(j["details"]["reading"].track, spec.motion, S)
         if along is not None:
@@ -94,8 +94,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         "content": float(np.mean([r["content"] for r in rows])),
         "action": float(np.mean([r["action"] for r in rows])),
         "cue_share": float(np.mean([r["cue_share"] for r in rows])),
-        **({"band_share": float(np.mean([r.get("band_share", 0.0) for r in tr_rows]))}
-           if any("band_share" in r for r in rows) else {}),
+        **({"band_share": float(np.mean([r["band_share"] for r in tr_rows]))}
+           if DEFAULT_THRESHOLDS.bands and tr_rows else {}),
         **({"verb_moves": float(np.mean([(r["along"] - r["along_swapped"]) / 2 for r in pairs])),
             "verb_moves_pairs": len(pairs)}
            if (pairs := [r for r in rows if "along" in r and "along_swapped" in r]) else {}),

@@ -426,10 +426,8 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
     F = len(track.cx)
     bg = np.array(BACKGROUNDS[spec.background], np.float32)
     fg = np.array(COLOURS[spec.colour], np.float32)
-    frames = np.empty((F, size, size, 3), np.uint8)
-    frames[:] = bg.astype(np.uint8)
     if F == 0:
-        return frames
+        return np.empty((0, size, size, 3), np.uint8)
     box = int(np.ceil(2 * float(np.max(track.size)) + 3))  # crop side in pixels, same for all frames
     x0 = np.floor(track.cx - box / 2 + 0.5).astype(int)  # crop origin per frame
     y0 = np.floor(track.cy - box / 2 + 0.5).astype(int)
@@ -450,23 +448,18 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
         mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
         mark = CUE3_COLOURS[spec.motion] if style == "cue3" else mark_colour(spec.colour)
         patch = patch + mcov[..., None] * (np.array(mark, np.float32) - fg)
+    # the backdrop's offset from the flat background colour (zero for a flat one); every pixel's background part
+    # (1 - object coverage) shows it
     extra = backdrop(spec, size) if cue is not False else None
-    if extra is None:
-        patch = np.rint(patch).astype(np.uint8)
-    else:  # every pixel's background part (1 - object coverage) shows the backdrop
-        out = np.broadcast_to(bg + extra, (F, size, size, 3)).copy()
+    extra = np.zeros((size, size, 3), np.float32) if extra is None else extra
+    out = np.broadcast_to(bg + extra, (F, size, size, 3)).copy()
     for f in range(F):
         ya, xa = max(y0[f], 0), max(x0[f], 0)
         yb, xb = min(y0[f] + box, size), min(x0[f] + box, size)
         if ya < yb and xa < xb:
             src = (f, slice(ya - y0[f], yb - y0[f]), slice(xa - x0[f], xb - x0[f]))
-            if extra is None:
-                frames[f, ya:yb, xa:xb] = patch[src]
-            else:
-                out[f, ya:yb, xa:xb] = patch[src] + (1.0 - cov[src])[..., None] * extra[ya:yb, xa:xb]
-    if extra is not None:
-        frames[:] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return frames
+            out[f, ya:yb, xa:xb] = patch[src] + (1.0 - cov[src])[..., None] * extra[ya:yb, xa:xb]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def band_mask(motion: str, size: int) -> np.ndarray | None:
@@ -476,8 +469,7 @@ def band_mask(motion: str, size: int) -> np.ndarray | None:
         return None
     ux, uy = CUE_DIRECTIONS[motion]
     idx = np.arange(size)
-    along = idx if ux + uy > 0 else idx[::-1]  # distance from the far edge, reversed: pixels from the leading edge
-    lead = (size - 1 - along) < BACKDROP_BAND
+    lead = idx >= size - BACKDROP_BAND if ux + uy > 0 else idx < BACKDROP_BAND  # right/bottom or left/top edge
     return np.broadcast_to(lead[None, :] if ux else lead[:, None], (size, size)).copy()
 
 
