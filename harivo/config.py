@@ -52,6 +52,13 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         raise ValueError(f"{name}: expected a value <= {high}, got {value!r}")
 
 
+def check_noise_share(value: float) -> None:
+    """noise_share is a variance fraction in [0, 1): at 1 the frames would share all their noise (one image)."""
+    check_range("noise_share", value, 0.0)
+    if value >= 1:
+        raise ValueError(f"noise_share: expected a fraction in [0, 1), got {value!r}")
+
+
 
 
 def setting(default: Any, *, low: float | None = None, high: float | None = None, integer: bool = False,
@@ -99,6 +106,10 @@ class HarivoConfig:
     hspace_size: int = 4  # spatial size of h-space (latent size / 2**num_downsamplers)
     base_model: str = ""  # diffusers StableDiffusionPipeline folder or hub id of the frozen T2I model
     motion_adapter_config: dict[str, Any] = field(default_factory=dict)  # MotionAdapter(**config) to rebuild it
+    # ours (PYoCo's mixed noise prior, Ge et al. 2023; not in the paper): the fraction of the initial noise's
+    # variance common to a video's frames, as the model was trained with (LossConfig.noise_share); 0 = AnimateDiff's
+    # independent noise per frame. The pipeline draws its initial latents with it (losses.mixed_noise)
+    noise_share: float = 0.0
 
     def validate(self) -> "HarivoConfig":
         check_range("num_frames", self.num_frames, 2, integer=True)
@@ -107,6 +118,7 @@ class HarivoConfig:
         check_range("text_dim", self.text_dim, 1, integer=True)
         check_range("latent_channels", self.latent_channels, 1, integer=True)
         check_range("mapping_hidden_channels", self.mapping_hidden_channels, 1, integer=True)
+        check_noise_share(self.noise_share)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +161,9 @@ class LossConfig:
     # exploration only (scripts/verb_finetune.py): draw training timesteps from [min_timestep, T) instead of [0, T);
     # 0 = the paper's uniform t, with the same random stream as before this option existed
     min_timestep: int = 0
+    # ours (PYoCo's mixed noise, not the paper's): this fraction of the training noise's variance is one draw shared
+    # by a video's frames (losses.mixed_noise); sampling must then start from the same prior (HarivoConfig.noise_share)
+    noise_share: float = 0.0
 
     def validate(self) -> "LossConfig":
         for name in ("trs_weight", "reg_weight", "dc_weight", "noise_offset"):
@@ -157,4 +172,5 @@ class LossConfig:
         check_range("dc_queue_size", self.dc_queue_size, 1, integer=True)
         check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
         check_range("min_timestep", self.min_timestep, 0, 999, integer=True)
+        check_noise_share(self.noise_share)
         return self

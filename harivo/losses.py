@@ -17,6 +17,7 @@ parameterisation of its model output follows the frozen T2I's.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -55,6 +56,20 @@ def offset_noise(noise: torch.Tensor, strength: float, generator: torch.Generato
     (diffusers' --noise_offset; ours, not the paper's), see `config.LossConfig.noise_offset`."""
     offset = torch.randn(*noise.shape[:-2], 1, 1, generator=generator, dtype=noise.dtype)
     return noise + strength * offset.to(noise.device)
+
+
+def mixed_noise(noise: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PYoCo's mixed noise prior (Ge et al. 2023, ours here): √(1−s)·noise + √s·ε₀ with one ε₀ per (video, channel,
+    pixel) drawn from `generator` after `noise` and shared by the frames (axis 2 of (b, c, f, h, w)). Each element
+    keeps unit variance; two frames' noises correlate by s. share 0 returns `noise` itself (no draw)."""
+    if not share:
+        return noise
+    if noise.ndim != 5:
+        raise ValueError(f"noise: expected a (b, c, f, h, w) video tensor, got shape {tuple(noise.shape)}")
+    b, c, _, h, w = noise.shape
+    common = torch.randn((b, c, 1, h, w), generator=generator, dtype=noise.dtype,
+                         device=generator.device if generator is not None else noise.device).to(noise.device)
+    return math.sqrt(1.0 - share) * noise + math.sqrt(share) * common
 
 
 def reg_weights(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
@@ -168,6 +183,7 @@ def training_step(
     timesteps = torch.randint(loss_config.min_timestep, T, (b,), generator=generator).to(latents.device)
     if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
         noise = offset_noise(noise, loss_config.noise_offset, generator)
+    noise = mixed_noise(noise, loss_config.noise_share, generator)  # drawn after the offset, for the same reason
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     target = prediction_target(noise_scheduler, latents, noise, timesteps)  # ε itself, or v
 

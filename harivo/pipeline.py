@@ -35,6 +35,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
+from .losses import mixed_noise
 from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
 from .settings import GenerationSettings
@@ -227,10 +228,14 @@ class HarivoPipeline:
         return embeds.to(self.device, self.model.unet.dtype), ids[0]
 
     def prepare_latents(self, seed: int, num_frames: int, height: int, width: int) -> torch.Tensor:
-        """Initial noise exactly as AnimateDiffPipeline draws it: randn (b, c, f, h, w) from a seeded Generator."""
+        """Initial noise exactly as AnimateDiffPipeline draws it: randn (b, c, f, h, w) from a seeded Generator; for
+        a model trained with PYoCo's mixed noise (config.noise_share > 0) the same draw, mixed with one more draw
+        shared by the frames (losses.mixed_noise), as the model saw it in training."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         shape = (1, self.model.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        return randn_tensor(shape, generator=generator, device=self.device, dtype=self.model.unet.dtype) * self.scheduler.init_noise_sigma
+        noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.model.unet.dtype)
+        noise = mixed_noise(noise, getattr(self.model.config, "noise_share", 0.0), generator)
+        return noise * self.scheduler.init_noise_sigma
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk_size: int | None = None) -> np.ndarray:

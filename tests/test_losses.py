@@ -8,7 +8,7 @@ from diffusers import DDPMScheduler
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import NegativeQueue, dc_loss, reg_loss, simple_loss, training_step
+from harivo.losses import NegativeQueue, dc_loss, mixed_noise, reg_loss, simple_loss, training_step
 from harivo.tiny import scheduler_config
 from harivo.trs import TRSRecorder
 
@@ -254,6 +254,52 @@ def test_min_timestep_draws_from_the_top_of_the_schedule_only(tiny):
         short = _RecordingScheduler(num_train_timesteps=10)
         training_step(model, latents, text, short, LossConfig(use_trs=False, use_reg=False, use_dc=False,
                                                               min_timestep=50), generator=torch.Generator())
+
+
+@pytest.mark.parametrize("share", [0.0, 0.36])
+def test_noise_share_mixes_one_draw_common_to_the_frames(tiny, share):
+    """PYoCo's mixed noise: after the noise and timesteps, one (b, c, 1, h, w) draw is mixed in as
+    √(1−s)·ε + √s·ε₀; share 0 keeps the exact random stream."""
+    model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
+    sched = _RecordingScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                beta_schedule="scaled_linear")
+    latents, text = make_batch(2)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, noise_share=share)
+    training_step(model, latents, text, sched, cfg, generator=torch.Generator().manual_seed(3))
+    noise = sched.seen[0]
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(latents.shape, generator=gen)
+    torch.randint(0, 1000, (latents.shape[0],), generator=gen)
+    if share == 0:
+        assert torch.equal(noise, base)
+        return
+    b, c, f, h, w = latents.shape
+    common = torch.randn((b, c, 1, h, w), generator=gen)
+    torch.testing.assert_close(noise, 0.8 * base + 0.6 * common.expand_as(base), rtol=0, atol=1e-6)
+
+
+def test_mixed_noise_frames_correlate_by_the_share_and_keep_unit_variance():
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(16, 4, 8, 16, 16, generator=gen)
+    mixed = mixed_noise(noise, 0.5, gen)
+    assert abs(mixed.var().item() - 1) < 0.02
+    frames = mixed.transpose(1, 2).reshape(16, 8, -1).transpose(0, 1).reshape(8, -1)  # (f, everything else)
+    corr = torch.corrcoef(frames)
+    off_diagonal = corr[~torch.eye(8, dtype=torch.bool)]
+    assert abs(off_diagonal.mean().item() - 0.5) < 0.02 and off_diagonal.std().item() < 0.02
+    assert mixed_noise(noise, 0.0, gen) is noise
+    with pytest.raises(ValueError, match="noise: expected a .b, c, f, h, w. video tensor"):
+        mixed_noise(noise[:, :, 0], 0.5, gen)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
+def test_noise_share_must_be_a_fraction_below_one(share):
+    from harivo.config import HarivoConfig
+
+    with pytest.raises(ValueError, match="noise_share"):
+        LossConfig(noise_share=share).validate()
+    with pytest.raises(ValueError, match="noise_share"):
+        HarivoConfig(noise_share=share).validate()
 
 
 def test_noise_offset_must_be_non_negative():

@@ -58,3 +58,25 @@ def test_matches_animatediff_pipeline_on_a_zero_snr_v_prediction_base(tiny):
     with_mg = pipe(GenerationSettings(**{**settings.__dict__, "mg": MGConfig(alpha=40.0)}))
     assert np.isfinite(with_mg.frames).all()
     assert [s["g_norm"] == 0 for s in with_mg.steps[:2]] == [True, False]  # t = 999 skipped (ᾱ = 0), 749 not
+
+
+def test_mixed_noise_prior_is_the_stock_draw_plus_one_shared_by_the_frames(tiny):
+    """A model trained with PYoCo's mixed noise (config.noise_share) starts from that prior: AnimateDiff's draw,
+    then one (1, c, 1, h, w) draw from the same generator, mixed √(1−s)·ε + √s·ε₀. Given those latents, stock
+    AnimateDiffPipeline makes the same video (the prior is the only difference)."""
+    pipe = build_pipeline(tiny, noise_share=0.36)
+    latents = pipe.prepare_latents(3, 5, 16, 16)
+    gen = torch.Generator().manual_seed(3)
+    stock = torch.randn(latents.shape, generator=gen)
+    common = torch.randn((*latents.shape[:2], 1, *latents.shape[3:]), generator=gen)
+    torch.testing.assert_close(latents, 0.8 * stock + 0.6 * common.expand_as(stock), rtol=0, atol=1e-6)
+    out = pipe(ORACLE_SETTINGS)
+    ad = AnimateDiffPipeline(
+        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=pipe.model.unet,
+        motion_adapter=tiny.motion_adapter, scheduler=DDIMScheduler(**pipe.scheduler.config),
+    )
+    ad.set_progress_bar_config(disable=True)
+    expected = ad(PROMPT, num_frames=5, num_inference_steps=4, guidance_scale=7.5, latents=latents,
+                  output_type="np").frames[0]
+    assert np.abs(out.frames - expected).max() <= 1e-4
+    assert np.abs(out.frames - animatediff_frames(tiny, pipe)).max() > 1e-3  # the plain prior: another video

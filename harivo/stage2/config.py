@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from harivo.config import TABLE1, HarivoConfig, LossConfig, check_range
+from harivo.config import TABLE1, HarivoConfig, LossConfig, check_noise_share, check_range
 from harivo.train_utils import add_config_flags, config_from_args
 
 DESCRIPTION = \
@@ -84,6 +84,8 @@ class TrainConfig:
     dc_in_batch: bool = True  # ours: the batch's other videos are L_DC negatives too (config.LossConfig.dc_in_batch)
     dc_center_h: bool = True  # ours: h centred over the batch's frames before g (config.LossConfig.dc_center_h)
     noise_offset: float = 0.0  # offset noise per (video, channel, frame), ours (config.LossConfig.noise_offset)
+    noise_share: float = 0.0  # PYoCo mixed noise, ours: variance share common to a video's frames, in training and
+    #   (saved in config.json) sampling (config.LossConfig.noise_share, HarivoConfig.noise_share); 0 = independent
     trs_chunk_size: int = 0  # 0 = L_TRS keeps the attention maps (fastest, small models); N = memory-efficient,
     #   N queries at a time
     # --- bookkeeping -----------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                  "noise_offset"):
         check_range(name, getattr(cfg, name), 0.0)
     check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
+    check_noise_share(cfg.noise_share)
     if cfg.min_lr > cfg.lr:
         raise ValueError(f"min_lr: expected at most lr ({cfg.lr}), got {cfg.min_lr}")
     if VARIANTS[cfg.variant]["use_frame_tokens"] and cfg.num_frame_tokens < 1:
@@ -156,13 +159,14 @@ def variant_configs(cfg: TrainConfig, max_text_len: int) -> tuple[HarivoConfig, 
         use_mapping=v["use_mapping"], use_frame_tokens=v["use_frame_tokens"], num_frames=cfg.num_frames,
         num_frame_tokens=cfg.num_frame_tokens, max_text_len=max_text_len,
         mapping_hidden_channels=cfg.mapping_hidden_channels, mapping_heads=cfg.mapping_heads,
-        mapping_head_dim=cfg.mapping_head_dim,
-    )
+        mapping_head_dim=cfg.mapping_head_dim, noise_share=cfg.noise_share,
+    ).validate()
     losses = LossConfig(
         use_simple=True, use_trs=v["use_trs"], use_reg=v["use_reg"], use_dc=v["use_dc"], trs_weight=cfg.trs_weight,
         reg_weight=cfg.reg_weight, dc_weight=cfg.dc_weight, dc_temperature=cfg.dc_temperature,
         dc_queue_size=cfg.dc_queue_size, dc_in_batch=cfg.dc_in_batch,
         dc_center_h=cfg.dc_center_h, trs_chunk_size=cfg.trs_chunk_size, noise_offset=cfg.noise_offset,
+        noise_share=cfg.noise_share,
     ).validate()
     return harivo, losses
 

@@ -25,7 +25,7 @@ FIXED_ON_RESUME = (
     "motion_max_seq_length", "use_motion_mid_block", "num_frame_tokens", "mapping_hidden_channels", "mapping_heads",
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
     "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch",
-    "dc_center_h", "noise_offset",
+    "dc_center_h", "noise_offset", "noise_share",
 )
 
 
