@@ -164,6 +164,11 @@ class LossConfig:
     # ours (PYoCo's mixed noise, not the paper's): this fraction of the training noise's variance is one draw shared
     # by a video's frames (losses.mixed_noise); sampling must then start from the same prior (HarivoConfig.noise_share)
     noise_share: float = 0.0
+    # ours (diffusers' SDXL training --timestep_bias_strategy later, PR 5094; not the paper's): the last
+    # timestep_bias_portion of the T training timesteps are drawn timestep_bias_multiplier times as often as the
+    # others. 1 = the paper's uniform t, with the same random stream as before this option existed
+    timestep_bias_multiplier: float = 1.0
+    timestep_bias_portion: float = 0.1
 
     def validate(self) -> "LossConfig":
         for name in ("trs_weight", "reg_weight", "dc_weight", "noise_offset"):
@@ -173,4 +178,6 @@ class LossConfig:
         check_range("trs_chunk_size", self.trs_chunk_size, 0, integer=True)
         check_range("min_timestep", self.min_timestep, 0, 999, integer=True)
         check_noise_share(self.noise_share)
+        check_range("timestep_bias_multiplier", self.timestep_bias_multiplier, 1e-6)
+        check_range("timestep_bias_portion", self.timestep_bias_portion, 0.0, 1.0)
         return self

@@ -72,6 +72,27 @@ def mixed_noise(noise: torch.Tensor, share: float, generator: torch.Generator | 
     return math.sqrt(1.0 - share) * noise + math.sqrt(share) * common
 
 
+def timestep_weights(num_timesteps: int, multiplier: float, portion: float) -> torch.Tensor:
+    """(T,) sampling weights of the training timesteps: the last int(portion · T) weigh `multiplier`, the others 1
+    (diffusers' timestep bias, strategy "later")."""
+    weights = torch.ones(num_timesteps)
+    biased = int(portion * num_timesteps)
+    if biased:
+        weights[-biased:] *= multiplier
+    return weights
+
+
+def draw_timesteps(loss_config: LossConfig, num_timesteps: int, batch: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """One training timestep per video: uniform over [min_timestep, T), or with the config's bias toward the last
+    timesteps (timestep_bias_multiplier != 1), drawn by weight."""
+    if loss_config.timestep_bias_multiplier == 1:
+        return torch.randint(loss_config.min_timestep, num_timesteps, (batch,), generator=generator)
+    weights = timestep_weights(num_timesteps, loss_config.timestep_bias_multiplier, loss_config.timestep_bias_portion)
+    weights[:loss_config.min_timestep] = 0
+    return torch.multinomial(weights, batch, replacement=True, generator=generator)
+
+
 def reg_weights(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
     """λ_t = 1 − t/T (Eq. 2): soft near pure noise, where the T2I model's frames are discontinuous."""
     return 1.0 - timesteps.float() / num_train_timesteps
@@ -180,7 +201,7 @@ def training_step(
     if not 0 <= loss_config.min_timestep < T:
         raise ValueError(f"min_timestep: expected 0 <= min_timestep < {T} (the scheduler's timesteps), "
                          f"got {loss_config.min_timestep}")
-    timesteps = torch.randint(loss_config.min_timestep, T, (b,), generator=generator).to(latents.device)
+    timesteps = draw_timesteps(loss_config, T, b, generator).to(latents.device)
     if loss_config.noise_offset:  # drawn last, so runs without it keep their exact random stream
         noise = offset_noise(noise, loss_config.noise_offset, generator)
     noise = mixed_noise(noise, loss_config.noise_share, generator)  # drawn after the offset, for the same reason

@@ -8,7 +8,8 @@ from diffusers import DDPMScheduler
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import NegativeQueue, dc_loss, mixed_noise, reg_loss, simple_loss, training_step
+from harivo.losses import (NegativeQueue, dc_loss, draw_timesteps, mixed_noise, reg_loss, simple_loss,
+                           timestep_weights, training_step)
 from harivo.tiny import scheduler_config
 from harivo.trs import TRSRecorder
 
@@ -300,6 +301,25 @@ def test_noise_share_must_be_a_fraction_below_one(share):
         LossConfig(noise_share=share).validate()
     with pytest.raises(ValueError, match="noise_share"):
         HarivoConfig(noise_share=share).validate()
+
+
+def test_timestep_bias_draws_the_last_portion_multiplier_times_as_often():
+    """diffusers' "later" timestep bias: weights 1, the last int(portion · T) weigh the multiplier; 9× on the last
+    10 % puts half of the draws there. Multiplier 1 is the plain uniform draw, same stream."""
+    weights = timestep_weights(1000, 9.0, 0.1)
+    assert weights[:900].eq(1).all() and weights[900:].eq(9).all()
+    gen = torch.Generator().manual_seed(0)
+    t = draw_timesteps(LossConfig(timestep_bias_multiplier=9.0), 1000, 20000, gen)
+    assert t.min() >= 0 and t.max() <= 999
+    assert abs((t >= 900).float().mean().item() - 0.5) < 0.02
+    assert abs((t < 450).float().mean().item() - 0.25) < 0.02  # below, still uniform
+    late = draw_timesteps(LossConfig(timestep_bias_multiplier=9.0, min_timestep=500), 1000, 20000, gen)
+    assert late.min() >= 500 and abs((late >= 900).float().mean().item() - 900 / 1300) < 0.02  # 100·9 of 400 + 100·9
+    plain = draw_timesteps(LossConfig(), 1000, 8, torch.Generator().manual_seed(5))
+    assert torch.equal(plain, torch.randint(0, 1000, (8,), generator=torch.Generator().manual_seed(5)))
+    for bad in (dict(timestep_bias_multiplier=0.0), dict(timestep_bias_portion=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LossConfig(**bad).validate()
 
 
 def test_noise_offset_must_be_non_negative():

@@ -84,6 +84,8 @@ class TrainConfig:
     dc_in_batch: bool = True  # ours: the batch's other videos are L_DC negatives too (config.LossConfig.dc_in_batch)
     dc_center_h: bool = True  # ours: h centred over the batch's frames before g (config.LossConfig.dc_center_h)
     noise_offset: float = 0.0  # offset noise per (video, channel, frame), ours (config.LossConfig.noise_offset)
+    timestep_bias_multiplier: float = 1.0  # ours (diffusers' "later" timestep bias): the last timestep_bias_portion
+    timestep_bias_portion: float = 0.1  #   of the timesteps drawn this many times as often; 1 = uniform t (paper)
     noise_share: float = 0.0  # PYoCo mixed noise, ours: variance share common to a video's frames, in training and
     #   (saved in config.json) sampling (config.LossConfig.noise_share, HarivoConfig.noise_share); 0 = independent
     trs_chunk_size: int = 0  # 0 = L_TRS keeps the attention maps (fastest, small models); N = memory-efficient,
@@ -129,6 +131,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         check_range(name, getattr(cfg, name), 0.0)
     check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
     check_noise_share(cfg.noise_share)
+    check_range("timestep_bias_multiplier", cfg.timestep_bias_multiplier, 1e-6)
+    check_range("timestep_bias_portion", cfg.timestep_bias_portion, 0.0, 1.0)
     if cfg.min_lr > cfg.lr:
         raise ValueError(f"min_lr: expected at most lr ({cfg.lr}), got {cfg.min_lr}")
     if VARIANTS[cfg.variant]["use_frame_tokens"] and cfg.num_frame_tokens < 1:
@@ -166,7 +170,8 @@ def variant_configs(cfg: TrainConfig, max_text_len: int) -> tuple[HarivoConfig, 
         reg_weight=cfg.reg_weight, dc_weight=cfg.dc_weight, dc_temperature=cfg.dc_temperature,
         dc_queue_size=cfg.dc_queue_size, dc_in_batch=cfg.dc_in_batch,
         dc_center_h=cfg.dc_center_h, trs_chunk_size=cfg.trs_chunk_size, noise_offset=cfg.noise_offset,
-        noise_share=cfg.noise_share,
+        noise_share=cfg.noise_share, timestep_bias_multiplier=cfg.timestep_bias_multiplier,
+        timestep_bias_portion=cfg.timestep_bias_portion,
     ).validate()
     return harivo, losses
 

@@ -26,6 +26,7 @@ FIXED_ON_RESUME = (
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
     "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch",
     "dc_center_h", "noise_offset", "noise_share",
+    "timestep_bias_multiplier", "timestep_bias_portion",
 )
 
 
