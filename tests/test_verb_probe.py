@@ -144,3 +144,38 @@ def test_swap_gap_on_a_v_prediction_base_scores_v():
     row = swap_gap(_ConstantModel(), DDPMScheduler(**schedule(True)), latents, true, swapped, [999], seed=3)[0]
     assert row["loss"] == pytest.approx((latents**2).mean().item(), rel=1e-4)
     assert row["loss_swapped"] == pytest.approx(((1 + latents) ** 2).mean().item(), rel=1e-4)
+
+
+def test_time_reversal_score_is_one_for_the_video_minus_one_backwards_zero_for_a_still():
+    from harivo.trajectory_probe import reversal_scores
+
+    x0 = torch.randn(3, 4, 6, 5, 5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(reversal_scores(x0, x0), torch.ones(3))
+    torch.testing.assert_close(reversal_scores(x0.flip(2), x0), -torch.ones(3))
+    still = x0.mean(2, keepdim=True).expand_as(x0)  # the same played backwards
+    torch.testing.assert_close(reversal_scores(still, x0), torch.zeros(3), atol=1e-5, rtol=0)
+    halfway = 0.5 * x0 + 0.5 * still
+    assert (reversal_scores(halfway, x0) - 0.5).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="x0: a video equal to itself played backwards"):
+        reversal_scores(still, still)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_predicted_x0_inverts_the_training_target(kind):
+    from diffusers import DDPMScheduler
+
+    from harivo.losses import prediction_target
+    from harivo.trajectory_probe import predicted_x0
+
+    sched = DDPMScheduler(num_train_timesteps=1000, prediction_type=kind, rescale_betas_zero_snr=True)
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(2, 4, 3, 4, 4, generator=g), torch.randn(2, 4, 3, 4, 4, generator=g)
+    for t in (999, 500) if kind == "v_prediction" else (500,):
+        tt = torch.full((2,), t)
+        x_t = sched.add_noise(x0, noise, tt)
+        target = prediction_target(sched, x0, noise, tt)
+        torch.testing.assert_close(predicted_x0(target, x_t, float(sched.alphas_cumprod[t]), kind), x0,
+                                   atol=1e-4, rtol=0)
+    if kind == "epsilon":  # zero terminal SNR: ε at t = 999 says nothing about x0
+        with pytest.raises(ValueError, match="timesteps: an ε-prediction model"):
+            predicted_x0(noise, noise, 0.0, kind)
