@@ -179,3 +179,18 @@ def test_predicted_x0_inverts_the_training_target(kind):
     if kind == "epsilon":  # zero terminal SNR: ε at t = 999 says nothing about x0
         with pytest.raises(ValueError, match="timesteps: an ε-prediction model"):
             predicted_x0(noise, noise, 0.0, kind)
+
+
+def test_trajectory_probe_scores_the_rendered_videos_in_frame_order(tmp_path):
+    """End to end on a tiny random checkpoint: at t = 0 the noisy input is the video itself, so whatever the
+    (untrained) model predicts, x̂0 is the video played forwards (s ≈ 1) for both branches; the counts add up."""
+    from harivo.tiny import save_tiny_checkpoint
+    from harivo.trajectory_probe import probe
+
+    checkpoint = save_tiny_checkpoint(tmp_path, num_frames=4)
+    out = probe(str(checkpoint), videos=3, split="train", timesteps=(0, 999), num_frames=4, size=16)
+    assert out["videos"] == 3 and list(out["timesteps"]) == ["0", "999"]
+    for branch in ("model", "frozen_t2i"):
+        assert out["timesteps"]["0"][branch]["mean"] > 0.8  # backwards would be ≈ −0.9
+        assert out["timesteps"]["0"][branch]["positive"] == out["timesteps"]["0"][branch]["n"] == 3
+        assert -1.5 < out["timesteps"]["999"][branch]["mean"] < 1.5
