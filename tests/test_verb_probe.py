@@ -1,5 +1,7 @@
 """harivo.verb_probe: the three measurements on hand-computed inputs and a tiny model."""
 
+import math
+
 import pytest
 import torch
 from conftest import build_model
@@ -188,9 +190,9 @@ def test_trajectory_probe_scores_the_rendered_videos_in_frame_order(tmp_path):
     from harivo.trajectory_probe import probe
 
     checkpoint = save_tiny_checkpoint(tmp_path, num_frames=4)
-    out = probe(str(checkpoint), videos=3, split="train", timesteps=(0, 999), num_frames=4, size=16)
-    assert out["videos"] == 3 and list(out["timesteps"]) == ["0", "999"]
+    out = probe(str(checkpoint), videos=3, split="train", timesteps=(0, 500), num_frames=4, size=16)
+    assert out["videos"] == 3 and list(out["timesteps"]) == ["0", "500"]
     for branch in ("model", "frozen_t2i"):
         assert out["timesteps"]["0"][branch]["mean"] > 0.8  # backwards would be ≈ −0.9
         assert out["timesteps"]["0"][branch]["positive"] == out["timesteps"]["0"][branch]["n"] == 3
-        assert -1.5 < out["timesteps"]["999"][branch]["mean"] < 1.5
+        assert math.isfinite(out["timesteps"]["500"][branch]["mean"])
