@@ -56,12 +56,18 @@ def predicted_x0(prediction: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, 
 
 @torch.no_grad()
 def probe(folder: str, videos: int = 32, split: str = "held_out", timesteps=(999, 900, 700), seed: int = 0,
-          num_frames: int = 16, size: int = 64, chunk: int = 8) -> dict:
+          num_frames: int = 16, size: int = 64, chunk: int = 8, weights: str = "") -> dict:
     from diffusers import DDPMScheduler
 
     from .pipeline import HarivoPipeline
 
     pipe = HarivoPipeline.from_checkpoint(folder)
+    if weights:  # trained parts (scripts/verb_finetune.py) over the checkpoint's, as scripts/motion_proxy.py --weights
+        from .fileio import load_tensors
+
+        loaded = pipe.model.load_state_dict(load_tensors(weights, what="weights"), strict=False)
+        if loaded.unexpected_keys:
+            raise ValueError(f"weights: keys the model does not have: {loaded.unexpected_keys[:3]}")
     model = pipe.model.eval()
     train_sched = DDPMScheduler.from_config(pipe.scheduler.config)
     kind = train_sched.config.prediction_type
@@ -92,7 +98,7 @@ def probe(folder: str, videos: int = 32, split: str = "held_out", timesteps=(999
             s = reversal_scores(predicted_x0(out.float(), x_t, ab, kind), x0)
             row[name] = {"mean": round(float(s.mean()), 4), "positive": int((s > 0).sum()), "n": len(s)}
         rows[str(t)] = row
-    return {"checkpoint": folder, "split": split, "videos": len(picks), "timesteps": rows}
+    return {"checkpoint": folder, "weights": weights, "split": split, "videos": len(picks), "timesteps": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timesteps", type=int, nargs="+", default=[999, 900, 700])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weights", default="", help="safetensors of trained parts to load over the checkpoint's")
     p.add_argument("--json", default="")
     a = p.parse_args(argv)
     if a.videos < 1:
         raise SystemExit("--videos: expected at least 1")
     torch.set_num_threads(a.threads)
-    out = probe(a.checkpoint, a.videos, a.split, tuple(a.timesteps), a.seed)
+    out = probe(a.checkpoint, a.videos, a.split, tuple(a.timesteps), a.seed, weights=a.weights)
     print(f"{a.checkpoint}: {out['videos']} {a.split} translation videos; time-reversal score of x̂0 "
           f"(1 = the video, 0 = no direction, -1 = backwards), videos with s > 0")
     for t, row in out["timesteps"].items():

@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base-model", default="", help="the T2I that state was trained on (default: the config's)")
     ap.add_argument("--cache-dir", default="", help="stage-2 latent cache (default: the config's)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--train-args", default="", help="more stage-2 flags the state was trained with, e.g. "
+                    "'--timestep-bias-multiplier 9' (checked on resume)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     cfg = parse_config(["--config", "configs/shapes-harivo.yaml", "--variant", a.variant, "--run-dir", str(out),
                         "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0",
                         *(["--base-model", a.base_model] if a.base_model else []),
-                        *(["--cache-dir", a.cache_dir] if a.cache_dir else [])])
+                        *(["--cache-dir", a.cache_dir] if a.cache_dir else []), *a.train_args.split()])
     run = setup(cfg)
     run.raw.loss_config.min_timestep = a.min_timestep
     if a.init:
