@@ -2,8 +2,8 @@
 
     python scripts/motion_proxy.py runs/cue/harivo-shapes-full [--videos 16] [--steps 15] [--threads 1]
 
-Samples `--videos` translation / closer / away prompts of the training split (seed-fixed, the same for every
-checkpoint), judges each with the pixel checker and prints, per checkpoint: the share of translations whose
+Samples `--videos` translation / closer / away prompts of the training split (`--split held_out`: of the held-out
+combinations; seed-fixed, the same for every checkpoint), judges each with the pixel checker and prints, per checkpoint: the share of translations whose
 centroid moved the prompted way and how far (fraction of the frame), the share of closer/away videos whose size
 changed the right way, content %, and the share of frames whose drawn cue mark is the prompt's.
 
@@ -32,10 +32,30 @@ TRANSLATIONS = {"moving left to right": (1, 0), "moving right to left": (-1, 0),
                 "moving down": (0, 1)}
 
 
-def proxy_specs(n: int, seed: int = 0) -> list[ShapeSpec]:
-    pool = [s for s in all_specs("train") if s.motion in (*TRANSLATIONS, "getting closer", "moving away")]
+def proxy_specs(n: int, seed: int = 0, split: str = "train") -> list[ShapeSpec]:
+    pool = [s for s in all_specs(split) if s.motion in (*TRANSLATIONS, "getting closer", "moving away")]
     rng = np.random.default_rng(seed)
-    return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+    return [pool[i] for i in rng.choice(len(pool), min(n, len(pool)), replace=False)]
+
+
+def save_strips(path: str, pairs: list[tuple[str, np.ndarray, str, np.ndarray]], every: int = 2) -> None:
+    """Every `every`-th frame of each (prompt, frames, opposite prompt, frames) pair, one row per video."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(p, f) for a, fa, b, fb in pairs for p, f in ((a, fa), (b, fb))]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.45 * len(rows)), squeeze=False)
+    for ax, (prompt, frames) in zip(axes[:, 0], rows):
+        picked = frames[::every]
+        gap = np.full((frames.shape[1], 2, 3), 255, np.uint8)
+        ax.imshow(np.concatenate([c for f in picked for c in (f, gap)][:-1], axis=1), interpolation="nearest")
+        ax.set_title(prompt, fontsize=9, loc="left")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def along_track(tr, motion: str, size: int) -> float | None:
@@ -55,7 +75,8 @@ def along_track(tr, motion: str, size: int) -> float | None:
     return float((1 if motion == "getting closer" else -1) * np.log(tr.size[i1] / tr.size[i0]))
 
 
-def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, weights: str = "") -> dict:
+def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, weights: str = "",
+            split: str = "train", strips: str = "", strip_pairs: int = 4) -> dict:
     pipe = HarivoPipeline.from_checkpoint(folder)
     if weights:  # trained parts from scripts/verb_finetune.py on top of the checkpoint's
         loaded = pipe.model.load_state_dict(load_tensors(weights, what="--weights"), strict=False)
@@ -66,11 +87,12 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         out = pipe(GenerationSettings(prompt=spec.caption, seed=seed, num_inference_steps=steps,
                                       mg=MGConfig() if mg else MGConfig(enabled=False), capture_attention=False))
         frames = (np.clip(out.frames, 0, 1) * 255).round().astype(np.uint8)
-        return judge(frames, spec), frames.shape[2]
+        return judge(frames, spec), frames
 
-    rows = []
-    for k, spec in enumerate(proxy_specs(videos)):
-        j, S = sample(spec, k)
+    rows, shown = [], []
+    for k, spec in enumerate(proxy_specs(videos, split=split)):
+        j, frames = sample(spec, k)
+        S = frames.shape[2]
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"],
                "cue_share": j["details"]["cue_share"]}
         if DEFAULT_THRESHOLDS.bands and spec.motion in TRANSLATIONS:  # a "band" world: frames showing its band
@@ -79,15 +101,19 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         if along is not None:
             row["along"] = along
         if swap:  # the same seed, the opposite verb, measured along *this* prompt's direction
-            js, _ = sample(swap_verb(spec), k)
+            js, frames_swapped = sample(swap_verb(spec), k)
             swapped = along_track(js["details"]["reading"].track, spec.motion, S)
+            if spec.motion in TRANSLATIONS and len(shown) < strip_pairs:
+                shown.append((spec.caption, frames, swap_verb(spec).caption, frames_swapped))
             if swapped is not None:
                 row["along_swapped"] = swapped
         rows.append(row)
+    if strips and shown:
+        save_strips(strips, shown)
     tr_rows = [r for r in rows if "along" in r and any(m in r["prompt"] for m in TRANSLATIONS)]
     zoom = [r for r in rows if "along" in r and r not in tr_rows]
     return {
-        "checkpoint": folder, "videos": len(rows), "steps": steps, "mg": mg,
+        "checkpoint": folder, "weights": weights, "split": split, "videos": len(rows), "steps": steps, "mg": mg,
         "translation_right_way": float(np.mean([r["along"] > 0 for r in tr_rows])) if tr_rows else None,
         "translation_along": float(np.mean([r["along"] for r in tr_rows])) if tr_rows else None,
         "zoom_right_way": float(np.mean([r["along"] > 0 for r in zoom])) if zoom else None,
@@ -112,10 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-mg", action="store_true")
     ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
     ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
+    ap.add_argument("--split", default="train", help="prompts of this split: train | held_out")
+    ap.add_argument("--strips", default="", help="PNG: frames of the first 4 translation pairs (needs --swap)")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights) for c in args.checkpoints]
+    if args.strips and len(args.checkpoints) > 1:
+        raise SystemExit("--strips: one checkpoint at a time")
+    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights, args.split, args.strips)
+               for c in args.checkpoints]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}))
     if args.json:
