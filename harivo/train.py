@@ -97,12 +97,12 @@ def train(cfg: TrainConfig, command: str = "", accelerator=None, log=print, stop
         tick()
         if main:
             save_state(run)
-            export(run, finished=run.step >= cfg.max_steps)
+            export(run, finished=run.step >= cfg.total_steps)
         acc.wait_for_everyone()
 
-    bar = tqdm(total=cfg.max_steps, initial=run.step, desc=f"harivo {cfg.variant}", disable=not main, mininterval=30)
+    bar = tqdm(total=cfg.total_steps, initial=run.step, desc=f"harivo {cfg.variant}", disable=not main, mininterval=30)
     stopped_by = "max_steps"
-    while run.step < cfg.max_steps:
+    while run.step < cfg.total_steps:
         reason = stop_reason(cfg, run, t_start, start_step, stop)
         if reason is not None:
             stopped_by = reason
@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, command: str = "", accelerator=None, log=print, stop
         run.step += 1
         bar.update(1)
         window.append({**terms, "seconds": time.time() - t0})
-        if run.step % cfg.log_every == 0 or run.step == cfg.max_steps:
+        if run.step % cfg.log_every == 0 or run.step == cfg.total_steps:
             tick()
             run.history.append(loss_row(run, window, lr))
             bar.set_postfix({k[5:]: f"{v:.4f}" for k, v in run.history[-1].items() if k.startswith("loss_")})
@@ -121,7 +121,7 @@ def train(cfg: TrainConfig, command: str = "", accelerator=None, log=print, stop
         if run.step % cfg.checkpoint_every == 0:
             checkpoint()
             if main and run.history:
-                log(f"[{cfg.variant}] step {run.step}/{cfg.max_steps} saved; "
+                log(f"[{cfg.variant}] step {run.step}/{cfg.total_steps} saved; "
                     + ", ".join(f"{k} {v:.4g}" for k, v in run.history[-1].items() if k != "step"))
         if main and cfg.sample_every and run.step % cfg.sample_every == 0:
             log(f"[{cfg.variant}] samples -> {sample_videos(run)}")
@@ -129,10 +129,10 @@ def train(cfg: TrainConfig, command: str = "", accelerator=None, log=print, stop
     checkpoint()
     if not isinstance(run.data, VideoLatents):
         run.data.close()  # stop the decoding threads of stream_data
-    if main and cfg.sample_every and run.step >= cfg.max_steps and run.step % cfg.sample_every \
+    if main and cfg.sample_every and run.step >= cfg.total_steps and run.step % cfg.sample_every \
             and run.step > start_step:  # the last samples, unless the loop has just drawn them
         log(f"[{cfg.variant}] samples -> {sample_videos(run)}")
-    log(f"[{cfg.variant}] stopped by {stopped_by} at step {run.step}/{cfg.max_steps}; exported {cfg.out}")
+    log(f"[{cfg.variant}] stopped by {stopped_by} at step {run.step}/{cfg.total_steps}; exported {cfg.out}")
     return run
 
 

@@ -134,8 +134,12 @@ class WarmupDecay:
     total: int  # steps at which the decay reaches min_ratio
     min_ratio: float  # final lr / peak lr (HARIVO App. D: 1e-5 / 1e-4 = 0.1)
     kind: str = "cosine"  # cosine | linear
+    constant_from: int = 0  # from this step on the factor is constant_ratio (stage 2's verb phase); 0 = never
+    constant_ratio: float = 1.0
 
     def __call__(self, step: int) -> float:
+        if self.constant_from and step >= self.constant_from:
+            return self.constant_ratio
         if self.warmup > 0 and step < self.warmup:
             return (step + 1) / self.warmup
         if self.total <= self.warmup:

@@ -231,6 +231,49 @@ def test_lr_schedule():
     assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
     assert s(10) == pytest.approx(1.0) and s(60) == pytest.approx(0.55) and s(110) == pytest.approx(0.1)
     assert WarmupDecay(0, 100, 0.1, "linear")(50) == pytest.approx(0.55)
+    held = WarmupDecay(10, 110, 0.1, constant_from=110, constant_ratio=0.5)  # the verb phase's constant lr
+    assert held(60) == s(60) and held(109) == s(109) and held(110) == held(500) == 0.5
+
+
+def test_verb_phase_trains_on_translations_at_late_timesteps_and_extends_a_finished_run(world):
+    """After max_steps, verb_phase_steps more steps: translation videos only, t >= verb_phase_min_timestep, constant
+    verb_phase_lr. A finished run resumed with a verb phase continues exactly as one run with it from the start."""
+    from harivo.data.shapes import ShapeSpec
+    from harivo.eval_stats import TRANSLATIONS
+    from harivo.stage2.run import translation_videos
+
+    whole = train.main(cli(world, "baseline", "--max-steps", "2", "--verb-phase-steps", "2",
+                           "--verb-phase-lr", "5e-4", "--lr", "1e-3", name="verb-whole"))
+    assert whole.step == 4 and [r["lr"] for r in whole.history][2:] == [5e-4, 5e-4]
+    first = train.main(cli(world, "baseline", "--max-steps", "2", "--lr", "1e-3", name="verb-parts"))
+    assert first.step == 2
+    second = train.main(cli(world, "baseline", "--max-steps", "2", "--verb-phase-steps", "2", "--verb-phase-lr",
+                            "5e-4", "--lr", "1e-3", "--resume", name="verb-parts"))
+    assert second.step == 4 and [r["lr"] for r in second.history][2:] == [5e-4, 5e-4]
+    for k, p in whole.params.items():
+        assert torch.equal(p, second.params[k]), k
+    training = json.loads((world / "out-verb-parts" / "training.json").read_text())
+    assert training["finished"] and training["verb_phase_steps"] == 2 and training["steps"] == 4
+
+    run = setup(tiny_cfg(world, "baseline", run_dir=str(world / "verb-batches"), max_steps=2, verb_phase_steps=3,
+                         verb_phase_min_timestep=950), log=quiet)
+    pool = translation_videos(run.data)
+    captions = [run.data.captions[i] for i in run.data.caption_index.tolist()]
+    assert 0 < len(pool) < len(captions)
+    assert all((ShapeSpec.from_caption(captions[i]).motion in TRANSLATIONS) == (i in pool.tolist())
+               for i in range(len(captions)))
+    seen = []
+    add_noise = run.raw.noise_scheduler.add_noise
+    run.raw.noise_scheduler.add_noise = lambda x, n, t: seen.append(t.clone()) or add_noise(x, n, t)
+    for step in range(5):
+        run.step = step
+        latents, _ = make_batch(run, step_generator(0, step, 0))
+        picked = [int(torch.nonzero((run.data.latents.float() == v).flatten(1).all(1)).flatten()[0]) for v in latents]
+        in_pool = [i in pool.tolist() for i in picked]
+        train_step(run)
+        if step >= 2:
+            assert all(in_pool) and seen[-1].min() >= 950, (step, picked, seen[-1])
+    assert not all(t.min() >= 950 for t in seen[:2])  # phase 1 keeps uniform t (the odds of all four >= 950: 6e-6)
 
 
 def test_training_state_round_trip(tmp_path):

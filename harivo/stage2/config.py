@@ -67,6 +67,12 @@ class TrainConfig:
     mapping_head_dim: int = 64  # appendix MappingLayer: dim_head=64
     # --- optimisation ----------------------------------------------------------------------------------
     max_steps: int = 3000  # total optimizer steps (= length of the lr schedule); same for every variant
+    # ours (issue 16, docs/results.md "verb phase"): after max_steps, this many more steps of Eq. 5 on the
+    # translation videos only, at t >= verb_phase_min_timestep, at the constant lr verb_phase_lr: where the layout is
+    # decided, the verb's trajectory. 0 = off (the paper's single phase)
+    verb_phase_steps: int = 0
+    verb_phase_min_timestep: int = 900
+    verb_phase_lr: float = 1e-3
     batch_size: int = 4  # videos per step (per process)
     lr: float = 1e-4  # peak AdamW lr (App. D: 1e-4)
     min_lr: float = 1e-5  # lr at max_steps (App. D: decreased to 1e-5)
@@ -96,6 +102,15 @@ class TrainConfig:
     sample_every: int = 500  # sample videos every N steps (and at the end); 0 = never
     sample_prompts: int = 4  # prompts per sample event (the last one held out when >= 4)
     sample_steps: int = 25  # DDIM steps of the samples (App. D)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run: max_steps, then the verb phase's."""
+        return self.max_steps + self.verb_phase_steps
+
+    def in_verb_phase(self, step: int) -> bool:
+        """Whether optimizer step `step` (0-based) belongs to the verb phase."""
+        return self.verb_phase_steps > 0 and step >= self.max_steps
 
     def resolved(self) -> "TrainConfig":
         return dataclasses.replace(
@@ -131,6 +146,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         check_range(name, getattr(cfg, name), 0.0)
     check_range("cond_drop", cfg.cond_drop, 0.0, 1.0)
     check_noise_share(cfg.noise_share)
+    check_range("verb_phase_steps", cfg.verb_phase_steps, 0, integer=True)
+    check_range("verb_phase_min_timestep", cfg.verb_phase_min_timestep, 0, 999, integer=True)
+    check_range("verb_phase_lr", cfg.verb_phase_lr, 1e-12)
+    if cfg.verb_phase_steps and cfg.data != "shapes":
+        raise ValueError("verb_phase_steps: the verb phase selects the shapes world's translation videos by caption; "
+                         f"data is {cfg.data!r}")
     check_range("timestep_bias_multiplier", cfg.timestep_bias_multiplier, 1e-6)
     check_range("timestep_bias_portion", cfg.timestep_bias_portion, 0.0, 1.0)
     if cfg.min_lr > cfg.lr:

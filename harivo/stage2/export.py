@@ -64,7 +64,8 @@ def training_record(run: Run, finished: bool) -> dict:
     cfg = run.cfg
     head = sum(p.numel() for n, p in run.params.items() if n.startswith("projection_head."))
     return {
-        "variant": cfg.variant, "steps": run.step, "max_steps": cfg.max_steps, "finished": finished,
+        "variant": cfg.variant, "steps": run.step, "max_steps": cfg.max_steps,
+        "verb_phase_steps": cfg.verb_phase_steps, "finished": finished,
         "minutes": round(run.minutes, 2), "where_trained": where_trained(), "torch_threads": torch.get_num_threads(),
         "num_processes": run.accelerator.num_processes, "batch_size": cfg.batch_size,
         "videos_seen": run.step * cfg.batch_size * run.accelerator.num_processes,

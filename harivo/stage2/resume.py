@@ -26,7 +26,7 @@ FIXED_ON_RESUME = (
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
     "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch",
     "dc_center_h", "noise_offset", "noise_share",
-    "timestep_bias_multiplier", "timestep_bias_portion",
+    "timestep_bias_multiplier", "timestep_bias_portion", "verb_phase_min_timestep", "verb_phase_lr",
 )
 
 
@@ -53,8 +53,11 @@ def check_resume(cfg: TrainConfig, log=print) -> dict | None:
     if not cfg.resume:
         raise ValueError(f"resume: {str(state_dir)!r} already holds a training state; pass --resume to continue "
                          f"it or choose another run_dir")
-    saved = read_json(state_dir / STATE_JSON, what="resume state")["config"]
+    state = read_json(state_dir / STATE_JSON, what="resume state")
+    saved = state["config"]
     unused = unused_loss_fields(cfg.variant)
+    if state.get("step", 0) <= saved.get("max_steps", 0):  # the verb phase has not begun: its settings may change
+        unused |= {"verb_phase_min_timestep", "verb_phase_lr"}
     for name in FIXED_ON_RESUME:
         if name in saved and name not in unused and saved[name] != getattr(cfg, name):
             raise ValueError(f"{name}: the run in {str(state_dir)!r} was trained with {saved[name]!r}, "
@@ -75,7 +78,12 @@ def restore(run: Run, log=print) -> None:
     if run.raw.queue is not None:
         run.raw.queue.load_state_dict({"items": extra["queue_items"]})
     run.step, run.history, run.segments = meta["step"], meta["history"], meta["segments"]
-    log(f"[resume] {run.cfg.variant}: continuing at step {run.step} of {run.cfg.max_steps}")
+    # the lr of the next step from *this* config's schedule (a changed max_steps or an added verb phase)
+    sched = run.lr_scheduler
+    for group, base, factor in zip(run.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+        group["lr"] = base * factor(run.step)
+    sched._last_lr = [group["lr"] for group in run.optimizer.param_groups]
+    log(f"[resume] {run.cfg.variant}: continuing at step {run.step} of {run.cfg.total_steps}")
 
 
 def save_state(run: Run) -> None:

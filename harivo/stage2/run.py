@@ -39,6 +39,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     segments: list[dict] = field(default_factory=list)  # one entry per run segment (command, steps, minutes)
     state_saved_at: int = -1  # step of the last saved state in this process
+    verb_phase_videos: torch.Tensor | None = None  # indices the verb phase draws from (computed on first use)
 
     @property
     def state_dir(self) -> Path:
@@ -63,7 +64,9 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
             data = load_training_data(cfg, base, acc.device, log=log)
     params = raw.trainable()
     optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = WarmupDecay(cfg.lr_warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr, cfg.lr_schedule)
+    schedule = WarmupDecay(cfg.lr_warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr, cfg.lr_schedule,
+                           constant_from=cfg.max_steps if cfg.verb_phase_steps else 0,
+                           constant_ratio=cfg.verb_phase_lr / cfg.lr)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     run = Run(cfg, acc, base, data, raw, raw, params, optimizer, optimizer, lr_scheduler)
     if saved is not None:
@@ -74,10 +77,29 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
     return run
 
 
+def translation_videos(data: VideoLatents) -> torch.Tensor:
+    """Indices of the training videos whose caption is a translation (the verb phase's videos)."""
+    from harivo.data.shapes import ShapeSpec
+    from harivo.eval_stats import TRANSLATIONS
+
+    moving = torch.tensor([ShapeSpec.from_caption(c).motion in TRANSLATIONS for c in data.captions])
+    index = torch.nonzero(moving[data.caption_index]).flatten()
+    if not len(index):
+        raise ValueError("verb_phase_steps: the training videos hold no translation to train the verb phase on")
+    return index
+
+
 def make_batch(run: Run, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """batch_size random pre-encoded videos and their text embeddings (cond_drop of them empty, for CFG)."""
+    """batch_size random pre-encoded videos and their text embeddings (cond_drop of them empty, for CFG); in the
+    verb phase drawn from the translation videos only."""
     d, cfg, device = run.data, run.cfg, run.accelerator.device
-    idx = torch.randint(len(d), (cfg.batch_size,), generator=generator)
+    if cfg.in_verb_phase(run.step):
+        if run.verb_phase_videos is None:
+            run.verb_phase_videos = translation_videos(d)
+        pool = run.verb_phase_videos
+        idx = pool[torch.randint(len(pool), (cfg.batch_size,), generator=generator)]
+    else:
+        idx = torch.randint(len(d), (cfg.batch_size,), generator=generator)
     drop = torch.rand(cfg.batch_size, generator=generator) < cfg.cond_drop
     if not isinstance(d, VideoLatents):  # stream_data: decode this batch, start decoding the next step's
         following = step_generator(cfg.seed, run.step + 1, run.accelerator.process_index)
@@ -96,7 +118,8 @@ def train_step(run: Run, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     gen = generator or step_generator(run.cfg.seed, run.step, acc.process_index)
     latents, embeds = batch if batch is not None else make_batch(run, gen)
     run.module.train()
-    loss, terms = run.module(latents, embeds, gen)
+    min_t = run.cfg.verb_phase_min_timestep if run.cfg.in_verb_phase(run.step) else None
+    loss, terms = run.module(latents, embeds, gen, min_t)
     acc.backward(loss)
     if run.cfg.grad_clip:
         acc.clip_grad_norm_(list(run.params.values()), run.cfg.grad_clip)

@@ -6,6 +6,8 @@ queue, all in one `TrainingModule` whose forward is one step's passes of Eq. 5.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -63,8 +65,13 @@ class TrainingModule(nn.Module):
         self.model, self.projection_head = model, projection_head  # registered in this order: the optimizer's
         self.loss_config, self.noise_scheduler, self.queue = loss_config, noise_scheduler, queue
 
-    def forward(self, latents: torch.Tensor, text_embeds: torch.Tensor, generator: torch.Generator):
-        out = training_step(self.model, latents, text_embeds, self.noise_scheduler, self.loss_config,
+    def forward(self, latents: torch.Tensor, text_embeds: torch.Tensor, generator: torch.Generator,
+                min_timestep: int | None = None):
+        """`min_timestep`: draw this step's timesteps from [min_timestep, T) (the verb phase); None = the config's."""
+        loss_config = self.loss_config
+        if min_timestep is not None:
+            loss_config = dataclasses.replace(loss_config, min_timestep=min_timestep)
+        out = training_step(self.model, latents, text_embeds, self.noise_scheduler, loss_config,
                             self.projection_head, self.queue, generator)
         return out.loss, out.terms
 
