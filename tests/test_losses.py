@@ -217,14 +217,19 @@ class _RecordingScheduler(DDPMScheduler):
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.5])
-def test_noise_offset_is_one_constant_per_video_channel_and_frame(tiny, offset):
+def recorded_step(tiny, b: int = 2, **loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(latents, noise, timesteps) of one L_simple training step with generator seed 3 and these LossConfig fields."""
     model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
     sched = _RecordingScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                                 beta_schedule="scaled_linear")
-    latents, text = make_batch(2)
-    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, noise_offset=offset)
+    latents, text = make_batch(b)
+    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, **loss)
     training_step(model, latents, text, sched, cfg, generator=torch.Generator().manual_seed(3))
-    noise, t = sched.seen
+    return latents, *sched.seen
+
+
+def test_noise_offset_is_one_constant_per_video_channel_and_frame(tiny, offset):
+    latents, noise, t = recorded_step(tiny, noise_offset=offset)
     gen = torch.Generator().manual_seed(3)  # the stream: noise, timesteps, then (only with an offset) the offsets
     base = torch.randn(latents.shape, generator=gen)
     assert torch.equal(t, torch.randint(0, 1000, (latents.shape[0],), generator=gen))
@@ -261,13 +266,7 @@ def test_min_timestep_draws_from_the_top_of_the_schedule_only(tiny):
 def test_noise_share_mixes_one_draw_common_to_the_frames(tiny, share):
     """PYoCo's mixed noise: after the noise and timesteps, one (b, c, 1, h, w) draw is mixed in as
     √(1−s)·ε + √s·ε₀; share 0 keeps the exact random stream."""
-    model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
-    sched = _RecordingScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                beta_schedule="scaled_linear")
-    latents, text = make_batch(2)
-    cfg = LossConfig(use_trs=False, use_reg=False, use_dc=False, noise_share=share)
-    training_step(model, latents, text, sched, cfg, generator=torch.Generator().manual_seed(3))
-    noise = sched.seen[0]
+    latents, noise, _ = recorded_step(tiny, noise_share=share)
     gen = torch.Generator().manual_seed(3)
     base = torch.randn(latents.shape, generator=gen)
     torch.randint(0, 1000, (latents.shape[0],), generator=gen)
