@@ -216,7 +216,6 @@ class _RecordingScheduler(DDPMScheduler):
         return super().add_noise(original, noise, timesteps)
 
 
-@pytest.mark.parametrize("offset", [0.0, 0.5])
 def recorded_step(tiny, b: int = 2, **loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(latents, noise, timesteps) of one L_simple training step with generator seed 3 and these LossConfig fields."""
     model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
@@ -228,6 +227,7 @@ def recorded_step(tiny, b: int = 2, **loss) -> tuple[torch.Tensor, torch.Tensor,
     return latents, *sched.seen
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.5])
 def test_noise_offset_is_one_constant_per_video_channel_and_frame(tiny, offset):
     latents, noise, t = recorded_step(tiny, noise_offset=offset)
     gen = torch.Generator().manual_seed(3)  # the stream: noise, timesteps, then (only with an offset) the offsets
