@@ -24,11 +24,10 @@ import json
 import numpy as np
 import torch
 
-from .data.shapes import all_specs, render_video
+from .data.shapes import TRANSLATIONS, all_specs, render_video
 from .losses import mixed_noise
 from .pixels import to_pixels
 
-TRANSLATIONS = ("moving left to right", "moving right to left", "moving up", "moving down")
 
 
 def reversal_scores(x0_pred: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .attention import recording, spatial_attention_names
-from .data.shapes import ShapeSpec, all_specs, render_video
-from .eval_stats import TRANSLATIONS
+from .data.shapes import TRANSLATIONS, ShapeSpec, all_specs, render_video
 from .losses import prediction_target
 from .pixels import to_pixels
 

@@ -238,8 +238,7 @@ def test_lr_schedule():
 def test_verb_phase_trains_on_translations_at_late_timesteps_and_extends_a_finished_run(world):
     """After max_steps, verb_phase_steps more steps: translation videos only, t >= verb_phase_min_timestep, constant
     verb_phase_lr. A finished run resumed with a verb phase continues exactly as one run with it from the start."""
-    from harivo.data.shapes import ShapeSpec
-    from harivo.eval_stats import TRANSLATIONS
+    from harivo.data.shapes import TRANSLATIONS, ShapeSpec
     from harivo.stage2.run import translation_videos
 
     whole = train.main(cli(world, "baseline", "--max-steps", "2", "--verb-phase-steps", "2",

@@ -76,6 +76,7 @@ MOTIONS: tuple[str, ...] = (
     "spinning",
     "standing still",
 )
+TRANSLATIONS: tuple[str, ...] = MOTIONS[:4]  # the motions that move the object across the frame
 # (colour, shape, motion) never seen in training, on any background. Every colour, shape and motion still
 # appears in training in other combinations; none of them is the excluded (circle, spinning).
 HELD_OUT: tuple[tuple[str, str, str], ...] = (

@@ -79,8 +79,7 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
 
 def translation_videos(data: VideoLatents) -> torch.Tensor:
     """Indices of the training videos whose caption is a translation (the verb phase's videos)."""
-    from harivo.data.shapes import ShapeSpec
-    from harivo.eval_stats import TRANSLATIONS
+    from harivo.data.shapes import TRANSLATIONS, ShapeSpec
 
     moving = torch.tensor([ShapeSpec.from_caption(c).motion in TRANSLATIONS for c in data.captions])
     index = torch.nonzero(moving[data.caption_index]).flatten()
