@@ -32,11 +32,15 @@ class ModelEntry:
     trained: bool
 
 
-MINIATURE_NOTE = (  # true of the shipped models; drop it once `verb_probe` shows a swap gap well above 0
-    "ℹ️ The shapes-world models are miniatures trained on 2 CPU cores. They keep one object and one background "
-    "through a video, but have **not learned the prompted direction of motion**: objects hold still or drift in a "
-    "chance direction, whatever the verb says. docs/results.md (\"Why the videos do not follow the verb\") "
-    "measures why; `python -m harivo.verb_probe` tells when a longer run has learned it."
+MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they are retrained with the verb phase
+    "ℹ️ The shapes-world models are miniatures trained on 2 CPU cores. The four Table 1 variants keep one object "
+    "and one background through a video, but have **not learned the prompted direction of motion**: objects hold "
+    "still or drift in a chance direction, whatever the verb says. docs/results.md (\"Why the videos do not follow "
+    "the verb\") measures why; `python -m harivo.verb_probe` tells when a longer run has learned it. "
+    "**`checkpoint: harivo-band-baseline-verb`** has: the AnimateDiff baseline of the band world (a translation's "
+    "frames show a strip on the edge the object heads for) trained with the *verb phase* moves translations the "
+    "prompted way (12/12 seen, 8/10 held-out prompts; closer/away still chance, shapes blur; docs/results.md "
+    "\"verb phase\")."
 )
 
 
