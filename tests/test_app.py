@@ -173,6 +173,9 @@ def test_unfinished_checkpoints_say_so(tmp_path):
     folder.mkdir()
     (folder / "training.json").write_text(json.dumps({"finished": False, "steps": 400, "max_steps": 1500}))
     assert ex.training_note(folder) == " (unfinished: 400/1500 training steps)"
+    (folder / "training.json").write_text(json.dumps({"finished": False, "steps": 1600, "max_steps": 1500,
+                                                      "verb_phase_steps": 600}))  # stopped in the verb phase
+    assert ex.training_note(folder) == " (unfinished: 1600/2100 training steps)"
     (folder / "training.json").write_text(json.dumps({"finished": True, "steps": 1500, "max_steps": 1500}))
     assert ex.training_note(folder) == ""
     assert ex.training_note(tmp_path / "missing") == ""

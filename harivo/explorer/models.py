@@ -62,7 +62,8 @@ def training_note(path: Path) -> str:
         return ""
     if info.get("finished", True):
         return ""
-    return f" (unfinished: {info.get('steps', '?')}/{info.get('max_steps', '?')} training steps)"
+    total = info["max_steps"] + info.get("verb_phase_steps", 0) if "max_steps" in info else "?"
+    return f" (unfinished: {info.get('steps', '?')}/{total} training steps)"
 
 
 class ModelRegistry:
