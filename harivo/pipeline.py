@@ -234,7 +234,7 @@ class HarivoPipeline:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         shape = (1, self.model.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.model.unet.dtype)
-        noise = mixed_noise(noise, getattr(self.model.config, "noise_share", 0.0), generator)
+        noise = mixed_noise(noise, self.model.config.noise_share, generator)
         return noise * self.scheduler.init_noise_sigma
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ import torch
 from .data.shapes import TRANSLATIONS, all_specs, render_video
 from .losses import mixed_noise
 from .pixels import to_pixels
+from .sampling import split_prediction
 
 
 
@@ -42,15 +43,10 @@ def reversal_scores(x0_pred: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
 
 
 def predicted_x0(prediction: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction_type: str) -> torch.Tensor:
-    """Clean latents from the model output at one timestep (ε or v parameterisation)."""
-    a, s = alpha_bar ** 0.5, (1 - alpha_bar) ** 0.5
-    if prediction_type == "v_prediction":
-        return a * x_t - s * prediction
-    if prediction_type == "epsilon":
-        if a == 0:
-            raise ValueError("timesteps: an ε-prediction model says nothing about x0 where ᾱ_t = 0")
-        return (x_t - s * prediction) / a
-    raise ValueError(f"prediction_type: expected 'epsilon' or 'v_prediction', got {prediction_type!r}")
+    """Clean latents from the model output at one timestep (ε or v parameterisation, `sampling.split_prediction`)."""
+    if prediction_type == "epsilon" and alpha_bar == 0:
+        raise ValueError("timesteps: an ε-prediction model says nothing about x0 where ᾱ_t = 0")
+    return split_prediction(x_t, prediction, alpha_bar, prediction_type)[0]
 
 
 @torch.no_grad()
@@ -84,7 +80,7 @@ def probe(folder: str, videos: int = 32, split: str = "held_out", timesteps=(999
         embeds.append(pipe.encode_prompt(spec.caption)[0][0])
     x0, text = torch.stack(latents).float(), torch.stack(embeds).float()
     gen = torch.Generator().manual_seed(seed)
-    noise = mixed_noise(torch.randn(x0.shape, generator=gen), getattr(model.config, "noise_share", 0.0), gen)
+    noise = mixed_noise(torch.randn(x0.shape, generator=gen), model.config.noise_share, gen)
     rows = {}
     for t in timesteps:
         tt = torch.full((len(x0),), int(t), dtype=torch.long)

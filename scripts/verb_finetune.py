@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo import fileio  # noqa: E402
 from harivo.data.shapes import ShapeSpec  # noqa: E402
-from harivo.eval_stats import TRANSLATIONS  # noqa: E402
 from harivo.stage2.config import parse_config  # noqa: E402
 from harivo.stage2.data import encode_captions  # noqa: E402
-from harivo.stage2.run import setup, train_step  # noqa: E402
+from harivo.stage2.run import setup, train_step, translation_videos  # noqa: E402
 from harivo.train_utils import step_generator  # noqa: E402
 from harivo.verb_probe import swap_gap, swap_verb  # noqa: E402
 
@@ -77,7 +76,7 @@ def main(argv=None) -> int:
 
     d = run.data
     caption = [d.captions[i] for i in d.caption_index.tolist()]
-    keep = [i for i, c in enumerate(caption) if any(m in c for m in TRANSLATIONS)]
+    keep = translation_videos(d).tolist()
     gen = torch.Generator().manual_seed(123)
     probe = [keep[i] for i in torch.randperm(len(keep), generator=gen)[:24].tolist()]
     noise = torch.randn(len(probe), len(TIMESTEPS), *d.latents.shape[1:], generator=gen).transpose(0, 1)

@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from harivo.pipeline import DEFAULT_CHECKPOINTS
 
 CHECKPOINT = DEFAULT_CHECKPOINTS / "harivo-band-baseline-verb"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # motion_proxy.along_track: how far a track went
 WORLD = {"HARIVO_CUE_STYLE": "cue3", "HARIVO_BACKDROP": "band", "HARIVO_TRACKS": "crossing"}
 pytestmark = pytest.mark.skipif(not (CHECKPOINT / "config.json").is_file(), reason="no band-world checkpoint shipped")
 
@@ -44,8 +46,10 @@ def test_the_verb_not_the_seed_sets_the_direction_on_held_out_prompts():
     crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped: +0.44 /
     −0.55 and +0.54 / −0.48 of the frame)."""
     out = in_band_world(f"""
-import json
+import json, sys
 import numpy as np
+sys.path.insert(0, {str(SCRIPTS)!r})
+from motion_proxy import along_track
 from harivo.data.checker import judge
 from harivo.data.shapes import ShapeSpec
 from harivo.pipeline import GenerationSettings, HarivoPipeline
@@ -60,9 +64,7 @@ for seed, caption in ((6, "a purple circle is moving left to right on a white ba
         frames = pipe(GenerationSettings(prompt=s.caption, seed=seed, num_inference_steps=15,
                                          capture_attention=False)).frames
         track = judge((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), s)["details"]["reading"].track
-        ok = np.flatnonzero(~np.isnan(track.cx))
-        dx, dy = track.cx[ok[-1]] - track.cx[ok[0]], track.cy[ok[-1]] - track.cy[ok[0]]
-        row.append(float((dx if "left to right" in caption else -dy) / frames.shape[2]))
+        row.append(along_track(track, spec.motion, frames.shape[2]))  # along the first prompt's direction
     moved.append(row)
 print(json.dumps(moved))
 """)
