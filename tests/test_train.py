@@ -298,3 +298,35 @@ def test_training_state_round_trip(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         load_training_state(tmp_path / "s", {"v": w2}, opt2, sched2)
     assert not math.isnan(meta["step"])
+
+
+def test_verb_phase_directed_pool_and_motion_only_training(world):
+    """verb_phase_motions=directed adds the size changes to the verb phase's pool; verb_phase_train=motion updates
+    only the motion modules in the verb phase (mapping network, frame-token generator and projection head keep
+    their phase-1 weights), while phase 1 trains everything; both may be chosen when a finished run is resumed."""
+    from harivo.data.shapes import MOTIONS, ShapeSpec
+    from harivo.stage2.run import is_motion_module, verb_phase_pool
+
+    run = setup(tiny_cfg(world, "full", run_dir=str(world / "verb-directed"), max_steps=1, verb_phase_steps=2,
+                         verb_phase_motions="directed", verb_phase_train="motion"), log=quiet)
+    captions = [run.data.captions[i] for i in run.data.caption_index.tolist()]
+    directed = verb_phase_pool(run.data, "directed").tolist()
+    assert set(verb_phase_pool(run.data, "translations").tolist()) <= set(directed)
+    assert all((ShapeSpec.from_caption(captions[i]).motion in MOTIONS[:6]) == (i in directed)
+               for i in range(len(captions)))
+    motion = [n for n in run.params if is_motion_module(n)]
+    other = [n for n in run.params if not is_motion_module(n)]
+    assert motion and any("mapping" in n for n in other) and any("frame_token" in n for n in other), other[:5]
+    for step in range(3):
+        before = {n: p.detach().clone() for n, p in run.params.items()}
+        run.step = step
+        train_step(run)
+        changed = {n for n, p in run.params.items() if not torch.equal(p, before[n])}
+        if step == 0:  # phase 1: everything that trains moves
+            assert set(motion) & changed and set(other) & changed
+        else:
+            assert set(motion) & changed and not set(other) & changed, sorted(set(other) & changed)[:3]
+    with pytest.raises(ValueError, match="verb_phase_train"):
+        tiny_cfg(world, "full", verb_phase_train="mapping")
+    with pytest.raises(ValueError, match="verb_phase_motions"):
+        tiny_cfg(world, "full", verb_phase_motions="spinning")

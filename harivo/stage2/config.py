@@ -27,6 +27,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 TABLE1_ROW = {v: TABLE1[v][0] for v in VARIANTS}  # config.TABLE1: one naming of the rows
 LOSS_TERMS = ("total", "simple", "trs", "reg", "dc")
+# verb_phase_motions: which videos the verb phase draws, by the motion of their caption (harivo.data.shapes.MOTIONS)
+VERB_PHASE_MOTIONS: dict[str, tuple[int, ...]] = {"translations": (0, 1, 2, 3), "directed": (0, 1, 2, 3, 4, 5)}
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -73,6 +75,10 @@ class TrainConfig:
     verb_phase_steps: int = 0
     verb_phase_min_timestep: int = 900
     verb_phase_lr: float = 1e-3
+    verb_phase_motions: str = "translations"  # translations | directed (+ getting closer / moving away: every verb
+    #   that fixes where the object is or how big it is at each frame)
+    verb_phase_train: str = "all"  # all | motion: in the verb phase, only the motion modules update (the mapping
+    #   network, frame-token generator and projection head keep their phase-1 weights)
     batch_size: int = 4  # videos per step (per process)
     lr: float = 1e-4  # peak AdamW lr (App. D: 1e-4)
     min_lr: float = 1e-5  # lr at max_steps (App. D: decreased to 1e-5)
@@ -149,6 +155,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     check_range("verb_phase_steps", cfg.verb_phase_steps, 0, integer=True)
     check_range("verb_phase_min_timestep", cfg.verb_phase_min_timestep, 0, 999, integer=True)
     check_range("verb_phase_lr", cfg.verb_phase_lr, 1e-12)
+    if cfg.verb_phase_motions not in VERB_PHASE_MOTIONS:
+        raise ValueError(f"verb_phase_motions: expected one of {list(VERB_PHASE_MOTIONS)}, got {cfg.verb_phase_motions!r}")
+    if cfg.verb_phase_train not in ("all", "motion"):
+        raise ValueError(f"verb_phase_train: expected 'all' or 'motion', got {cfg.verb_phase_train!r}")
     if cfg.verb_phase_steps and cfg.data != "shapes":
         raise ValueError("verb_phase_steps: the verb phase selects the shapes world's translation videos by caption; "
                          f"data is {cfg.data!r}")

@@ -27,6 +27,7 @@ FIXED_ON_RESUME = (
     "cond_drop", "trs_weight", "reg_weight", "dc_weight", "dc_temperature", "dc_queue_size", "dc_in_batch",
     "dc_center_h", "noise_offset", "noise_share",
     "timestep_bias_multiplier", "timestep_bias_portion", "verb_phase_min_timestep", "verb_phase_lr",
+    "verb_phase_motions", "verb_phase_train",
 )
 
 
@@ -57,7 +58,7 @@ def check_resume(cfg: TrainConfig, log=print) -> dict | None:
     saved = state["config"]
     unused = unused_loss_fields(cfg.variant)
     if state.get("step", 0) <= saved.get("max_steps", 0):  # the verb phase has not begun: its settings may change
-        unused |= {"verb_phase_min_timestep", "verb_phase_lr"}
+        unused |= {"verb_phase_min_timestep", "verb_phase_lr", "verb_phase_motions", "verb_phase_train"}
     for name in FIXED_ON_RESUME:
         if name in saved and name not in unused and saved[name] != getattr(cfg, name):
             raise ValueError(f"{name}: the run in {str(state_dir)!r} was trained with {saved[name]!r}, "

@@ -77,15 +77,30 @@ def setup(cfg: TrainConfig, accelerator=None, log=print) -> Run:
     return run
 
 
-def translation_videos(data: VideoLatents) -> torch.Tensor:
-    """Indices of the training videos whose caption is a translation (the verb phase's videos)."""
-    from harivo.data.shapes import TRANSLATIONS, ShapeSpec
+def verb_phase_pool(data: VideoLatents, motions: str = "translations") -> torch.Tensor:
+    """Indices of the training videos the verb phase draws from: those whose caption's motion is one of
+    `motions` (config.VERB_PHASE_MOTIONS: the translations, or the translations and the size changes)."""
+    from harivo.data.shapes import MOTIONS, ShapeSpec
+    from harivo.stage2.config import VERB_PHASE_MOTIONS
 
-    moving = torch.tensor([ShapeSpec.from_caption(c).motion in TRANSLATIONS for c in data.captions])
+    if motions not in VERB_PHASE_MOTIONS:
+        raise ValueError(f"verb_phase_motions: expected one of {list(VERB_PHASE_MOTIONS)}, got {motions!r}")
+    wanted = {MOTIONS[i] for i in VERB_PHASE_MOTIONS[motions]}
+    moving = torch.tensor([ShapeSpec.from_caption(c).motion in wanted for c in data.captions])
     index = torch.nonzero(moving[data.caption_index]).flatten()
     if not len(index):
-        raise ValueError("verb_phase_steps: the training videos hold no translation to train the verb phase on")
+        raise ValueError(f"verb_phase_steps: the training videos hold no {motions} video to train the verb phase on")
     return index
+
+
+def translation_videos(data: VideoLatents) -> torch.Tensor:
+    """Indices of the training videos whose caption is a translation."""
+    return verb_phase_pool(data, "translations")
+
+
+def is_motion_module(name: str) -> bool:
+    """Whether trainable parameter `name` belongs to the motion modules (verb_phase_train = motion)."""
+    return ".motion_modules." in name or name.split(".")[2:3] == ["motion_modules"]
 
 
 def make_batch(run: Run, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +109,7 @@ def make_batch(run: Run, generator: torch.Generator) -> tuple[torch.Tensor, torc
     d, cfg, device = run.data, run.cfg, run.accelerator.device
     if cfg.in_verb_phase(run.step):
         if run.verb_phase_videos is None:
-            run.verb_phase_videos = translation_videos(d)
+            run.verb_phase_videos = verb_phase_pool(d, cfg.verb_phase_motions)
         pool = run.verb_phase_videos
         idx = pool[torch.randint(len(pool), (cfg.batch_size,), generator=generator)]
     else:
@@ -120,6 +135,10 @@ def train_step(run: Run, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     min_t = run.cfg.verb_phase_min_timestep if run.cfg.in_verb_phase(run.step) else None
     loss, terms = run.module(latents, embeds, gen, min_t)
     acc.backward(loss)
+    if min_t is not None and run.cfg.verb_phase_train == "motion":  # AdamW skips a parameter without a gradient
+        for name, p in run.params.items():
+            if not is_motion_module(name):
+                p.grad = None
     if run.cfg.grad_clip:
         acc.clip_grad_norm_(list(run.params.values()), run.cfg.grad_clip)
     run.prepared_optimizer.step()
