@@ -2,6 +2,7 @@
 /generate endpoint, per-user isolation under concurrency, determinism, errors, bundles, cancel."""
 
 import json
+import shutil
 import threading
 import zipfile
 
@@ -164,8 +165,14 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     (folder / "motion_adapter").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "harivo.safetensors").write_bytes(b"")
-    note = ex.miniature_note(ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache"))
+    reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
+    note = ex.miniature_note(reg)
     assert note is not None and "not learned the prompted direction" in note and "verb_probe" in note
+    assert reg.default_key == "full" and ex.FEATURED_CHECKPOINT in note
+    featured = tmp_path / ex.FEATURED_CHECKPOINT  # the band world's full model opens the app when shipped
+    shutil.copytree(folder, featured)
+    reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
+    assert reg.default_key == f"ckpt:{ex.FEATURED_CHECKPOINT}" and reg.keys[0] == "full"
 
 
 def test_unfinished_checkpoints_say_so(tmp_path):

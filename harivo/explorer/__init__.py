@@ -23,6 +23,7 @@ from .ablation import ABLATION_MODES, ALPHAS, AblationResult, ablation_plan, run
 from .models import (
     CHECKPOINTS_ENV,
     EXAMPLE_MAX_CHARS,
+    FEATURED_CHECKPOINT,
     TINY_KEY,
     TINY_LABEL,
     ModelEntry,
@@ -57,7 +58,7 @@ __all__ = [
     "AUTO_TOKEN",
     "BUNDLE_FILES",
     "CHECKPOINTS_ENV",
-    "EXAMPLE_MAX_CHARS",
+    "EXAMPLE_MAX_CHARS", "FEATURED_CHECKPOINT",
     "MEAN_SOURCE",
     "MEAN_STEP",
     "TINY_KEY",
