@@ -7,6 +7,8 @@
 #   T2I_STEPS=2 P1_STEPS=2 VERB_STEPS=2 VIDEOS=16 T2I_VIDEOS=16 NO_WHEELS=1 P1_END=30 END=40 R=/tmp/g OUT=/tmp/g-out \
 #       bash scripts/gpu_retrain.sh
 # On the device (wheels of diffusers + importlib_metadata in .whl, carried):  bash scripts/gpu_retrain.sh
+# The next lent GPU (this call's speeds: phase 1 of full 4.7 min beside the three others, a verb phase 1.4 min): the four Table 1 rows on checkpoints/shapes-sd-band with the verb phase that keeps full's frames:
+#   T2I_STEPS=0 PLAN=table1 P1_END=6.5 END=8.5 bash scripts/gpu_retrain.sh
 set -u
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -33,11 +35,14 @@ log "gpu: $(cat "$L/gpu.txt")"
 
 # --- the T2I, trained on from shapes-sd-band (its content was 65 %), beside the stage-2 latent cache ---------------
 T2I=$R/shapes-sd-band2
+T2I_PID=
+if [ "$T2I_STEPS" -gt 0 ]; then
 $PY -m harivo.train_t2i --config configs/shapes-t2i.yaml --stage unet --init-from checkpoints/shapes-sd-band \
     --run-dir "$R/t2i" --output-dir "$T2I" --noise-offset 0.15 --text-probe-weight 0.1 --zero-snr \
     --unet-steps "$T2I_STEPS" --unet-lr 3e-4 --unet-warmup-steps 100 --train-videos "$T2I_VIDEOS" \
     --num-threads 4 --max-minutes "$T2I_MIN" --sample-every 100000 > "$L/t2i.log" 2>&1 &
 T2I_PID=$!
+fi
 S2=(--config configs/shapes-harivo.yaml --cache-dir "$R/cache" --resume --sample-every 0 --num-threads "$THREADS"
     --checkpoint-every 250
     --train-videos "$VIDEOS" --max-steps "$P1_STEPS" --timestep-bias-multiplier 9 --timestep-bias-portion 0.1)
@@ -50,8 +55,8 @@ from harivo.stage2.data import load_training_data
 cfg = parse_config(sys.argv[1:])
 load_training_data(cfg, load_base(cfg.base_model), torch.device('cuda' if torch.cuda.is_available() else 'cpu'))
 " "${S2[@]}" --base-model checkpoints/shapes-sd-band > "$L/cache.log" 2>&1 || log "latent cache FAILED"
-wait $T2I_PID || log "t2i exited with $?"
-if [ -f "$T2I/unet/config.json" ]; then BASE=$T2I; else BASE=checkpoints/shapes-sd-band; log "t2i FAILED: stage 2 on $BASE"; fi
+[ -n "$T2I_PID" ] && { wait $T2I_PID || log "t2i exited with $?"; }
+if [ -f "$T2I/unet/config.json" ]; then BASE=$T2I; else BASE=checkpoints/shapes-sd-band; log "no new t2i: stage 2 on $BASE"; fi
 log "t2i: $(grep -o '"steps": [0-9]*' "$T2I/training.json" 2>/dev/null | head -1); stage 2 on $BASE"
 
 # --- stage 2: phase 1 of each variant, then its verb-phase branches (each a copy of its phase-1 run) ------------
@@ -76,23 +81,28 @@ chain() {  # variant, then its branches as "name:flags"
     wait
 }
 mkdir -p "$R/p1" "$R/vp"
-chain baseline "baseline-d:--verb-phase-motions directed" "baseline-t:--verb-phase-motions translations" &
-chain trs-dc "trs-dc-d:--verb-phase-motions directed" &
-chain mapping "mapping-d:--verb-phase-motions directed" &
-chain full "full-d:--verb-phase-motions directed" "full-t:--verb-phase-motions translations" \
-    "full-dm:--verb-phase-motions directed --verb-phase-train motion" &
+if [ "${PLAN:-explore}" = explore ]; then  # what ran on 2026-11-30 (docs/results.md "the verb phase on a GPU")
+    chain baseline "baseline-d:--verb-phase-motions directed" "baseline-t:--verb-phase-motions translations" &
+    chain trs-dc "trs-dc-d:--verb-phase-motions directed" &
+    chain mapping "mapping-d:--verb-phase-motions directed" &
+    chain full "full-d:--verb-phase-motions directed" "full-t:--verb-phase-motions translations" \
+        "full-dm:--verb-phase-motions directed --verb-phase-train motion" &
+else  # PLAN=table1 (T2I_STEPS=0): the four Table 1 rows with the one recipe that keeps full's frames
+    for v in baseline trs-dc mapping full; do
+        chain $v "$v-verb:--verb-phase-motions translations --verb-phase-train motion" &
+    done
+fi
 wait
 log "training done"
 
 # --- back: checkpoints (+ the states of runs that did not finish, to resume on the CPU) --------------------------
 tar -C "$R" -czf "$OUT/t2i.tgz" shapes-sd-band2 t2i/loss_unet.csv t2i/t2i_config.yaml 2>/dev/null
 tar -C "$R/p1" -czf "$OUT/p1.tgz" $(cd "$R/p1" && ls -d harivo-shapes-* 2>/dev/null)
-tar -C "$R/vp" -czf "$OUT/vp_a.tgz" $(cd "$R/vp" && ls -d harivo-shapes-{baseline,trs-dc,mapping}-* 2>/dev/null)
+tar -C "$R/vp" -czf "$OUT/vp_a.tgz" $(cd "$R/vp" && ls -d harivo-shapes-{baseline,trs-dc,mapping}-* 2>/dev/null)  # 2 to 4 checkpoints
 tar -C "$R/vp" -czf "$OUT/vp_b.tgz" $(cd "$R/vp" && ls -d harivo-shapes-full-* 2>/dev/null)
 # a training state is ~10 MB: the two costliest unfinished runs come back, one tar each (the tool's 16 MB a file)
 n=0
-for d in p1/run-full p1/run-mapping p1/run-trs-dc p1/run-baseline vp/run-full-d vp/run-mapping-d vp/run-full-dm \
-         vp/run-trs-dc-d vp/run-baseline-d vp/run-full-t vp/run-baseline-t; do
+for d in p1/run-full p1/run-mapping p1/run-trs-dc p1/run-baseline $(cd "$R" && ls -d vp/run-* 2>/dev/null); do
     o=${d/run-/harivo-shapes-}
     [ -d "$R/$d" ] && ! grep -q '"finished": true' "$R/$o/training.json" 2>/dev/null || continue
     log "unfinished: $d"
