@@ -1,6 +1,7 @@
 """Where do the tokens look? Cross-attention maps measured against the object the checker sees.
 
     python -m harivo.token_focus --variant full [--prompts 12] [--seeds 1] [--steps 25] [--json FILE]
+    python -m harivo.token_focus --checkpoint checkpoints/harivo-band-full-verb   # in the band world's environment
 
 For every generated video and every token (the K frame-wise tokens `<f1>`..`<fK>` and the prompt's words), each
 frame's cross-attention map (the mean over steps, layers and heads that the app shows, upsampled to the frame)
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .data import shapes
 from .data.shapes import BACKGROUNDS, ShapeSpec, all_specs
 
 MASK_DISTANCE = 60.0  # RGB distance (0-255) from the background colour above which a pixel is object
@@ -125,6 +127,9 @@ def measure_video(frames: np.ndarray, maps: np.ndarray, tokens: list[str], kinds
     if maps.shape[:3] != frames.shape[:3]:
         raise ValueError(f"maps: expected (f, H, W, n) with (f, H, W) = {frames.shape[:3]}, got {maps.shape}")
     masks = [object_mask(fr, spec.background) for fr in frames]
+    band = shapes.band_mask(spec.motion, frames.shape[2]) if shapes.BACKDROP_STYLE == "band" else None
+    if band is not None and band.shape == masks[0].shape:  # the band world's strip is backdrop, not object
+        masks = [m & ~band for m in masks]
     axis = TRANSLATION_AXIS.get(spec.motion)
     out: dict[str, dict[str, list]] = {}
     for group, cols in token_groups(tokens, kinds, spec).items():
@@ -162,10 +167,15 @@ def summarise(per_group: dict[str, dict[str, list]]) -> dict[str, dict]:
     return summary
 
 
-def run(variant: str, prompts: int, seeds: int, steps: int, checkpoints: str = "checkpoints") -> dict:
+def run(variant: str, prompts: int, seeds: int, steps: int, checkpoints: str = "checkpoints",
+        checkpoint: str = "") -> dict:
+    """`checkpoint`: a HARIVO checkpoint folder to measure instead of `checkpoints/harivo-shapes-<variant>`."""
+    from pathlib import Path
+
     from .pipeline import GenerationSettings, HarivoPipeline
 
-    pipe = HarivoPipeline.from_variant(variant, checkpoints)
+    pipe = HarivoPipeline.from_checkpoint(checkpoint) if checkpoint else HarivoPipeline.from_variant(variant, checkpoints)
+    variant = Path(checkpoint).name if checkpoint else variant
     specs = all_specs("all")
     rng = np.random.default_rng(0)
     chosen = [specs[i] for i in rng.choice(len(specs), prompts, replace=False)]
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="full")
     ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--checkpoint", default="", help="a checkpoint folder instead of <checkpoints>/harivo-shapes-<variant>")
     ap.add_argument("--prompts", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=25)
@@ -198,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = run(args.variant, args.prompts, args.seeds, args.steps, args.checkpoints)
+    result = run(args.variant, args.prompts, args.seeds, args.steps, args.checkpoints, args.checkpoint)
     for res, groups in result["resolutions"].items():
         for group, s in groups.items():
             print(f"{res:5s} {group:13s} lift {s['lift_mean']:.2f} (median {s['lift_median']:.2f})  centroid→object "

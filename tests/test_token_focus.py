@@ -109,3 +109,22 @@ def test_a_map_that_moves_with_the_object_correlates():
     assert per["frame tokens"]["correlations"] == [pytest.approx(1.0)]
     assert per["shape"]["correlations"] == [pytest.approx(-1.0)]
     assert trajectory_correlation(per["shape"]["maps"][:2], 0) is None  # too few frames
+
+
+def test_the_band_worlds_strip_is_not_the_object(monkeypatch):
+    """In the band world a translation's frames carry a strip on the leading edge (shapes.band_mask, 4 px); the
+    object's mask leaves it out, so a map on the strip does not count as a map on the object."""
+    from harivo.data import shapes
+
+    spec = ShapeSpec("red", "square", "moving left to right", "gray")
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    frames[:] = BACKGROUNDS["gray"]
+    frames[:, 2:4, 1:3] = (220, 40, 40)
+    frames[:, :, 4:] = (0, 220, 220)  # the strip (band_mask(motion, 8): the right 4 columns)
+    maps = np.zeros((2, 8, 8, 1))
+    maps[:, :, 4:, 0] = 1.0  # looks at the strip only
+    flat = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec))
+    monkeypatch.setattr(shapes, "BACKDROP_STYLE", "band")
+    band = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec))
+    assert flat["frame tokens"]["lift_mean"] > 1  # in a flat world the strip's pixels would be "object"
+    assert band["frame tokens"]["lift_mean"] == pytest.approx(0.0)

@@ -37,7 +37,7 @@ class ModelEntry:
 FEATURED_CHECKPOINT = "harivo-band-full-verb"
 
 MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they are retrained with the verb phase
-    "ℹ️ The shapes-world models are miniatures. The four Table 1 variants (`A` to `D`, trained on 2 CPU cores) keep "
+    "ℹ️ The shapes-world models are miniatures. The four Table 1 variants (rows A to D, trained on 2 CPU cores) keep "
     "one object and one background through a video, but have **not learned the prompted direction of motion**: "
     "objects hold still or drift in a chance direction, whatever the verb says. docs/results.md (\"Why the videos do "
     "not follow the verb\") measures why; `python -m harivo.verb_probe` tells when a longer run has learned it. "

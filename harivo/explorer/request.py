@@ -16,6 +16,11 @@ from .models import ModelRegistry, unknown_words
 
 _D = defaults()
 EXAMPLE_PROMPT = "a red circle is moving left to right on a gray background"  # the app's first prompt
+# ... and its seed: with the app's settings the featured model (models.FEATURED_CHECKPOINT) moves this prompt's
+# circle right from each of seeds 0-7 (by 0.06-0.34 of the frame, colour and shape right in 8/8, none judged smooth;
+# docs/results.md); from seed 7 it moves 0.30 of the frame and the most steadily to the eye, so the first video
+# shows what the model has learned
+EXAMPLE_SEED = 7
 UI_ONLY = ("model", "fps")  # RunRequest fields that are not generation settings
 
 
@@ -26,7 +31,7 @@ class RunRequest:
     prompt: str = EXAMPLE_PROMPT
     model: str = ""  # ModelRegistry key; "" = the registry's default
     negative_prompt: str = _D["negative_prompt"]
-    seed: int = _D["seed"]
+    seed: int = EXAMPLE_SEED
     num_frames: int = _D["num_frames"]
     num_inference_steps: int = _D["num_inference_steps"]
     fps: int = VideoOptions.fps
