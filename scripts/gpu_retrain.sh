@@ -6,8 +6,13 @@
 # tars under $OUT (the device tool returns at most 8 files). Locally, a dry run on the CPU in seconds:
 #   T2I_STEPS=2 P1_STEPS=2 VERB_STEPS=2 VIDEOS=16 T2I_VIDEOS=16 NO_WHEELS=1 P1_END=30 END=40 R=/tmp/g OUT=/tmp/g-out \
 #       bash scripts/gpu_retrain.sh
-# On the device (wheels of diffusers + importlib_metadata in .whl, carried):  bash scripts/gpu_retrain.sh
-# The next lent GPU (this call's speeds: phase 1 of full 4.7 min beside the three others, a verb phase 1.4 min): the four Table 1 rows on checkpoints/shapes-sd-band with the verb phase that keeps full's frames:
+# On the device, whose image has torch and transformers but not diffusers: fetch the wheels here first
+#   echo /.whl/ >> .git/info/exclude; for w in diffusers==0.42.1 importlib_metadata==10.2.0; do
+#     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl $w; done
+# then `run` with carry [".whl"], timeout_s 590:  bash scripts/gpu_retrain.sh
+# The next lent GPU: the four Table 1 rows on checkpoints/shapes-sd-band with the verb phase that keeps full's
+# frames (this call's speeds: phase 1 of `full` 4.7 min beside the three others, a verb phase 1.4 min):
 #   T2I_STEPS=0 PLAN=table1 P1_END=6.5 END=8.5 bash scripts/gpu_retrain.sh
 set -u
 cd "$(dirname "$0")/.."
