@@ -100,12 +100,12 @@ def translation_videos(data: VideoLatents) -> torch.Tensor:
 
 def is_motion_module(name: str) -> bool:
     """Whether trainable parameter `name` belongs to the motion modules (verb_phase_train = motion)."""
-    return ".motion_modules." in name or name.split(".")[2:3] == ["motion_modules"]
+    return ".motion_modules." in name  # e.g. model.unet.down_blocks.0.motion_modules.0.… and the mid block's
 
 
 def make_batch(run: Run, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """batch_size random pre-encoded videos and their text embeddings (cond_drop of them empty, for CFG); in the
-    verb phase drawn from the translation videos only."""
+    verb phase drawn from its pool only (`verb_phase_pool`, cfg.verb_phase_motions)."""
     d, cfg, device = run.data, run.cfg, run.accelerator.device
     if cfg.in_verb_phase(run.step):
         if run.verb_phase_videos is None:
