@@ -1,5 +1,5 @@
-"""checkpoints/harivo-band-full-verb and harivo-band-baseline-verb: the shipped models whose verb sets the direction
-(issue 16, docs/results.md "verb phase"): HARIVO's full model and the AnimateDiff baseline. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chosen by
+"""checkpoints/harivo-band-*-verb: the shipped models whose verb sets the direction (issue 16, docs/results.md "verb
+phase"): Table 1's rows of the band world, trained with the verb phase. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chosen by
 environment variables when `harivo.data.shapes` is imported, so each check runs in a fresh interpreter."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from harivo.pipeline import DEFAULT_CHECKPOINTS
 SHIPPED = {
     "harivo-band-full-verb": (0.132, ((12, "a yellow star is moving right to left on a white background"),
                                       (14, "a purple circle is moving left to right on a blue background"))),
+    "harivo-band-mapping-verb": (0.108, ((9, "a red circle is moving up on a white background"),
+                                         (12, "a yellow star is moving right to left on a white background"))),
     "harivo-band-baseline-verb": (0.125, ((6, "a purple circle is moving left to right on a white background"),
                                           (13, "a purple circle is moving left to right on a black background"))),
 }
@@ -59,7 +61,8 @@ print(json.dumps(probe({str(checkpoint)!r}, videos=16, split="held_out", timeste
 def test_the_verb_not_the_seed_sets_the_direction_on_held_out_prompts(name):
     """Two held-out prompts of the shipped proxy (seeds as `motion_proxy --split held_out`): with the verb the object
     crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped: full
-    +0.43 / −0.55 and +0.52 / −0.30 of the frame, baseline +0.42 / −0.49 and +0.48 / −0.43)."""
+    +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping +0.55 / −0.51 and +0.41 / −0.76, baseline +0.42 / −0.49
+    and +0.48 / −0.43)."""
     checkpoint, pairs = shipped(name), SHIPPED[name][1]
     out = in_band_world(f"""
 import json, sys
