@@ -14,14 +14,17 @@ import pytest
 
 from harivo.pipeline import DEFAULT_CHECKPOINTS
 
-# checkpoint -> (t = 999 probe score when shipped, two held-out (seed, caption) pairs of `motion_proxy --split held_out`)
+# checkpoint -> (t = 999 probe score and positive videos of 15 when shipped, two held-out (seed, caption) pairs of
+# `motion_proxy --split held_out`)
 SHIPPED = {
-    "harivo-band-full-verb": (0.132, ((12, "a yellow star is moving right to left on a white background"),
-                                      (14, "a purple circle is moving left to right on a blue background"))),
-    "harivo-band-mapping-verb": (0.108, ((9, "a red circle is moving up on a white background"),
-                                         (12, "a yellow star is moving right to left on a white background"))),
-    "harivo-band-baseline-verb": (0.125, ((6, "a purple circle is moving left to right on a white background"),
-                                          (13, "a purple circle is moving left to right on a black background"))),
+    "harivo-band-full-verb": (0.132, 15, ((12, "a yellow star is moving right to left on a white background"),
+                                          (14, "a purple circle is moving left to right on a blue background"))),
+    "harivo-band-mapping-verb": (0.108, 15, ((9, "a red circle is moving up on a white background"),
+                                             (12, "a yellow star is moving right to left on a white background"))),
+    "harivo-band-trs-dc-verb": (0.124, 14, ((6, "a purple circle is moving left to right on a white background"),
+                                            (13, "a purple circle is moving left to right on a black background"))),
+    "harivo-band-baseline-verb": (0.125, 15, ((6, "a purple circle is moving left to right on a white background"),
+                                              (13, "a purple circle is moving left to right on a black background"))),
 }
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # motion_proxy.along_track: how far a track went
 WORLD = {"HARIVO_CUE_STYLE": "cue3", "HARIVO_BACKDROP": "band", "HARIVO_TRACKS": "crossing"}
@@ -44,7 +47,8 @@ def in_band_world(code: str) -> dict:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_it_draws_the_prompted_trajectory_from_the_caption_alone(name):
     """At t = 999 (pure noise on its zero-SNR base) its clean-video prediction runs the prompted way on every one of
-    the 15 held-out translation videos (time-reversal score +0.13 when shipped); the frozen T2I's has no direction."""
+    the 15 held-out translation videos (trs-dc: 14; time-reversal score +0.11 to +0.13 when shipped); the frozen
+    T2I's has no direction."""
     checkpoint = shipped(name)
     out = in_band_world(f"""
 import json
@@ -52,8 +56,9 @@ from harivo.trajectory_probe import probe
 print(json.dumps(probe({str(checkpoint)!r}, videos=16, split="held_out", timesteps=(999,))))
 """)
     row = out["timesteps"]["999"]
-    assert row["model"]["mean"] > 0.1 and row["model"]["positive"] == row["model"]["n"] == 15, row
-    assert row["model"]["mean"] == pytest.approx(SHIPPED[name][0], abs=0.01)  # what its README says
+    score, positive, _ = SHIPPED[name]
+    assert row["model"]["mean"] > 0.1 and row["model"]["n"] == 15 and row["model"]["positive"] >= positive >= 14, row
+    assert row["model"]["mean"] == pytest.approx(score, abs=0.01)  # what its README says
     assert abs(row["frozen_t2i"]["mean"]) < 0.03
 
 
@@ -61,9 +66,10 @@ print(json.dumps(probe({str(checkpoint)!r}, videos=16, split="held_out", timeste
 def test_the_verb_not_the_seed_sets_the_direction_on_held_out_prompts(name):
     """Two held-out prompts of the shipped proxy (seeds as `motion_proxy --split held_out`): with the verb the object
     crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped: full
-    +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping +0.55 / −0.51 and +0.41 / −0.76, baseline +0.42 / −0.49
+    +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping +0.55 / −0.51 and +0.41 / −0.76, trs-dc +0.37 / −0.50
+    and +0.56 / −0.45, baseline +0.42 / −0.49
     and +0.48 / −0.43)."""
-    checkpoint, pairs = shipped(name), SHIPPED[name][1]
+    checkpoint, pairs = shipped(name), SHIPPED[name][2]
     out = in_band_world(f"""
 import json, sys
 import numpy as np

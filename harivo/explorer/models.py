@@ -42,10 +42,10 @@ MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they ar
     "objects hold still or drift in a chance direction, whatever the verb says. docs/results.md (\"Why the videos do "
     "not follow the verb\") measures why; `python -m harivo.verb_probe` tells when a longer run has learned it. "
     "**`checkpoint: harivo-band-full-verb`** (HARIVO's full model, the default) and "
-    "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline) have: trained in the band world (a "
-    "translation's frames show a strip on the edge the object heads for) with the *verb phase*, they move "
-    "translations the prompted way (held-out prompts: 9/10 and 10/10), but draw the caption's colours and shape "
-    "in only about half of the videos (docs/results.md \"verb phase\")."
+    "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline; rows B and C likewise) have: trained in "
+    "the band world (a translation's frames show a strip on the edge the object heads for) with the *verb phase*, "
+    "they move translations the prompted way (held-out prompts: 9/10 and 10/10), but draw the caption's colours "
+    "and shape in only about half of the videos (docs/results.md \"verb phase\")."
 )
 
 
