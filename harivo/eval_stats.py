@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg
 
-from .data.shapes import TRANSLATIONS, ShapeSpec, render_video
+from .data.shapes import SIZE_CHANGES, TRANSLATIONS, ShapeSpec, render_video
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, video_features
 
 
@@ -97,7 +97,7 @@ def motion_along_prompt(motion: str, features: np.ndarray) -> np.ndarray:
     return sign * cols[:, 0] if len(names) == 1 else np.hypot(cols[:, 0], cols[:, 1])
 
 
-_SIGNED = (*TRANSLATIONS, "getting closer", "moving away")  # motions whose `along` has a right sign
+_SIGNED = (*TRANSLATIONS, *SIZE_CHANGES)  # motions whose `along` has a right sign
 
 
 def _nanmean(x: np.ndarray) -> float:

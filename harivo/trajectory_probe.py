@@ -30,7 +30,6 @@ from .pixels import to_pixels
 from .sampling import split_prediction
 
 
-
 def reversal_scores(x0_pred: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """(b,) time-reversal scores of predictions (b, c, f, h, w) against the videos x0 (module docstring)."""
     rev = x0.flip(2)

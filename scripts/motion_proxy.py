@@ -22,18 +22,15 @@ import numpy as np
 import torch
 
 from harivo.data.checker import DEFAULT_THRESHOLDS, judge
-from harivo.data.shapes import ShapeSpec, all_specs
+from harivo.data.shapes import CUE_DIRECTIONS, SIZE_CHANGES, TRANSLATIONS, ShapeSpec, all_specs
 from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
 from harivo.verb_probe import swap_verb
 
-TRANSLATIONS = {"moving left to right": (1, 0), "moving right to left": (-1, 0), "moving up": (0, -1),
-                "moving down": (0, 1)}
-
 
 def proxy_specs(n: int, seed: int = 0, split: str = "train") -> list[ShapeSpec]:
-    pool = [s for s in all_specs(split) if s.motion in (*TRANSLATIONS, "getting closer", "moving away")]
+    pool = [s for s in all_specs(split) if s.motion in (*TRANSLATIONS, *SIZE_CHANGES)]
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.choice(len(pool), min(n, len(pool)), replace=False)]
 
@@ -62,7 +59,7 @@ def along_track(tr, motion: str, size: int) -> float | None:
     """How far a track moved `motion`'s way, first to last frame with an object: fraction of the frame
     (translations) or log size ratio (closer/away); None with fewer than two such frames."""
     if motion in TRANSLATIONS:
-        ux, uy = TRANSLATIONS[motion]
+        ux, uy = CUE_DIRECTIONS[motion]  # unit vector of the translation (x right, y down)
         ok = ~np.isnan(tr.cx)
         if ok.sum() < 2:
             return None

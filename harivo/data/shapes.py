@@ -77,6 +77,7 @@ MOTIONS: tuple[str, ...] = (
     "standing still",
 )
 TRANSLATIONS: tuple[str, ...] = MOTIONS[:4]  # the motions that move the object across the frame
+SIZE_CHANGES: tuple[str, ...] = MOTIONS[4:6]  # getting closer, moving away: the object grows or shrinks
 # (colour, shape, motion) never seen in training, on any background. Every colour, shape and motion still
 # appears in training in other combinations; none of them is the excluded (circle, spinning).
 HELD_OUT: tuple[tuple[str, str, str], ...] = (
