@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 from . import fileio, settings
 from .config import TABLE1, check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
-from .data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
+from .data.shapes import (BACKGROUNDS, HELD_OUT, MOTIONS, WORLD_VERSION, ShapeSpec, all_specs, is_held_out,
+                          render_video)
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video
 from .eval_report import fmt_fvd, score_cells, write_report
 from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features,
@@ -70,7 +71,8 @@ TABLE1_ROW = {v: row for v, (row, _) in TABLE1.items()}  # config.TABLE1: one na
 class EvalConfig:
     """What one evaluation run does (saved in the JSON)."""
 
-    checkpoints: str = str(DEFAULT_CHECKPOINTS)  # folder holding harivo-shapes-<variant>/
+    checkpoints: str = str(DEFAULT_CHECKPOINTS)  # folder holding the rows' checkpoints, named by `name_pattern`
+    name_pattern: str = "harivo-shapes-{variant}"  # a row's checkpoint folder; the band world's: harivo-band-{variant}-verb
     variants: tuple[str, ...] = EVAL_VARIANTS  # Table A2 / Table 1 rows to evaluate
     out_dir: str = "assets/eval"  # report.md and plots go here
     seen_prompts: int = 16  # training combinations, two per motion (the paper: 100 prompts, App. E)
@@ -94,6 +96,9 @@ class EvalConfig:
     thresholds: Thresholds = DEFAULT_THRESHOLDS  # the checker's decision thresholds
 
     def validate(self) -> "EvalConfig":
+        if self.name_pattern.count("{variant}") != 1 or "/" in self.name_pattern:
+            raise ValueError("name_pattern: expected a folder name with one '{variant}' (e.g. harivo-band-{variant}"
+                             f"-verb), got {self.name_pattern!r}")
         unknown = [v for v in self.variants if v not in EVAL_VARIANTS]
         if unknown or not self.variants:
             raise ValueError(f"variants: expected a non-empty list from {list(EVAL_VARIANTS)}, "
@@ -231,11 +236,12 @@ def save_cached_run(cache_dir: str | Path, key: str, run: dict) -> None:
     fileio.write_json(folder / "run.json", {"records": run["records"], "seconds": run["seconds"]})
 
 
-def find_checkpoints(checkpoints: str | Path, variants) -> tuple[dict[str, Path], dict[str, str]]:
+def find_checkpoints(checkpoints: str | Path, variants,
+                     name_pattern: str = EvalConfig.name_pattern) -> tuple[dict[str, Path], dict[str, str]]:
     """Checkpoint folder per requested variant (full+mg uses full's) and why the others are skipped."""
     found, skipped = {}, {}
     for v in variants:
-        path = Path(checkpoints) / f"harivo-shapes-{'full' if v == 'full+mg' else v}"
+        path = Path(checkpoints) / name_pattern.replace("{variant}", "full" if v == "full+mg" else v)
         if (path / "config.json").is_file() and (path / "harivo.safetensors").is_file():
             found[v] = path
         else:
@@ -286,7 +292,8 @@ def row_result(run: dict, ref_mu, ref_sigma, cfg: EvalConfig, split_refs: dict |
 def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     """Run the whole evaluation; returns the JSON summary and one example video per row (for the report)."""
     cfg.validate()
-    found, skipped = find_checkpoints(cfg.checkpoints, cfg.variants)
+    found, skipped = find_checkpoints(cfg.checkpoints, cfg.variants, cfg.name_pattern)
+    paths = {("full" if v == "full+mg" else v): path for v, path in found.items()}  # checkpoint -> its folder
     for v, why in skipped.items():
         print(f"skipping variant {v!r}: {why}", file=sys.stderr)
     if not found:
@@ -302,7 +309,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     def get(run: RunSpec, desc: str) -> dict:
         if run not in runs:
             if run.checkpoint not in pipes:
-                pipe = HarivoPipeline.from_variant(run.checkpoint, cfg.checkpoints)
+                pipe = HarivoPipeline.from_checkpoint(paths[run.checkpoint])
                 pipes[run.checkpoint] = pipe, (weights_fingerprint(pipe) if cfg.cache_dir else "")
             pipe, fingerprint = pipes[run.checkpoint]
             key = run_cache_key(fingerprint, run, specs, cfg)
@@ -355,6 +362,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "seeds": seeds,
         "fvd_features": list(FEATURE_NAMES),
         "versions": versions(),
+        "world": WORLD_VERSION,  # the shapes world the checker and the FVD reference read (HARIVO_* settings)
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "thresholds"}, "num_frames": int(frames),
                      "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds),
                      "videos_per_sweep_row": len(specs) * sweep_seeds},
@@ -397,7 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="6+3 prompts × 2 seeds, 12 DDIM steps")
     p.add_argument("--json", help="JSON summary path (default: <out-dir>/results.json)")
     p.add_argument("--out-dir", default="assets/eval", help="report.md and plots")
-    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder with harivo-shapes-<variant>/")
+    p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder with the rows' checkpoints")
+    p.add_argument("--name-pattern", default=EvalConfig.name_pattern,
+                   help="a row's checkpoint folder, {variant} replaced (default %(default)s; the band world's rows: "
+                        "harivo-band-{variant}-verb, with HARIVO_CUE_STYLE=cue3 HARIVO_BACKDROP=band "
+                        "HARIVO_TRACKS=crossing)")
     p.add_argument("--variants", default=",".join(EVAL_VARIANTS), help="comma-separated rows to evaluate")
     p.add_argument("--seen-prompts", type=int, help="seen prompts (default 16; quick 6)")
     p.add_argument("--held-out-prompts", type=int, help=f"held-out prompts, ≤ {len(HELD_OUT)} (default 10; quick 3)")
@@ -429,7 +441,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
-    over.update(checkpoints=args.checkpoints, out_dir=args.out_dir, sweep=not args.no_sweep, cache_dir=args.cache_dir,
+    over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir, sweep=not args.no_sweep, cache_dir=args.cache_dir,
                 variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()))
     cfg = quick_config(**over) if args.quick else EvalConfig(**over)
     return cfg.validate()

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from harivo import eval_report, evaluate
+from harivo.data import shapes
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
 from harivo.eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features
@@ -270,14 +271,15 @@ class StubPipeline:
         return SimpleNamespace(frames=video.astype(np.float32) / 255.0)
 
 
-def stub_checkpoints(tmp_path, monkeypatch):
+def stub_checkpoints(tmp_path, monkeypatch, pattern="harivo-shapes-{variant}"):
     """baseline and full folders with the files find_checkpoints looks for; loading one gives a StubPipeline."""
     ckpts = tmp_path / "ckpts"
-    for v in ("baseline", "full"):
-        (ckpts / f"harivo-shapes-{v}").mkdir(parents=True)
-        (ckpts / f"harivo-shapes-{v}" / "config.json").write_text("{}")
-        (ckpts / f"harivo-shapes-{v}" / "harivo.safetensors").write_text("")
-    monkeypatch.setattr(evaluate.HarivoPipeline, "from_variant", lambda variant, checkpoints: StubPipeline(variant))
+    names = {pattern.replace("{variant}", v): v for v in ("baseline", "full")}
+    for name in names:
+        (ckpts / name).mkdir(parents=True)
+        (ckpts / name / "config.json").write_text("{}")
+        (ckpts / name / "harivo.safetensors").write_text("")
+    monkeypatch.setattr(evaluate.HarivoPipeline, "from_checkpoint", lambda path: StubPipeline(names[Path(path).name]))
     return ckpts
 
 
@@ -317,6 +319,28 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
 
     report = evaluate.write_report(results, examples, tmp_path / "out")
     check_report_matches_json(report.read_text(), json.loads(json.dumps(results)))
+
+
+def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
+    ckpts = stub_checkpoints(tmp_path, monkeypatch, pattern="harivo-band-{variant}-verb")
+    (ckpts / "harivo-shapes-mapping").mkdir()  # another world's row: not this pattern's
+    (ckpts / "harivo-shapes-mapping" / "config.json").write_text("{}")
+    (ckpts / "harivo-shapes-mapping" / "harivo.safetensors").write_text("")
+    found, skipped = evaluate.find_checkpoints(ckpts, evaluate.EVAL_VARIANTS, "harivo-band-{variant}-verb")
+    assert found == {"baseline": ckpts / "harivo-band-baseline-verb", "full": ckpts / "harivo-band-full-verb",
+                     "full+mg": ckpts / "harivo-band-full-verb"}
+    assert set(skipped) == {"trs-dc", "mapping"}
+    StubPipeline.calls = []
+    cfg = evaluate.EvalConfig(checkpoints=str(ckpts), name_pattern="harivo-band-{variant}-verb", seen_prompts=2,
+                              held_out_prompts=1, seeds=1, sweep=False, variants=("baseline", "full+mg"),
+                              reference_seeds=2, bootstrap=0, cache_dir="")
+    results, _ = evaluate.evaluate(cfg)
+    assert {(c[0], c[3]) for c in StubPipeline.calls} == {("baseline", 0.0), ("full", 40.0)}
+    assert results["settings"]["name_pattern"] == "harivo-band-{variant}-verb"
+    assert results["world"] == shapes.WORLD_VERSION
+    for bad in ("harivo-shapes", "{variant}-{variant}", "x/{variant}"):
+        with pytest.raises(ValueError, match="name_pattern"):
+            evaluate.EvalConfig(name_pattern=bad).validate()
 
 
 def test_finished_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
