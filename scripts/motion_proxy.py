@@ -73,8 +73,8 @@ def along_track(tr, motion: str, size: int) -> float | None:
 
 
 def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, weights: str = "",
-            split: str = "train", strips: str = "", strip_pairs: int = 4) -> dict:
-    pipe = HarivoPipeline.from_checkpoint(folder)
+            split: str = "train", strips: str = "", strip_pairs: int = 4, base_model: str = "") -> dict:
+    pipe = HarivoPipeline.from_checkpoint(folder, base_model=base_model or None)
     if weights:  # trained parts from scripts/verb_finetune.py on top of the checkpoint's
         loaded = pipe.model.load_state_dict(load_tensors(weights, what="--weights"), strict=False)
         if loaded.unexpected_keys:
@@ -90,8 +90,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
     for k, spec in enumerate(proxy_specs(videos, split=split)):
         j, frames = sample(spec, k)
         S = frames.shape[2]
-        row = {"prompt": spec.caption, "content": j["content"], "action": j["action"],
-               "cue_share": j["details"]["cue_share"]}
+        row = {"prompt": spec.caption, "content": j["content"], "action": j["action"], "smooth": j["smooth"],
+               "smooth_fails": j["details"]["smooth_fails"], "cue_share": j["details"]["cue_share"]}
         if DEFAULT_THRESHOLDS.bands and spec.motion in TRANSLATIONS:  # a "band" world: frames showing its band
             row["band_share"] = float(np.mean([b == spec.motion for b in j["details"]["band"]]))
         along = along_track(j["details"]["reading"].track, spec.motion, S)
@@ -110,12 +110,15 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
     tr_rows = [r for r in rows if "along" in r and any(m in r["prompt"] for m in TRANSLATIONS)]
     zoom = [r for r in rows if "along" in r and r not in tr_rows]
     return {
-        "checkpoint": folder, "weights": weights, "split": split, "videos": len(rows), "steps": steps, "mg": mg,
+        "checkpoint": folder, "base_model": base_model or pipe.model.config.base_model, "weights": weights, "split": split, "videos": len(rows), "steps": steps, "mg": mg,
         "translation_right_way": float(np.mean([r["along"] > 0 for r in tr_rows])) if tr_rows else None,
         "translation_along": float(np.mean([r["along"] for r in tr_rows])) if tr_rows else None,
         "zoom_right_way": float(np.mean([r["along"] > 0 for r in zoom])) if zoom else None,
         "content": float(np.mean([r["content"] for r in rows])),
         "action": float(np.mean([r["action"] for r in rows])),
+        "smooth": float(np.mean([r["smooth"] for r in rows])),
+        "smooth_fails": {k: int(sum(k in r["smooth_fails"] for r in rows))  # videos breaking each bound
+                         for k in ("step", "size_step", "angle_step", "flicker")},
         "cue_share": float(np.mean([r["cue_share"] for r in rows])),
         **({"band_share": float(np.mean([r["band_share"] for r in tr_rows]))}
            if DEFAULT_THRESHOLDS.bands and tr_rows else {}),
@@ -137,13 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
     ap.add_argument("--split", default="train", help="prompts of this split: train | held_out")
     ap.add_argument("--strips", default="", help="PNG: frames of the first 4 translation pairs (needs --swap)")
+    ap.add_argument("--base-model", default="", help="T2I folder under the checkpoint instead of its own base")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.strips and len(args.checkpoints) > 1:
         raise SystemExit("--strips: one checkpoint at a time")
-    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights, args.split, args.strips)
-               for c in args.checkpoints]
+    results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights, args.split, args.strips,
+                       base_model=args.base_model) for c in args.checkpoints]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}))
     if args.json:

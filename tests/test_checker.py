@@ -137,9 +137,13 @@ MOVING = [ShapeSpec("red", "square", m, "gray") for m in MOTIONS if m != "standi
 @pytest.mark.parametrize("spec", MOVING, ids=lambda s: s.motion)
 def test_shuffled_frames_are_not_smooth(spec):
     video, _ = render_video(spec, 11)
-    assert judge(video, spec)["smooth"]
+    assert judge(video, spec)["smooth"] and judge(video, spec)["details"]["smooth_fails"] == []
     shuffled = video[np.random.default_rng(0).permutation(16)]
-    assert not judge(shuffled, spec)["smooth"]
+    result = judge(shuffled, spec)
+    assert not result["smooth"]
+    # the bound it breaks is the one its motion moves: a translation's step, a size change's ratio, a spin's angle
+    kind = {"moving away": "size_step", "getting closer": "size_step", "spinning": "angle_step"}.get(spec.motion, "step")
+    assert kind in result["details"]["smooth_fails"], result["details"]["smooth_fails"]
 
 
 def test_heavy_noise_is_weird_mild_noise_and_blur_are_fine():
@@ -187,7 +191,7 @@ def test_recoloured_frame_flickers():
     mask = (video[5] != BACKGROUNDS["white"]).any(-1)
     video[5][mask] = (240, 60, 30)  # a redder orange for one frame
     assert flicker_score(video) > DEFAULT_THRESHOLDS.max_flicker
-    assert not judge(video, spec)["smooth"]
+    assert not judge(video, spec)["smooth"] and judge(video, spec)["details"]["smooth_fails"] == ["flicker"]
 
 
 @pytest.mark.parametrize(

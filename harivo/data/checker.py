@@ -522,12 +522,13 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     step, size_step, angle_step = worst_steps(reading.track)
     flicker = readings_flicker(reading.frames)
     per_step = step_scale(len(video))
-    smooth = (
-        step <= T.max_step * S * per_step
-        and size_step <= T.max_size_step ** per_step
-        and angle_step <= T.max_angle_step * per_step
-        and flicker <= T.max_flicker
-    )
+    smooth_fails = [name for name, ok in (  # which of smooth's bounds a video breaks (all pass: smooth)
+        ("step", step <= T.max_step * S * per_step),
+        ("size_step", size_step <= T.max_size_step ** per_step),
+        ("angle_step", angle_step <= T.max_angle_step * per_step),
+        ("flicker", flicker <= T.max_flicker),
+    ) if not ok]
+    smooth = not smooth_fails
     areas = np.array([r.area for r in reading.frames])
     area_ratio = float(areas.max() / areas.min()) if areas.min() > 0 else float("inf")
     zooming = spec.motion in ("getting closer", "moving away")
@@ -556,6 +557,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         "max_angle_step": angle_step,
         "step_scale": per_step,
         "flicker": flicker,
+        "smooth_fails": smooth_fails,
         "area_ratio": area_ratio,
         "max_noise": noise,
         "max_area_fraction": area_fraction,
