@@ -5,9 +5,9 @@
 
 Resumes a shipped stage-2 run (`runs/harivo-<variant>/state`, copied: the original is not touched), then trains
 it with its own Eq. 5 losses on the *translation* videos of the training set only (left to right, right to left,
-up, down), at a constant lr, optionally on t >= --min-timestep only (`LossConfig.min_timestep`), where the
+up, down; `--motions sizes`: getting closer / moving away only), at a constant lr, optionally on t >= --min-timestep only (`LossConfig.min_timestep`), where the
 verb is worth most (`harivo.verb_probe`, caption oracle). Every --every steps it measures the swap gap
-(`verb_probe.swap_gap`) on 24 fixed translation videos of the training set with the opposite verb: a model
+(`verb_probe.swap_gap`) on 24 fixed videos of those of the training set with the opposite verb: a model
 that learned to read the direction off the verb denoises worse with the opposite one, and the gap rises above
 the ±0.2 % of a verb-blind model. Writes `gap.json` and, at the end, the trained weights (`weights.safetensors`,
 loadable with `--init` to continue).
@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo import fileio  # noqa: E402
 from harivo.data.shapes import ShapeSpec  # noqa: E402
-from harivo.stage2.config import parse_config  # noqa: E402
+from harivo.stage2.config import VERB_PHASE_MOTIONS, parse_config  # noqa: E402
 from harivo.stage2.data import encode_captions  # noqa: E402
-from harivo.stage2.run import setup, train_step, translation_videos  # noqa: E402
+from harivo.stage2.run import setup, train_step, verb_phase_pool  # noqa: E402
 from harivo.train_utils import step_generator  # noqa: E402
 from harivo.verb_probe import swap_gap, swap_verb  # noqa: E402
 
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-4, help="constant learning rate")
     ap.add_argument("--min-timestep", type=int, default=0, help="train on t >= this only (0: all t)")
+    ap.add_argument("--motions", default="translations", choices=VERB_PHASE_MOTIONS,
+                    help="the videos trained on, by their caption's motion (as --verb-phase-motions)")
     ap.add_argument("--every", type=int, default=100, help="swap gap every N steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", default="", help="weights.safetensors of an earlier run of this script")
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
 
     d = run.data
     caption = [d.captions[i] for i in d.caption_index.tolist()]
-    keep = translation_videos(d).tolist()
+    keep = verb_phase_pool(d, a.motions).tolist()
     gen = torch.Generator().manual_seed(123)
     probe = [keep[i] for i in torch.randperm(len(keep), generator=gen)[:24].tolist()]
     noise = torch.randn(len(probe), len(TIMESTEPS), *d.latents.shape[1:], generator=gen).transpose(0, 1)
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
                         noise=noise)
 
     log = [{"step": 0, "gap": gap()}]
-    print(f"{len(keep)} translation videos; step 0 gap:", [round(r["gap_pct"], 3) for r in log[-1]["gap"]], flush=True)
+    print(f"{len(keep)} {a.motions} videos; step 0 gap:", [round(r["gap_pct"], 3) for r in log[-1]["gap"]], flush=True)
     subset, t0 = torch.tensor(keep), time.time()
     for step in range(1, a.steps + 1):
         g = step_generator(cfg.seed + 7, step, 0)

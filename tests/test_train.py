@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -314,6 +315,14 @@ def test_verb_phase_directed_pool_and_motion_only_training(world):
     assert set(verb_phase_pool(run.data, "translations").tolist()) <= set(directed)
     assert all((ShapeSpec.from_caption(captions[i]).motion in MOTIONS[:6]) == (i in directed)
                for i in range(len(captions)))
+    # "sizes": the size changes alone, by caption (videos 1 and 3 share one caption)
+    specs = [ShapeSpec("red", "circle", m, "gray") for m in ("moving up", "getting closer", "moving away")]
+    data = SimpleNamespace(captions=[s.caption for s in specs], caption_index=torch.tensor([0, 1, 2, 1, 0]))
+    assert verb_phase_pool(data, "sizes").tolist() == [1, 2, 3]
+    assert verb_phase_pool(data, "translations").tolist() == [0, 4]
+    assert verb_phase_pool(data, "directed").tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="no sizes video"):
+        verb_phase_pool(SimpleNamespace(captions=data.captions[:1], caption_index=torch.tensor([0, 0])), "sizes")
     motion = [n for n in run.params if is_motion_module(n)]
     other = [n for n in run.params if not is_motion_module(n)]
     assert motion and any("mapping" in n for n in other) and any("frame_token" in n for n in other), other[:5]

@@ -28,8 +28,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
 TABLE1_ROW = {v: TABLE1[v][0] for v in VARIANTS}  # config.TABLE1: one naming of the rows
 LOSS_TERMS = ("total", "simple", "trs", "reg", "dc")
 # verb_phase_motions: which videos the verb phase draws, by the motion of their caption (stage2.run.verb_phase_pool:
-# harivo.data.shapes.TRANSLATIONS, or those and SIZE_CHANGES)
-VERB_PHASE_MOTIONS = ("translations", "directed")
+# harivo.data.shapes.TRANSLATIONS, SIZE_CHANGES, or both)
+VERB_PHASE_MOTIONS = ("translations", "directed", "sizes")
 
 
 # ----------------------------------------------------------------------------------------------- config
