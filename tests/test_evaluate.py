@@ -338,6 +338,9 @@ def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     assert {(c[0], c[3]) for c in StubPipeline.calls} == {("baseline", 0.0), ("full", 40.0)}
     assert results["settings"]["name_pattern"] == "harivo-band-{variant}-verb"
     assert results["world"] == shapes.WORLD_VERSION
+    md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
+    assert "`python -m harivo.evaluate --name-pattern 'harivo-band-{variant}-verb'`" in md
+    assert f"World `{shapes.WORLD_VERSION}`" in md
     for bad in ("harivo-shapes", "{variant}-{variant}", "x/{variant}"):
         with pytest.raises(ValueError, match="name_pattern"):
             evaluate.EvalConfig(name_pattern=bad).validate()
