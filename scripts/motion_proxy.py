@@ -91,7 +91,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         j, frames = sample(spec, k)
         S = frames.shape[2]
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"], "smooth": j["smooth"],
-               "smooth_fails": j["details"]["smooth_fails"], "cue_share": j["details"]["cue_share"]}
+               "smooth_fails": j["details"]["smooth_fails"],
+               "flicker_parts": j["details"]["flicker_parts"], "cue_share": j["details"]["cue_share"]}
         if DEFAULT_THRESHOLDS.bands and spec.motion in TRANSLATIONS:  # a "band" world: frames showing its band
             row["band_share"] = float(np.mean([b == spec.motion for b in j["details"]["band"]]))
         along = along_track(j["details"]["reading"].track, spec.motion, S)
@@ -119,6 +120,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         "smooth": float(np.mean([r["smooth"] for r in rows])),
         "smooth_fails": {k: int(sum(k in r["smooth_fails"] for r in rows))  # videos breaking each bound
                          for k in ("step", "size_step", "angle_step", "flicker")},
+        "flicker_parts_median": {k: float(np.median([r["flicker_parts"][k] for r in rows]))
+                                 for k in ("object_colour", "background_colour", "area")},
         "cue_share": float(np.mean([r["cue_share"] for r in rows])),
         **({"band_share": float(np.mean([r["band_share"] for r in tr_rows]))}
            if DEFAULT_THRESHOLDS.bands and tr_rows else {}),

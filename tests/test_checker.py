@@ -191,7 +191,11 @@ def test_recoloured_frame_flickers():
     mask = (video[5] != BACKGROUNDS["white"]).any(-1)
     video[5][mask] = (240, 60, 30)  # a redder orange for one frame
     assert flicker_score(video) > DEFAULT_THRESHOLDS.max_flicker
-    assert not judge(video, spec)["smooth"] and judge(video, spec)["details"]["smooth_fails"] == ["flicker"]
+    result = judge(video, spec)
+    assert not result["smooth"] and result["details"]["smooth_fails"] == ["flicker"]
+    parts = result["details"]["flicker_parts"]  # the object's colour (and, its blended rim recoloured, its area)
+    assert parts["object_colour"] > 0.01 and parts["area"] > 0.01 and parts["background_colour"] == 0.0
+    assert sum(parts.values()) == pytest.approx(result["details"]["flicker"])
 
 
 @pytest.mark.parametrize(

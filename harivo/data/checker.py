@@ -446,17 +446,24 @@ def classify_motion(track: Track, frame_size: int = 64, thresholds: Thresholds =
     return best if scores[best] >= 1.0 else MOTIONS[-1]
 
 
-def readings_flicker(readings: list[FrameReading]) -> float:
-    """`flicker_score` of frames already read (`read_frame`)."""
+def flicker_parts(readings: list[FrameReading]) -> dict[str, float]:
+    """The three terms of `flicker_score` for frames already read: the mean frame-to-frame change of the object's
+    colour and of the background's (in [0, 1] units) and the mean |second difference| of log object area."""
     if len(readings) < 2:
-        return 0.0
+        return {"object_colour": 0.0, "background_colour": 0.0, "area": 0.0}
     bg = np.array([r.background_rgb for r in readings], float)
     # a frame without an object shows background where the object was
     obj = np.array([r.colour_rgb if r.n_objects else r.background_rgb for r in readings], float)
     log_area = np.log1p([r.area for r in readings])
-    colour = np.abs(np.diff(obj, axis=0)).mean() / 255.0 + np.abs(np.diff(bg, axis=0)).mean() / 255.0
-    area = np.abs(np.diff(log_area, 2)).mean() if len(readings) >= 3 else 0.0
-    return float(colour + area)
+    return {"object_colour": float(np.abs(np.diff(obj, axis=0)).mean() / 255.0),
+            "background_colour": float(np.abs(np.diff(bg, axis=0)).mean() / 255.0),
+            "area": float(np.abs(np.diff(log_area, 2)).mean()) if len(readings) >= 3 else 0.0}
+
+
+def readings_flicker(readings: list[FrameReading]) -> float:
+    """`flicker_score` of frames already read (`read_frame`): the sum of `flicker_parts`."""
+    parts = flicker_parts(readings)
+    return float(parts["object_colour"] + parts["background_colour"] + parts["area"])
 
 
 def flicker_score(frames: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float:
@@ -520,6 +527,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     action = reading.motion in accepted
     action_kind = reading.motion is not None and motion_kind(reading.motion) in {motion_kind(m) for m in accepted}
     step, size_step, angle_step = worst_steps(reading.track)
+    parts = flicker_parts(reading.frames)
     flicker = readings_flicker(reading.frames)
     per_step = step_scale(len(video))
     smooth_fails = [name for name, ok in (  # which of smooth's bounds a video breaks (all pass: smooth)
@@ -557,6 +565,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         "max_angle_step": angle_step,
         "step_scale": per_step,
         "flicker": flicker,
+        "flicker_parts": parts,  # its three terms (object colour, background colour, area)
         "smooth_fails": smooth_fails,
         "area_ratio": area_ratio,
         "max_noise": noise,
