@@ -172,12 +172,6 @@ def motion_section(results: dict) -> list[str]:
     return lines
 
 
-def _pattern_flag(settings: dict) -> str:
-    """` --name-pattern P` when the rows' checkpoints are not the default harivo-shapes-{variant}, else ''."""
-    pattern = settings.get("name_pattern", "harivo-shapes-{variant}")
-    return "" if pattern == "harivo-shapes-{variant}" else f" --name-pattern '{pattern}'"
-
-
 def report_markdown(results: dict, plots: dict[str, str]) -> str:
     """The report: every number is the JSON's, formatted by fmt_pct / fmt_fvd. (Long: one section after another
     in the report's order, each a few lines of table; split, they would only pass `results` around.)"""
@@ -187,7 +181,8 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
     lines = [
         "# HARIVO on the shapes world: evaluation",
         "",
-        f"`python -m harivo.evaluate{' --quick' if s['quick'] else ''}{_pattern_flag(s)}`: {len(results['prompts'])} prompts "
+        f"`{results.get('command') or 'python -m harivo.evaluate' + (' --quick' if s['quick'] else '')}`: "
+        f"{len(results['prompts'])} prompts "
         f"({n_seen} seen, {len(results['prompts']) - n_seen} held-out) × {len(results['seeds'])} seeds = "
         f"{s['videos_per_row']} videos per row, {s['num_frames']} frames at {S}×{S} px, DDIM {s['steps']} steps, "
         f"CFG {s['cfg']['high']:g} → {s['cfg']['low']:g} at {s['cfg']['switch']:g}T (App. D). "

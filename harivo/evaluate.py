@@ -128,6 +128,31 @@ def quick_config(**overrides) -> EvalConfig:
     return EvalConfig(**{**quick, **overrides})
 
 
+def command_line(cfg: EvalConfig) -> str:
+    """The command that reruns `cfg`: the world's HARIVO_* settings where they are not the default world's, then
+    `python -m harivo.evaluate` with a flag for each setting off its default (the --quick defaults with --quick)."""
+    from .data import shapes
+
+    env = [f"{name}={value}" for name, value, default in (
+        ("HARIVO_CUE_STYLE", shapes.CUE_STYLE, "cue1"), ("HARIVO_TRACKS", shapes.TRACK_STYLE, "random"),
+        ("HARIVO_BACKDROP", shapes.BACKDROP_STYLE, "flat")) if value != default]
+    base = quick_config() if cfg.quick else EvalConfig()
+    flags = ["--quick"] if cfg.quick else []
+    for name, flag in (("name_pattern", "--name-pattern"), ("variants", "--variants"), ("out_dir", "--out-dir"),
+                       ("seen_prompts", "--seen-prompts"), ("held_out_prompts", "--held-out-prompts"),
+                       ("seeds", "--seeds"), ("sweep_seeds", "--sweep-seeds"), ("steps", "--steps"),
+                       ("num_frames", "--frames"), ("mg_alpha", "--alpha"), ("alphas", "--alphas"),
+                       ("reference_seeds", "--reference-seeds"), ("bootstrap", "--bootstrap")):
+        value = getattr(cfg, name)
+        if value != getattr(base, name):
+            text = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value) \
+                if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
+            flags.append(f"{flag} '{text}'" if "{" in text else f"{flag} {text}")
+    if not cfg.sweep:
+        flags.append("--no-sweep")
+    return " ".join([*env, "python -m harivo.evaluate", *flags])
+
+
 # ------------------------------------------------------------------------------------------------ prompts
 def eval_prompts(seen: int, held_out: int, seed: int = 0) -> list[ShapeSpec]:
     """`seen` training prompts cycling through the motions, then the first `held_out` of HELD_OUT, each on a
@@ -363,6 +388,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "fvd_features": list(FEATURE_NAMES),
         "versions": versions(),
         "world": WORLD_VERSION,  # the shapes world the checker and the FVD reference read (HARIVO_* settings)
+        "command": command_line(cfg),
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "thresholds"}, "num_frames": int(frames),
                      "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds),
                      "videos_per_sweep_row": len(specs) * sweep_seeds},

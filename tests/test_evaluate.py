@@ -339,7 +339,14 @@ def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     assert results["settings"]["name_pattern"] == "harivo-band-{variant}-verb"
     assert results["world"] == shapes.WORLD_VERSION
     md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
-    assert "`python -m harivo.evaluate --name-pattern 'harivo-band-{variant}-verb'`" in md
+    command = ("python -m harivo.evaluate --name-pattern 'harivo-band-{variant}-verb' --variants baseline,full+mg "
+               "--seen-prompts 2 --held-out-prompts 1 --seeds 1 --reference-seeds 2 --bootstrap 0 --no-sweep")
+    assert results["command"] == command and f"`{command}`: 3 prompts" in md
+    args = evaluate.build_parser().parse_args(command.replace("'", "").split()[3:])  # the command reruns cfg
+    again = evaluate.config_from_args(args)
+    where = ("checkpoints", "cache_dir")  # where things are, not what is measured
+    assert {k: v for k, v in asdict(again).items() if k not in where} == \
+        {k: v for k, v in asdict(cfg).items() if k not in where}
     assert f"World `{shapes.WORLD_VERSION}`" in md
     for bad in ("harivo-shapes", "{variant}-{variant}", "x/{variant}"):
         with pytest.raises(ValueError, match="name_pattern"):
