@@ -605,3 +605,18 @@ def test_bootstrap_avg_by_hand():
     assert lo < 50.0 < hi and 25.0 < lo and hi < 75.0  # binomial sd of the mean at n = 40 is ~7.9 points
     assert bootstrap_avg([yes, no], 0) == (50.0, 50.0)
     assert all(np.isnan(bootstrap_avg([], 10)))
+
+
+@pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band"])
+def test_shipped_reports_match_their_json(folder):
+    """The committed evaluation reports (the default world's and the band world's) name the command that made
+    them; the band world's (made with today's report) says in its tables what its JSON says."""
+    root = Path(__file__).resolve().parents[1] / folder
+    results = json.loads((root / "results.json").read_text())
+    md = (root / "report.md").read_text()
+    assert md.splitlines()[2].startswith(f"`{results['command']}`: ")
+    assert f"--seeds {results['settings']['seeds']}" in results["command"]
+    assert ("--name-pattern 'harivo-band-{variant}-verb'" in results["command"]) == (folder == "assets/eval-band")
+    if folder == "assets/eval-band":  # assets/eval predates the action (kind) column
+        check_report_matches_json(md, results)
+        assert results["world"] == "cue3-crossing-band"
