@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-4, help="constant learning rate")
     ap.add_argument("--min-timestep", type=int, default=0, help="train on t >= this only (0: all t)")
-    ap.add_argument("--motions", default="translations", choices=VERB_PHASE_MOTIONS,
-                    help="the videos trained on, by their caption's motion (as --verb-phase-motions)")
+    ap.add_argument("--motions", default="translations", choices=(*VERB_PHASE_MOTIONS, "all"),
+                    help="the videos trained on, by their caption's motion (as --verb-phase-motions; all: every one)")
     ap.add_argument("--every", type=int, default=100, help="swap gap every N steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", default="", help="weights.safetensors of an earlier run of this script")
@@ -78,9 +78,10 @@ def main(argv=None) -> int:
 
     d = run.data
     caption = [d.captions[i] for i in d.caption_index.tolist()]
-    keep = verb_phase_pool(d, a.motions).tolist()
+    keep = list(range(len(d))) if a.motions == "all" else verb_phase_pool(d, a.motions).tolist()
+    directed = keep if a.motions != "all" else verb_phase_pool(d, "directed").tolist()  # swap_verb needs a direction
     gen = torch.Generator().manual_seed(123)
-    probe = [keep[i] for i in torch.randperm(len(keep), generator=gen)[:24].tolist()]
+    probe = [directed[i] for i in torch.randperm(len(directed), generator=gen)[:24].tolist()]
     noise = torch.randn(len(probe), len(TIMESTEPS), *d.latents.shape[1:], generator=gen).transpose(0, 1)
     swapped = [swap_verb(ShapeSpec.from_caption(caption[i])).caption for i in probe]
     with torch.no_grad():

@@ -44,8 +44,10 @@ MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they ar
     "**`checkpoint: harivo-band-full-verb`** (HARIVO's full model, the default) and "
     "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline; rows B and C likewise) have: trained in "
     "the band world (a translation's frames show a strip on the edge the object heads for) with the *verb phase*, "
-    "they move translations the prompted way (held-out prompts: 9/10 and 10/10), but draw the caption's colours "
-    "and shape in only about half of the videos (docs/results.md \"verb phase\")."
+    "they move translations the prompted way (held-out prompts: 9/10 and 10/10). What they still miss "
+    "(assets/eval-band/report.md, the paper's metrics in that world): *getting closer* / *moving away* and "
+    "*spinning* (0–17 % of videos), smooth frames (no video passes the checker's test: the object's size and "
+    "colour waver from frame to frame), and the caption's colours and shape in a quarter to a third of the videos."
 )
 
 
