@@ -191,8 +191,9 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
            if results['timing'].get('videos_from_cache') else "") + ").",
     ]
     if results.get("world"):  # older JSONs predate it
+        pattern = s.get("name_pattern", "harivo-shapes-{variant}")
         lines += ["", f"World `{results['world']}` (the checker and the FVD reference read it; "
-                      f"`harivo.data.shapes.WORLD_VERSION`), rows' checkpoints `{s.get('name_pattern', 'harivo-shapes-{variant}')}`."]
+                      f"`harivo.data.shapes.WORLD_VERSION`), rows' checkpoints `{pattern}`."]
     if results["skipped_variants"]:
         lines += ["", "Skipped: " + "; ".join(f"`{k}` ({w})" for k, w in results["skipped_variants"].items())]
     lines += ["", "## Table A2 analog: % of videos the pixel checker accepts", "",

@@ -72,7 +72,7 @@ class EvalConfig:
     """What one evaluation run does (saved in the JSON)."""
 
     checkpoints: str = str(DEFAULT_CHECKPOINTS)  # folder holding the rows' checkpoints, named by `name_pattern`
-    name_pattern: str = "harivo-shapes-{variant}"  # a row's checkpoint folder; the band world's: harivo-band-{variant}-verb
+    name_pattern: str = "harivo-shapes-{variant}"  # a row's checkpoint folder (band world: harivo-band-{variant}-verb)
     variants: tuple[str, ...] = EVAL_VARIANTS  # Table A2 / Table 1 rows to evaluate
     out_dir: str = "assets/eval"  # report.md and plots go here
     seen_prompts: int = 16  # training combinations, two per motion (the paper: 100 prompts, App. E)
@@ -467,7 +467,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
-    over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir, sweep=not args.no_sweep, cache_dir=args.cache_dir,
+    over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir,
+                sweep=not args.no_sweep, cache_dir=args.cache_dir,
                 variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()))
     cfg = quick_config(**over) if args.quick else EvalConfig(**over)
     return cfg.validate()

@@ -111,7 +111,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
     tr_rows = [r for r in rows if "along" in r and any(m in r["prompt"] for m in TRANSLATIONS)]
     zoom = [r for r in rows if "along" in r and r not in tr_rows]
     return {
-        "checkpoint": folder, "base_model": base_model or pipe.model.config.base_model, "weights": weights, "split": split, "videos": len(rows), "steps": steps, "mg": mg,
+        "checkpoint": folder, "base_model": base_model or pipe.model.config.base_model, "weights": weights,
+        "split": split, "videos": len(rows), "steps": steps, "mg": mg,
         "translation_right_way": float(np.mean([r["along"] > 0 for r in tr_rows])) if tr_rows else None,
         "translation_along": float(np.mean([r["along"] for r in tr_rows])) if tr_rows else None,
         "zoom_right_way": float(np.mean([r["along"] > 0 for r in zoom])) if zoom else None,

@@ -142,7 +142,8 @@ def test_shuffled_frames_are_not_smooth(spec):
     result = judge(shuffled, spec)
     assert not result["smooth"]
     # the bound it breaks is the one its motion moves: a translation's step, a size change's ratio, a spin's angle
-    kind = {"moving away": "size_step", "getting closer": "size_step", "spinning": "angle_step"}.get(spec.motion, "step")
+    kind = {"moving away": "size_step", "getting closer": "size_step", "spinning": "angle_step"}.get(
+        spec.motion, "step")
     assert kind in result["details"]["smooth_fails"], result["details"]["smooth_fails"]
 
 

@@ -240,7 +240,7 @@ def test_verb_phase_trains_on_translations_at_late_timesteps_and_extends_a_finis
     """After max_steps, verb_phase_steps more steps: translation videos only, t >= verb_phase_min_timestep, constant
     verb_phase_lr. A finished run resumed with a verb phase continues exactly as one run with it from the start."""
     from harivo.data.shapes import TRANSLATIONS, ShapeSpec
-    from harivo.stage2.run import translation_videos
+    from harivo.stage2.run import verb_phase_pool
 
     whole = train.main(cli(world, "baseline", "--max-steps", "2", "--verb-phase-steps", "2",
                            "--verb-phase-lr", "5e-4", "--lr", "1e-3", name="verb-whole"))
@@ -257,7 +257,7 @@ def test_verb_phase_trains_on_translations_at_late_timesteps_and_extends_a_finis
 
     run = setup(tiny_cfg(world, "baseline", run_dir=str(world / "verb-batches"), max_steps=2, verb_phase_steps=3,
                          verb_phase_min_timestep=950), log=quiet)
-    pool = translation_videos(run.data)
+    pool = verb_phase_pool(run.data)  # the default pool: translations
     captions = [run.data.captions[i] for i in run.data.caption_index.tolist()]
     assert 0 < len(pool) < len(captions)
     assert all((ShapeSpec.from_caption(captions[i]).motion in TRANSLATIONS) == (i in pool.tolist())

@@ -95,11 +95,6 @@ def verb_phase_pool(data: VideoLatents, motions: str = "translations") -> torch.
     return index
 
 
-def translation_videos(data: VideoLatents) -> torch.Tensor:
-    """Indices of the training videos whose caption is a translation."""
-    return verb_phase_pool(data, "translations")
-
-
 def is_motion_module(name: str) -> bool:
     """Whether trainable parameter `name` belongs to the motion modules (verb_phase_train = motion)."""
     return ".motion_modules." in name  # e.g. model.unet.down_blocks.0.motion_modules.0.… and the mid block's
