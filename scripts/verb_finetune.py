@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo import fileio  # noqa: E402
 from harivo.data.shapes import ShapeSpec  # noqa: E402
+from harivo.model import HarivoVideoModel  # noqa: E402
 from harivo.stage2.config import VERB_PHASE_MOTIONS, parse_config  # noqa: E402
 from harivo.stage2.data import encode_captions  # noqa: E402
 from harivo.stage2.run import setup, train_step, verb_phase_pool  # noqa: E402
@@ -36,6 +37,12 @@ from harivo.train_utils import step_generator  # noqa: E402
 from harivo.verb_probe import swap_gap, swap_verb  # noqa: E402
 
 TIMESTEPS = (999, 900, 800, 700, 600, 400)
+
+
+def trained_parts(model) -> dict:
+    """The weights stage 2 trains (motion modules, frame-token generator, mapping network) of a HarivoVideoModel."""
+    return {k: v for k, v in model.state_dict().items()
+            if any(s in k for s in ("motion_modules", "frame_token_generator", "mapping_network"))}
 
 
 def main(argv=None) -> int:
@@ -51,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--init", default="", help="weights.safetensors of an earlier run of this script")
     ap.add_argument("--state", default="", help="stage-2 training state to start from "
                     "(default runs/harivo-<variant>/state, the shipped run's)")
+    ap.add_argument("--from-checkpoint", default="", help="instead of a training state: a fresh run (new optimizer) "
+                    "with this HARIVO checkpoint's trained parts")
     ap.add_argument("--base-model", default="", help="the T2I that state was trained on (default: the config's)")
     ap.add_argument("--cache-dir", default="", help="stage-2 latent cache (default: the config's)")
     ap.add_argument("--out", required=True)
@@ -59,17 +68,23 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
-    source = Path(a.state or f"runs/harivo-{a.variant}/state")
-    if not source.is_dir():
-        raise SystemExit(f"--variant: no training state at {source} (train the variant first)")
     shutil.rmtree(out / "state", ignore_errors=True)
-    shutil.copytree(source, out / "state")
+    if not a.from_checkpoint:
+        source = Path(a.state or f"runs/harivo-{a.variant}/state")
+        if not source.is_dir():
+            raise SystemExit(f"--variant: no training state at {source} (train the variant first)")
+        shutil.copytree(source, out / "state")
     cfg = parse_config(["--config", "configs/shapes-harivo.yaml", "--variant", a.variant, "--run-dir", str(out),
                         "--out", str(out / "export"), "--resume", "--max-steps", str(10**6), "--sample-every", "0",
                         *(["--base-model", a.base_model] if a.base_model else []),
                         *(["--cache-dir", a.cache_dir] if a.cache_dir else []), *a.train_args.split()])
     run = setup(cfg)
     run.raw.loss_config.min_timestep = a.min_timestep
+    if a.from_checkpoint:
+        source = HarivoVideoModel.from_pretrained(a.from_checkpoint, base_model=cfg.base_model)
+        loaded = run.raw.model.load_state_dict(trained_parts(source), strict=False)
+        if loaded.unexpected_keys:
+            raise SystemExit(f"--from-checkpoint: keys the {a.variant} model does not have: {loaded.unexpected_keys[:3]}")
     if a.init:
         run.raw.model.load_state_dict(fileio.load_tensors(a.init, what="--init"), strict=False)
     for group in run.optimizer.param_groups:
@@ -112,9 +127,7 @@ def main(argv=None) -> int:
             log.append({"step": step, "gap": gap()})
             print(f"step {step} gap:", [round(r["gap_pct"], 3) for r in log[-1]["gap"]], flush=True)
             fileio.write_text(out / "gap.json", json.dumps({"args": vars(a), "log": log}, indent=1))
-    trained = {k: v for k, v in run.raw.model.state_dict().items()
-               if any(s in k for s in ("motion_modules", "frame_token_generator", "mapping_network"))}
-    fileio.save_tensors(out / "weights.safetensors", trained)
+    fileio.save_tensors(out / "weights.safetensors", trained_parts(run.raw.model))
     return 0
 
 

@@ -1,6 +1,7 @@
-"""checkpoints/harivo-band-*-verb: the shipped models whose verb sets the direction (issue 16, docs/results.md "verb
-phase"): Table 1's rows of the band world, trained with the verb phase. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chosen by
-environment variables when `harivo.data.shapes` is imported, so each check runs in a fresh interpreter."""
+"""checkpoints/harivo-band-*: the shipped models whose verb sets the direction (issue 16, docs/results.md "verb
+phase"): Table 1's rows of the band world, trained with the verb phase, and `full` with the smoothing phase after
+it. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chosen by environment variables when
+`harivo.data.shapes` is imported, so each check runs in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from harivo.pipeline import DEFAULT_CHECKPOINTS
 # checkpoint -> (t = 999 probe score and positive videos of 15 when shipped, two held-out (seed, caption) pairs of
 # `motion_proxy --split held_out`)
 SHIPPED = {
+    "harivo-band-full-smooth": (0.106, 15, ((12, "a yellow star is moving right to left on a white background"),
+                                            (15, "a yellow star is moving right to left on a black background"))),
     "harivo-band-full-verb": (0.132, 15, ((12, "a yellow star is moving right to left on a white background"),
                                           (14, "a purple circle is moving left to right on a blue background"))),
     "harivo-band-mapping-verb": (0.108, 15, ((9, "a red circle is moving up on a white background"),
@@ -65,8 +68,9 @@ print(json.dumps(probe({str(checkpoint)!r}, videos=16, split="held_out", timeste
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_verb_not_the_seed_sets_the_direction_on_held_out_prompts(name):
     """Two held-out prompts of the shipped proxy (seeds as `motion_proxy --split held_out`): with the verb the object
-    crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped: full
-    +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping +0.55 / −0.51 and +0.41 / −0.76, trs-dc +0.37 / −0.50
+    crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped:
+    full-smooth +0.35 / −0.44 and +0.68 / −0.63, full +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping
+    +0.55 / −0.51 and +0.41 / −0.76, trs-dc +0.37 / −0.50
     and +0.56 / −0.45, baseline +0.42 / −0.49
     and +0.48 / −0.43)."""
     checkpoint, pairs = shipped(name), SHIPPED[name][2]
