@@ -607,7 +607,7 @@ def test_bootstrap_avg_by_hand():
     assert all(np.isnan(bootstrap_avg([], 10)))
 
 
-@pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band"])
+@pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band", "assets/eval-band-smooth"])
 def test_shipped_reports_match_their_json(folder):
     """The committed evaluation reports (the default world's and the band world's) name the command that made
     them; the band world's (made with today's report) says in its tables what its JSON says."""
@@ -616,7 +616,8 @@ def test_shipped_reports_match_their_json(folder):
     md = (root / "report.md").read_text()
     assert md.splitlines()[2].startswith(f"`{results['command']}`: ")
     assert f"--seeds {results['settings']['seeds']}" in results["command"]
-    assert ("--name-pattern 'harivo-band-{variant}-verb'" in results["command"]) == (folder == "assets/eval-band")
-    if folder == "assets/eval-band":  # assets/eval predates the action (kind) column
+    assert ("--name-pattern 'harivo-band-{variant}-" in results["command"]) == folder.startswith("assets/eval-band")
+    assert f"--out-dir {folder}" in results["command"] or folder == "assets/eval"
+    if folder != "assets/eval":  # assets/eval predates the action (kind) column
         check_report_matches_json(md, results)
         assert results["world"] == "cue3-crossing-band"
