@@ -104,7 +104,9 @@ def plot_alpha_sweep(sweep: list[dict], path: Path) -> Path:
 
 def plot_examples(examples: dict[str, np.ndarray], caption: str, path: Path, max_frames: int = 8) -> Path:
     n_frames = min(max_frames, min(len(v) for v in examples.values()))
-    fig, axes = plt.subplots(len(examples), n_frames, figsize=(0.9 * n_frames + 1, 0.95 * len(examples)), squeeze=False)
+    height = 0.95 * len(examples) + 0.5  # rows, then half an inch for the caption and the frame titles
+    fig, axes = plt.subplots(len(examples), n_frames, figsize=(0.9 * n_frames + 1, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.45 / height)
     for r, (name, video) in enumerate(examples.items()):
         for c, f in enumerate(np.linspace(0, len(video) - 1, n_frames).round().astype(int)):
             ax = axes[r, c]
@@ -115,7 +117,7 @@ def plot_examples(examples: dict[str, np.ndarray], caption: str, path: Path, max
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
             if r == 0:
                 ax.set_title(f"frame {f}", fontsize=7)
-    fig.suptitle(caption + " (seed 0)", fontsize=8)
+    fig.suptitle(caption + " (seed 0)", fontsize=8, y=1 - 0.08 / height)  # above the frame titles, any row count
     return save_plot(fig, path)
 
 
