@@ -53,7 +53,7 @@ from . import fileio, settings
 from .config import TABLE1, check_range
 from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import (BACKGROUNDS, HELD_OUT, MOTIONS, WORLD_VERSION, ShapeSpec, all_specs, is_held_out,
-                          render_video)
+                          render_video, world_env)
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video
 from .eval_report import fmt_fvd, score_cells, write_report
 from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features,
@@ -65,6 +65,11 @@ from .settings import GenerationSettings, flat_range
 
 EVAL_VARIANTS = (*VARIANTS, "full+mg")  # Table 1 rows A–D, then D + MG sampling
 TABLE1_ROW = {v: row for v, (row, _) in TABLE1.items()}  # config.TABLE1: one naming of the rows
+
+
+def checkpoint_of(row: str) -> str:
+    """The variant whose checkpoint an evaluation row samples: full+mg is `full` with MG on."""
+    return "full" if row == "full+mg" else row
 
 
 @dataclass
@@ -131,11 +136,7 @@ def quick_config(**overrides) -> EvalConfig:
 def command_line(cfg: EvalConfig) -> str:
     """The command that reruns `cfg`: the world's HARIVO_* settings where they are not the default world's, then
     `python -m harivo.evaluate` with a flag for each setting off its default (the --quick defaults with --quick)."""
-    from .data import shapes
-
-    env = [f"{name}={value}" for name, value, default in (
-        ("HARIVO_CUE_STYLE", shapes.CUE_STYLE, "cue1"), ("HARIVO_TRACKS", shapes.TRACK_STYLE, "random"),
-        ("HARIVO_BACKDROP", shapes.BACKDROP_STYLE, "flat")) if value != default]
+    env = [f"{name}={value}" for name, value in world_env().items()]
     base = quick_config() if cfg.quick else EvalConfig()
     flags = ["--quick"] if cfg.quick else []
     for name, flag in (("name_pattern", "--name-pattern"), ("variants", "--variants"), ("out_dir", "--out-dir"),
@@ -266,7 +267,7 @@ def find_checkpoints(checkpoints: str | Path, variants,
     """Checkpoint folder per requested variant (full+mg uses full's) and why the others are skipped."""
     found, skipped = {}, {}
     for v in variants:
-        path = Path(checkpoints) / name_pattern.replace("{variant}", "full" if v == "full+mg" else v)
+        path = Path(checkpoints) / name_pattern.replace("{variant}", checkpoint_of(v))
         if (path / "config.json").is_file() and (path / "harivo.safetensors").is_file():
             found[v] = path
         else:
@@ -318,7 +319,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
     """Run the whole evaluation; returns the JSON summary and one example video per row (for the report)."""
     cfg.validate()
     found, skipped = find_checkpoints(cfg.checkpoints, cfg.variants, cfg.name_pattern)
-    paths = {("full" if v == "full+mg" else v): path for v, path in found.items()}  # checkpoint -> its folder
+    paths = {checkpoint_of(v): path for v, path in found.items()}  # checkpoint -> its folder
     for v, why in skipped.items():
         print(f"skipping variant {v!r}: {why}", file=sys.stderr)
     if not found:
@@ -348,7 +349,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
                       file=sys.stderr)
         return runs[run]
 
-    rows = {v: RunSpec("full" if v == "full+mg" else v, cfg.mg_alpha if v == "full+mg" else 0.0, cfg.cfg, cfg.seeds)
+    rows = {v: RunSpec(checkpoint_of(v), cfg.mg_alpha if v == "full+mg" else 0.0, cfg.cfg, cfg.seeds)
             for v in cfg.variants if v in found}
     for v, run in rows.items():
         get(run, v)

@@ -70,9 +70,8 @@ def test_the_verb_not_the_seed_sets_the_direction_on_held_out_prompts(name):
     """Two held-out prompts of the shipped proxy (seeds as `motion_proxy --split held_out`): with the verb the object
     crosses the frame the prompted way, from the same seed with the opposite verb the other way (shipped:
     full-smooth +0.35 / −0.44 and +0.68 / −0.63, full +0.43 / −0.55 and +0.52 / −0.30 of the frame, mapping
-    +0.55 / −0.51 and +0.41 / −0.76, trs-dc +0.37 / −0.50
-    and +0.56 / −0.45, baseline +0.42 / −0.49
-    and +0.48 / −0.43)."""
+    +0.55 / −0.51 and +0.41 / −0.76, trs-dc +0.37 / −0.50 and +0.56 / −0.45, baseline +0.42 / −0.49 and
+    +0.48 / −0.43)."""
     checkpoint, pairs = shipped(name), SHIPPED[name][2]
     out = in_band_world(f"""
 import json, sys
@@ -98,3 +97,13 @@ print(json.dumps(moved))
 """)
     for along, along_opposite in out:
         assert along > 0.25 and along_opposite < -0.25, out
+
+
+def test_world_env_names_the_settings_that_select_the_band_world():
+    """`shapes.world_env()` (what `harivo.evaluate` writes in front of its command): the band world's three HARIVO_*
+    settings there, none in the default world this suite runs in."""
+    from harivo.data import shapes
+
+    code = "import json\nfrom harivo.data.shapes import world_env\nprint(json.dumps(world_env()))"
+    assert in_band_world(code) == WORLD
+    assert shapes.world_env() == {}

@@ -124,6 +124,16 @@ BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
 if BACKDROP_STYLE not in BACKDROP_STYLES:
     raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
 BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
+
+
+def world_env() -> dict[str, str]:
+    """The HARIVO_* settings of this world that differ from the default world's (each style list's first), as the
+    environment variables that select them: what a command must set to run in this world again."""
+    return {name: value for name, value, styles in (
+        ("HARIVO_CUE_STYLE", CUE_STYLE, CUE_STYLES), ("HARIVO_TRACKS", TRACK_STYLE, TRACK_STYLES),
+        ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES)) if value != styles[0]}
+
+
 # part of every cache key built from rendered videos; bump when the pictures change
 WORLD_VERSION = "-".join([CUE_STYLE] + [v for v in (TRACK_STYLE, BACKDROP_STYLE) if v not in ("random", "flat")])
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
