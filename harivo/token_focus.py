@@ -127,7 +127,7 @@ def measure_video(frames: np.ndarray, maps: np.ndarray, tokens: list[str], kinds
     if maps.shape[:3] != frames.shape[:3]:
         raise ValueError(f"maps: expected (f, H, W, n) with (f, H, W) = {frames.shape[:3]}, got {maps.shape}")
     masks = [object_mask(fr, spec.background) for fr in frames]
-    band = shapes.band_mask(spec.motion, frames.shape[2]) if shapes.BACKDROP_STYLE == "band" else None
+    band = shapes.band_mask(spec.motion, frames.shape[2]) if shapes.BACKDROP_STYLE != "flat" else None
     if band is not None and band.shape == masks[0].shape:  # the band world's strip is backdrop, not object
         masks = [m & ~band for m in masks]
     axis = TRANSLATION_AXIS.get(spec.motion)

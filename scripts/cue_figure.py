@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> Path:
     cue = args.style or True
     # read cue3's colour labels; the band of a "band" backdrop (HARIVO_BACKDROP=band) is the world's
     thresholds = Thresholds(cue_labels=(args.style or CUE_STYLE) == "cue3")
-    fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 14.0 if BACKDROP_STYLE == "band" else 13.0))
+    fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 13.0 if BACKDROP_STYLE == "flat" else 14.0))
     for row, motion in enumerate(MOTIONS):
         spec = ShapeSpec(*EXAMPLES[motion][:2], motion, EXAMPLES[motion][2])
         video, _ = render_video(spec, seed=row + 3, cue=cue)
@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> Path:
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    world = (args.style or CUE_STYLE) + (", band backdrop" if BACKDROP_STYLE == "band" else "")
-    where = "the label inside the object;\na translation's band along the edge it heads for" \
-        if BACKDROP_STYLE == "band" else "the mark inside the object"
+    world = (args.style or CUE_STYLE) + ("" if BACKDROP_STYLE == "flat" else f", {BACKDROP_STYLE} backdrop")
+    where = {"flat": "the mark inside the object",
+             "band": "the label inside the object;\na translation's band along the edge it heads for",
+             "band2": "the label inside the object; a translation's band along the edge it heads for,\n"
+                      "a size change's or a spin's along the top edge"}[BACKDROP_STYLE]
     fig.suptitle(f"The shapes world ({world}): every frame shows its motion\n({where})\n"
                  "titles: frame, and the motion the pixel checker reads from that single frame", fontsize=10)
     fig.tight_layout()

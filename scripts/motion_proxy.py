@@ -29,8 +29,11 @@ from harivo.sampling import MGConfig
 from harivo.verb_probe import swap_verb
 
 
-def proxy_specs(n: int, seed: int = 0, split: str = "train") -> list[ShapeSpec]:
-    pool = [s for s in all_specs(split) if s.motion in (*TRANSLATIONS, *SIZE_CHANGES)]
+PROXY_MOTIONS = {"directed": (*TRANSLATIONS, *SIZE_CHANGES), "translations": TRANSLATIONS, "sizes": SIZE_CHANGES}
+
+
+def proxy_specs(n: int, seed: int = 0, split: str = "train", motions: str = "directed") -> list[ShapeSpec]:
+    pool = [s for s in all_specs(split) if s.motion in PROXY_MOTIONS[motions]]
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.choice(len(pool), min(n, len(pool)), replace=False)]
 
@@ -73,7 +76,8 @@ def along_track(tr, motion: str, size: int) -> float | None:
 
 
 def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, weights: str = "",
-            split: str = "train", strips: str = "", strip_pairs: int = 4, base_model: str = "") -> dict:
+            split: str = "train", strips: str = "", strip_pairs: int = 4, base_model: str = "",
+            motions: str = "directed") -> dict:
     pipe = HarivoPipeline.from_checkpoint(folder, base_model=base_model or None)
     if weights:  # trained parts from scripts/verb_finetune.py on top of the checkpoint's
         loaded = pipe.model.load_state_dict(load_tensors(weights, what="--weights"), strict=False)
@@ -87,7 +91,7 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         return judge(frames, spec), frames
 
     rows, shown = [], []
-    for k, spec in enumerate(proxy_specs(videos, split=split)):
+    for k, spec in enumerate(proxy_specs(videos, split=split, motions=motions)):
         j, frames = sample(spec, k)
         S = frames.shape[2]
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"], "smooth": j["smooth"],
@@ -116,6 +120,7 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         "translation_right_way": float(np.mean([r["along"] > 0 for r in tr_rows])) if tr_rows else None,
         "translation_along": float(np.mean([r["along"] for r in tr_rows])) if tr_rows else None,
         "zoom_right_way": float(np.mean([r["along"] > 0 for r in zoom])) if zoom else None,
+        "zoom_along": float(np.mean([r["along"] for r in zoom])) if zoom else None,  # log size ratio, prompted way
         "content": float(np.mean([r["content"] for r in rows])),
         "action": float(np.mean([r["action"] for r in rows])),
         "smooth": float(np.mean([r["smooth"] for r in rows])),
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
     ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
     ap.add_argument("--split", default="train", help="prompts of this split: train | held_out")
+    ap.add_argument("--motions", default="directed", choices=list(PROXY_MOTIONS),
+                    help="prompts of these motions: translations and size changes (directed), or either alone")
     ap.add_argument("--strips", default="", help="PNG: frames of the first 4 translation pairs (needs --swap)")
     ap.add_argument("--base-model", default="", help="T2I folder under the checkpoint instead of its own base")
     ap.add_argument("--json", default="")
@@ -151,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.strips and len(args.checkpoints) > 1:
         raise SystemExit("--strips: one checkpoint at a time")
     results = [measure(c, args.videos, args.steps, not args.no_mg, args.swap, args.weights, args.split, args.strips,
-                       base_model=args.base_model) for c in args.checkpoints]
+                       base_model=args.base_model, motions=args.motions) for c in args.checkpoints]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}))
     if args.json:

@@ -32,7 +32,7 @@ from harivo.data.shapes import ShapeSpec  # noqa: E402
 from harivo.model import HarivoVideoModel  # noqa: E402
 from harivo.stage2.config import VERB_PHASE_MOTIONS, parse_config  # noqa: E402
 from harivo.stage2.data import encode_captions  # noqa: E402
-from harivo.stage2.run import setup, train_step, verb_phase_pool  # noqa: E402
+from harivo.stage2.run import is_motion_module, setup, train_step, verb_phase_pool  # noqa: E402
 from harivo.train_utils import step_generator  # noqa: E402
 from harivo.verb_probe import swap_gap, swap_verb  # noqa: E402
 
@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-timestep", type=int, default=0, help="train on t >= this only (0: all t)")
     ap.add_argument("--motions", default="translations", choices=(*VERB_PHASE_MOTIONS, "all"),
                     help="the videos trained on, by their caption's motion (as --verb-phase-motions; all: every one)")
+    ap.add_argument("--train", default="all", choices=["all", "motion"],
+                    help="the parts that update (as --verb-phase-train; motion: the motion modules only)")
     ap.add_argument("--every", type=int, default=100, help="swap gap every N steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", default="", help="weights.safetensors of an earlier run of this script")
@@ -87,6 +89,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"--from-checkpoint: keys the {a.variant} model does not have: {loaded.unexpected_keys[:3]}")
     if a.init:
         run.raw.model.load_state_dict(fileio.load_tensors(a.init, what="--init"), strict=False)
+    if a.train == "motion":  # frozen parts get no gradient, and AdamW skips them
+        for name, p in run.params.items():
+            p.requires_grad_(is_motion_module(name))
     for group in run.optimizer.param_groups:
         group["lr"] = a.lr
     run.lr_scheduler.lr_lambdas = [lambda step: 1.0]

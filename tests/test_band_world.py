@@ -107,3 +107,19 @@ def test_world_env_names_the_settings_that_select_the_band_world():
     code = "import json\nfrom harivo.data.shapes import world_env\nprint(json.dumps(world_env()))"
     assert in_band_world(code) == WORLD
     assert shapes.world_env() == {}
+
+
+def test_motion_proxy_picks_the_motions_asked_for():
+    """`motion_proxy --motions`: the seed-fixed prompts are drawn from that motion kind's combinations only; a pool
+    smaller than asked gives all of it."""
+    sys.path.insert(0, str(SCRIPTS))
+    from motion_proxy import proxy_specs
+
+    from harivo.data.shapes import SIZE_CHANGES, TRANSLATIONS, all_specs
+
+    sizes = proxy_specs(40, split="train", motions="sizes")
+    assert len(sizes) == 40 and {s.motion for s in sizes} == set(SIZE_CHANGES)
+    assert {s.motion for s in proxy_specs(40, motions="translations")} == set(TRANSLATIONS)
+    held = [s for s in all_specs("held_out") if s.motion in SIZE_CHANGES]
+    assert sorted(proxy_specs(100, split="held_out", motions="sizes"), key=str) == sorted(held, key=str)
+    assert {s.motion for s in proxy_specs(60)} == {*TRANSLATIONS, *SIZE_CHANGES}

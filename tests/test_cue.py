@@ -287,3 +287,52 @@ def test_band_is_invisible_to_the_object_reading_and_read_back(band_world):
             # 0.10 px over every translation spec of the world)
             assert abs(a.cx - b.cx) < 0.15 and abs(a.cy - b.cy) < 0.15 and abs(a.size - b.size) < 0.15
         assert judge(video, spec, BANDS)["content"]
+
+
+# ------------------------------------------------------------------ "band2": a strip for every labelled motion
+@pytest.fixture
+def band2_world(monkeypatch):
+    from harivo.data import shapes
+
+    monkeypatch.setattr(shapes, "BACKDROP_STYLE", "band2")
+    return shapes
+
+
+def test_band2_strips(band2_world):
+    """Translations keep the band world's strips; a size change's or a spin's lies along the top edge; standing
+    still has none; "band" (and a flat world's reading of bands) keeps translations only."""
+    top = np.zeros((64, 64), bool)
+    top[:4] = True
+    assert band2_world.band_motions() == tuple(CUE3_COLOURS)
+    for motion in CUE_DIRECTIONS:
+        assert np.array_equal(band2_world.band_mask(motion, 64), band2_world.band_mask(motion, 64, style="band"))
+    for motion in ("getting closer", "moving away", "spinning"):
+        assert np.array_equal(band2_world.band_mask(motion, 64), top)
+        assert band2_world.band_mask(motion, 64, style="band") is None
+        assert band2_world.band_mask(motion, 64, style="flat") is None
+    assert band2_world.band_mask("standing still", 64) is None
+    assert band2_world.band_motions("band") == band2_world.band_motions("flat") == tuple(CUE_DIRECTIONS)
+
+
+@pytest.mark.parametrize("motion", ("getting closer", "moving away", "spinning"))
+def test_band2_is_drawn_read_back_and_invisible_to_the_object_reading(band2_world, motion):
+    top = band2_world.band_mask(motion, 64)
+    for seed in range(6):
+        spec = ShapeSpec("blue", "square", motion, "white")
+        video, _ = render_video(spec, seed)
+        band2_world.BACKDROP_STYLE = "flat"
+        flat, _ = render_video(spec, seed)
+        band2_world.BACKDROP_STYLE = "band2"
+        bg = np.all(flat == BACKGROUNDS["white"], axis=-1)
+        assert np.array_equal(video[:, ~top], flat[:, ~top])  # nothing changes off the strip
+        assert np.all(video[bg & top] == CUE3_COLOURS[motion])
+        for f in (0, 7, 15):
+            a, b = read_frame(video[f], BANDS), read_frame(flat[f], BANDS)
+            assert a.band == motion and b.band is None
+            assert (a.colour, a.shape, a.background, a.n_objects) == (b.colour, b.shape, b.background, b.n_objects)
+            assert abs(a.cx - b.cx) < 0.15 and abs(a.cy - b.cy) < 0.15 and abs(a.size - b.size) < 0.15
+        assert judge(video, spec, BANDS)["content"]
+    # in the band world these motions have no strip, and a band2 strip there is not read as a band
+    band2_world.BACKDROP_STYLE = "band"
+    assert band2_world.backdrop(ShapeSpec("blue", "square", motion, "white"), 64) is None
+    assert read_frame(video[0], BANDS).band is None

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from .shapes import (BACKDROP_STYLE, BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, CUE_STYLE, MOTIONS,
-                     STAR_INNER_RATIO, ShapeSpec, Track, band_mask, mark_colour, mark_rgb)
+                     STAR_INNER_RATIO, ShapeSpec, Track, band_mask, band_motions, mark_colour, mark_rgb)
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
 AREA_FACTOR = {  # area / circumradius^2 of each shape
@@ -83,9 +83,9 @@ class Thresholds:
     # read cue3 labels (colours): on in a cue3 world only, because a generated object's own shading can come near a
     # label colour (the shipped T2I's dark-red rims read as "moving down" 2 times in 40)
     cue_labels: bool = CUE_STYLE == "cue3"
-    # read the "band" backdrop (a strip in a label colour along the edge a translation heads for): on in a band
-    # world only. A strip is a band when at least this share of its pixels is near its colour
-    bands: bool = BACKDROP_STYLE == "band"
+    # read the band backdrop (a strip in a label colour along the edge a translation heads for; "band2": the top
+    # edge for a size change or a spin): on in a band world only. A strip is a band when at least this share of its pixels is near its colour
+    bands: bool = BACKDROP_STYLE != "flat"
     band_min_share: float = 0.5
 
 
@@ -115,7 +115,7 @@ class FrameReading:
     cue_dy: float = np.nan  # ... (y down)
     cue_mass: float = 0.0  # soft mark area / object area
     cue_label: str | None = None  # the motion a cue3 label names (its colour), None without one
-    band: str | None = None  # the translation a "band" backdrop names (its edge and colour), None without one
+    band: str | None = None  # the motion a band backdrop names (its edge and colour), None without one
 
 
 def _as_rgb255(frame: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -238,15 +238,16 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
 
 
 def _read_band(img: np.ndarray, bg_rgb: np.ndarray, T: Thresholds):
-    """(motion, pixels) of a "band" backdrop: of the four edge strips (``shapes.band_mask``), the one with the
-    largest share of pixels near its translation's label colour, if that share reaches ``band_min_share``; its
+    """(motion, pixels) of a band backdrop: of the world's strips (``shapes.band_mask`` of each of
+    ``shapes.band_motions``), the one with the largest share of pixels near its motion's label colour, if that
+    share reaches ``band_min_share``; its
     pixels are those of the strip, widened by 2 px, that lie near the background-to-band colour segment (a blurred
     band's rim). (None, all False) without one."""
     H, W, _ = img.shape
     if H != W:
         return None, np.zeros((H, W), bool)
     best, best_share = None, T.band_min_share
-    for motion in CUE_DIRECTIONS:
+    for motion in band_motions():
         strip = band_mask(motion, H)
         share = float(np.mean(np.linalg.norm(img[strip] - CUE3_COLOURS[motion], axis=-1) <= _LABEL_DIST))
         if share >= best_share:
@@ -553,7 +554,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
     details = {
         "cue": [cue_motion(r, T) for r in reading.frames],  # the motion each frame's mark names
         "cue_share": float(np.mean(cue_ok)) if cue_ok else 0.0,  # frames whose mark is the prompt's cue
-        "band": [r.band for r in reading.frames],  # the translation each frame's band names (a "band" world)
+        "band": [r.band for r in reading.frames],  # the motion each frame's band names (a band world)
         "colour": reading.colour,
         "shape": reading.shape,
         "background": reading.background,

@@ -118,12 +118,16 @@ if TRACK_STYLE not in TRACK_STYLES:
 # BACKDROP_BAND pixels in its label colour (CUE3_COLOURS) along the edge the object heads for, under the object: a
 # cue of the motion at a fixed place in every frame, which the caption-only prediction at t ~ T keeps (an on-object
 # cue is averaged away over the object's unknown position). A brightness ramp toward that edge (+-20 levels) was
-# tried first: the shapes VAE kept 3 % of its amplitude (median). HARIVO_BACKDROP selects it for experiments.
-BACKDROP_STYLES = ("flat", "band")
+# tried first: the shapes VAE kept 3 % of its amplitude (median). "band2" gives the other labelled motions (getting
+# closer, moving away, spinning) a strip too, in their label colour along the top edge (BAND2_EDGE): in the band world
+# their only cue is the on-object label, averaged away at t ~ T as a translation's was, and their videos hardly change
+# size. HARIVO_BACKDROP selects one for experiments.
+BACKDROP_STYLES = ("flat", "band", "band2")
 BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
 if BACKDROP_STYLE not in BACKDROP_STYLES:
     raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
 BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
+BAND2_EDGE = (0.0, -1.0)  # "band2": the edge (as a CUE_DIRECTIONS vector) of a size change's or a spin's strip
 
 
 def world_env() -> dict[str, str]:
@@ -474,12 +478,19 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def band_mask(motion: str, size: int) -> np.ndarray | None:
-    """(size, size) bool: the ``"band"`` backdrop's strip for ``motion`` (the BACKDROP_BAND pixels along the edge
-    a translation heads for), or None for other motions. Independent of the world's backdrop setting."""
-    if motion not in CUE_DIRECTIONS:
+def band_motions(style: str | None = None) -> tuple[str, ...]:
+    """The motions whose frames a band backdrop of ``style`` (default: the world's; "flat" reads as "band") gives
+    a strip: the translations, and with "band2" every labelled motion."""
+    return tuple(CUE3_COLOURS) if (style or BACKDROP_STYLE) == "band2" else tuple(CUE_DIRECTIONS)
+
+
+def band_mask(motion: str, size: int, style: str | None = None) -> np.ndarray | None:
+    """(size, size) bool: the strip of a band backdrop of ``style`` (default: the world's; "flat" reads as "band")
+    for ``motion``: the BACKDROP_BAND pixels along the edge a translation heads for, with "band2" along BAND2_EDGE
+    for the other labelled motions; None for a motion without one."""
+    if motion not in band_motions(style):
         return None
-    ux, uy = CUE_DIRECTIONS[motion]
+    ux, uy = CUE_DIRECTIONS.get(motion, BAND2_EDGE)
     idx = np.arange(size)
     lead = idx >= size - BACKDROP_BAND if ux + uy > 0 else idx < BACKDROP_BAND  # right/bottom or left/top edge
     return np.broadcast_to(lead[None, :] if ux else lead[:, None], (size, size)).copy()
@@ -487,10 +498,10 @@ def band_mask(motion: str, size: int) -> np.ndarray | None:
 
 def backdrop(spec: ShapeSpec, size: int, style: str | None = None) -> np.ndarray | None:
     """(size, size, 3) float32 the backdrop adds to the flat background colour, or None when it adds nothing: a
-    flat backdrop, a motion other than a translation, or a frame under ``CUE_MIN_FRAME``."""
+    flat backdrop, a motion without a strip (``band_motions``), or a frame under ``CUE_MIN_FRAME``."""
     if (style or BACKDROP_STYLE) == "flat" or size < CUE_MIN_FRAME:
         return None
-    mask = band_mask(spec.motion, size)
+    mask = band_mask(spec.motion, size, style)
     if mask is None:
         return None
     delta = np.array(CUE3_COLOURS[spec.motion], np.float32) - np.array(BACKGROUNDS[spec.background], np.float32)

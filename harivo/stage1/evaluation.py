@@ -99,9 +99,9 @@ def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read)
     """One row per image (the checker's reading against its prompt) and the fractions right, over all prompts and
     over the seen / held-out ones."""
     from harivo.data.checker import DEFAULT_THRESHOLDS, cue_agrees, cue_motion
-    from harivo.data.shapes import CUE_DIRECTIONS, ShapeSpec
+    from harivo.data.shapes import ShapeSpec, band_motions
 
-    bands = DEFAULT_THRESHOLDS.bands  # a "band" backdrop world: is the caption's band (or none) drawn?
+    bands = DEFAULT_THRESHOLDS.bands  # a band backdrop world: is the caption's band (or none) drawn?
     rows = []
     for p, h, im in zip(prompts, held, imgs):
         spec = ShapeSpec.from_caption(p)
@@ -110,7 +110,7 @@ def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read)
                      "background": r.background == spec.background, "cue": cue_agrees(spec.motion, r),
                      "read": [r.colour, r.shape, r.background, cue_motion(r)]})
         if bands:
-            rows[-1].update(band=r.band == (spec.motion if spec.motion in CUE_DIRECTIONS else None))
+            rows[-1].update(band=r.band == (spec.motion if spec.motion in band_motions() else None))
             rows[-1]["read"].append(r.band)
 
     def frac(sel, key):
