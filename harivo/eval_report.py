@@ -17,6 +17,9 @@ from .config import TABLE1, table1_label
 from .eval_metrics import QUESTIONS
 from .eval_stats import translation_summary
 
+APP_D_CFG = (12.5, 7.5, 0.7)  # (high, low, switch) of App. D: sampling.CFGSchedule's defaults (tested), kept here
+#   because this module does not import torch
+
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -187,7 +190,8 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
         f"{len(results['prompts'])} prompts "
         f"({n_seen} seen, {len(results['prompts']) - n_seen} held-out) × {len(results['seeds'])} seeds = "
         f"{s['videos_per_row']} videos per row, {s['num_frames']} frames at {S}×{S} px, DDIM {s['steps']} steps, "
-        f"CFG {s['cfg']['high']:g} → {s['cfg']['low']:g} at {s['cfg']['switch']:g}T (App. D). "
+        f"CFG {s['cfg']['high']:g} → {s['cfg']['low']:g} at {s['cfg']['switch']:g}T"
+        f"{' (App. D)' if (s['cfg']['high'], s['cfg']['low'], s['cfg']['switch']) == APP_D_CFG else ''}. "
         f"Total time {results['timing']['total_s']:.0f} s ({results['timing']['per_video_s']:.2f} s per video"
         + (f"; {results['timing']['videos_from_cache']} videos from earlier runs in the cache"
            if results['timing'].get('videos_from_cache') else "") + ").",

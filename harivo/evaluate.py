@@ -149,6 +149,10 @@ def command_line(cfg: EvalConfig) -> str:
             text = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value) \
                 if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
             flags.append(f"{flag} '{text}'" if "{" in text else f"{flag} {text}")
+    for name in ("high", "low", "switch"):
+        value = getattr(cfg.cfg, name)
+        if value != getattr(base.cfg, name):
+            flags.append(f"--cfg-{name} {value:g}")
     if not cfg.sweep:
         flags.append("--no-sweep")
     return " ".join([*env, "python -m harivo.evaluate", *flags])
@@ -442,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out-prompts", type=int, help=f"held-out prompts, ≤ {len(HELD_OUT)} (default 10; quick 3)")
     p.add_argument("--seeds", type=int, help="noise seeds per prompt (default 4; quick 2)")
     # --frames, --steps (quick: 12), --alpha (of the full+mg row): the generation settings' flags and defaults
-    settings.add_arguments(p, required=(), only=("num_frames", "num_inference_steps", "mg_alpha"), with_defaults=False)
+    settings.add_arguments(p, required=(), only=("num_frames", "num_inference_steps", "mg_alpha", "cfg_high", "cfg_low",
+                                                 "cfg_switch"), with_defaults=False)
     p.add_argument("--alphas", help="comma-separated MG α sweep (default "
                                     f"{','.join(f'{a:g}' for a in EvalConfig.alphas)})")
     p.add_argument("--no-sweep", action="store_true", help="skip the α sweep and the CFG comparison")
@@ -468,6 +473,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
+    schedule = {k: getattr(args, f"cfg_{k}") for k in ("high", "low", "switch") if getattr(args, f"cfg_{k}") is not None}
+    if schedule:  # the CFG schedule of every row (the CFG comparison keeps its own constant)
+        over["cfg"] = CFGSchedule(**schedule)
     over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir,
                 sweep=not args.no_sweep, cache_dir=args.cache_dir,
                 variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()))

@@ -2,10 +2,11 @@
 
     python scripts/motion_proxy.py runs/cue/harivo-shapes-full [--videos 16] [--steps 15] [--threads 1]
 
-Samples `--videos` translation / closer / away prompts of the training split (`--split held_out`: of the held-out
-combinations; seed-fixed, the same for every checkpoint), judges each with the pixel checker and prints, per checkpoint: the share of translations whose
-centroid moved the prompted way and how far (fraction of the frame), the share of closer/away videos whose size
-changed the right way, content %, and the share of frames whose drawn cue mark is the prompt's.
+Samples `--videos` translation / closer / away prompts (`--motions translations|sizes`: of one kind only) of the
+training split (`--split held_out`: of the held-out combinations; seed-fixed, the same for every checkpoint),
+judges each with the pixel checker and prints, per checkpoint: the share of translations whose centroid moved the
+prompted way and how far (fraction of the frame), the share of closer/away videos whose size changed the right way
+and by how much (mean log size ratio), content %, and the share of frames whose drawn cue mark is the prompt's.
 
 With `--swap`, every translation / closer / away video is sampled again from the same seed with the opposite verb
 (`verb_probe.swap_verb`), and `verb_moves` reports how much the verb moves the object: the mean over pairs of

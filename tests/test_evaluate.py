@@ -255,13 +255,13 @@ def check_results_structure(results: dict, n_seen: int, n_held: int, seeds: int)
 class StubPipeline:
     """Stands in for a trained model: returns generator videos for the prompt, broken the variant's way."""
 
-    calls: ClassVar[list] = []  # (variant, prompt, seed, α) of every video asked for
+    calls: ClassVar[list] = []  # (variant, prompt, seed, α, CFG schedule) of every video asked for
 
     def __init__(self, variant: str):
         self.variant = variant
 
     def __call__(self, s):
-        StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0))
+        StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0, getattr(s, "cfg", None)))
         spec = ShapeSpec.from_caption(s.prompt)
         video, _ = render_video(spec, zlib.crc32(s.prompt.encode()) + s.seed, s.num_frames, 32)
         if self.variant == "baseline":  # flicker and no clear motion
@@ -621,3 +621,28 @@ def test_shipped_reports_match_their_json(folder):
     if folder != "assets/eval":  # assets/eval predates the action (kind) column
         check_report_matches_json(md, results)
         assert results["world"] == "cue3-crossing-band"
+
+
+def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatch):
+    """--cfg-high/--cfg-low/--cfg-switch set every row's schedule; the command reruns it, and the report names App. D
+    only when it is App. D (eval_report.APP_D_CFG, which must be sampling.CFGSchedule's defaults)."""
+    from harivo import eval_report
+    from harivo.sampling import CFGSchedule
+
+    d = CFGSchedule()
+    assert eval_report.APP_D_CFG == (d.high, d.low, d.switch)
+    ckpts = stub_checkpoints(tmp_path, monkeypatch)
+    StubPipeline.calls = []
+    args = evaluate.build_parser().parse_args(["--checkpoints", str(ckpts), "--variants", "full+mg", "--seen-prompts",
+                                               "1", "--held-out-prompts", "1", "--seeds", "1", "--reference-seeds",
+                                               "2", "--bootstrap", "0", "--no-sweep", "--cfg-low", "2.5",
+                                               "--cache-dir", ""])
+    cfg = evaluate.config_from_args(args)
+    assert cfg.cfg == CFGSchedule(high=12.5, low=2.5, switch=0.7)
+    results, _ = evaluate.evaluate(cfg)
+    assert {c[4] for c in StubPipeline.calls} == {cfg.cfg}
+    assert results["command"].endswith("--cfg-low 2.5 --no-sweep")
+    md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
+    assert "CFG 12.5 → 2.5 at 0.7T." in md and "(App. D)" not in md.split("## ")[1]
+    default = evaluate.config_from_args(evaluate.build_parser().parse_args(["--no-sweep"]))
+    assert default.cfg == CFGSchedule() and "--cfg" not in evaluate.command_line(default)
