@@ -607,7 +607,9 @@ def test_bootstrap_avg_by_hand():
     assert all(np.isnan(bootstrap_avg([], 10)))
 
 
-@pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band", "assets/eval-band-smooth"])
+@pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band", "assets/eval-band-smooth",
+                                    "assets/eval-band-cfg", "assets/eval-band-cfg/baseline",
+                                    "assets/eval-band-cfg/baseline-smooth"])
 def test_shipped_reports_match_their_json(folder):
     """The committed evaluation reports (the default world's and the band world's) name the command that made
     them; the band world's (made with today's report) says in its tables what its JSON says."""
@@ -621,6 +623,8 @@ def test_shipped_reports_match_their_json(folder):
     if folder != "assets/eval":  # assets/eval predates the action (kind) column
         check_report_matches_json(md, results)
         assert results["world"] == "cue3-crossing-band"
+    cfg = results["settings"]["cfg"]
+    assert ("--cfg-low" in results["command"]) == (folder.startswith("assets/eval-band-cfg")) == (cfg["low"] == 2.5)
 
 
 def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatch):
