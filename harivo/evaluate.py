@@ -473,7 +473,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             "reference_seeds": args.reference_seeds, "bootstrap": args.bootstrap, "sweep_seeds": args.sweep_seeds,
             "alphas": _float_list("alphas", args.alphas) if args.alphas is not None else None}
     over = {k: v for k, v in over.items() if v is not None}
-    schedule = {k: getattr(args, f"cfg_{k}") for k in ("high", "low", "switch") if getattr(args, f"cfg_{k}") is not None}
+    schedule = {k: v for k in ("high", "low", "switch") if (v := getattr(args, f"cfg_{k}")) is not None}
     if schedule:  # the CFG schedule of every row (the CFG comparison keeps its own constant)
         over["cfg"] = CFGSchedule(**schedule)
     over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir,

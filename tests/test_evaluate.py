@@ -261,7 +261,8 @@ class StubPipeline:
         self.variant = variant
 
     def __call__(self, s):
-        StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0, getattr(s, "cfg", None)))
+        StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0,
+                                   getattr(s, "cfg", None)))
         spec = ShapeSpec.from_caption(s.prompt)
         video, _ = render_video(spec, zlib.crc32(s.prompt.encode()) + s.seed, s.num_frames, 32)
         if self.variant == "baseline":  # flicker and no clear motion
@@ -647,6 +648,6 @@ def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatc
     assert {c[4] for c in StubPipeline.calls} == {cfg.cfg}
     assert results["command"].endswith("--cfg-low 2.5 --no-sweep")
     md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
-    assert "CFG 12.5 → 2.5 at 0.7T." in md and "(App. D)" not in md.split("## ")[1]
+    assert "CFG 12.5 → 2.5 at 0.7T." in md.splitlines()[2] and "App. D" not in md.splitlines()[2]
     default = evaluate.config_from_args(evaluate.build_parser().parse_args(["--no-sweep"]))
     assert default.cfg == CFGSchedule() and "--cfg" not in evaluate.command_line(default)

@@ -84,7 +84,8 @@ class Thresholds:
     # label colour (the shipped T2I's dark-red rims read as "moving down" 2 times in 40)
     cue_labels: bool = CUE_STYLE == "cue3"
     # read the band backdrop (a strip in a label colour along the edge a translation heads for; "band2": the top
-    # edge for a size change or a spin): on in a band world only. A strip is a band when at least this share of its pixels is near its colour
+    # edge for a size change or a spin): on in a band world only. A strip is a band when at least this share of its
+    # pixels is near its colour
     bands: bool = BACKDROP_STYLE != "flat"
     band_min_share: float = 0.5
 
@@ -240,9 +241,8 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
 def _read_band(img: np.ndarray, bg_rgb: np.ndarray, T: Thresholds):
     """(motion, pixels) of a band backdrop: of the world's strips (``shapes.band_mask`` of each of
     ``shapes.band_motions``), the one with the largest share of pixels near its motion's label colour, if that
-    share reaches ``band_min_share``; its
-    pixels are those of the strip, widened by 2 px, that lie near the background-to-band colour segment (a blurred
-    band's rim). (None, all False) without one."""
+    share reaches ``band_min_share``; its pixels are those of the strip, widened by 2 px, that lie near the
+    background-to-band colour segment (a blurred band's rim). (None, all False) without one."""
     H, W, _ = img.shape
     if H != W:
         return None, np.zeros((H, W), bool)
