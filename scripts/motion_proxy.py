@@ -23,18 +23,15 @@ import numpy as np
 import torch
 
 from harivo.data.checker import DEFAULT_THRESHOLDS, judge
-from harivo.data.shapes import CUE_DIRECTIONS, SIZE_CHANGES, TRANSLATIONS, ShapeSpec, all_specs
+from harivo.data.shapes import CUE_DIRECTIONS, MOTION_GROUPS, TRANSLATIONS, ShapeSpec, all_specs
 from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
 from harivo.verb_probe import swap_verb
 
 
-PROXY_MOTIONS = {"directed": (*TRANSLATIONS, *SIZE_CHANGES), "translations": TRANSLATIONS, "sizes": SIZE_CHANGES}
-
-
 def proxy_specs(n: int, seed: int = 0, split: str = "train", motions: str = "directed") -> list[ShapeSpec]:
-    pool = [s for s in all_specs(split) if s.motion in PROXY_MOTIONS[motions]]
+    pool = [s for s in all_specs(split) if s.motion in MOTION_GROUPS[motions]]
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.choice(len(pool), min(n, len(pool)), replace=False)]
 
@@ -149,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
     ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
     ap.add_argument("--split", default="train", help="prompts of this split: train | held_out")
-    ap.add_argument("--motions", default="directed", choices=list(PROXY_MOTIONS),
+    ap.add_argument("--motions", default="directed", choices=list(MOTION_GROUPS),
                     help="prompts of these motions: translations and size changes (directed), or either alone")
     ap.add_argument("--strips", default="", help="PNG: frames of the first 4 translation pairs (needs --swap)")
     ap.add_argument("--base-model", default="", help="T2I folder under the checkpoint instead of its own base")

@@ -8,9 +8,9 @@ it with its own Eq. 5 losses on the *translation* videos of the training set onl
 up, down; `--motions sizes`: getting closer / moving away only; `directed`: both; `all`: every video), at a
 constant lr, optionally on t >= --min-timestep only (`LossConfig.min_timestep`), where the verb is worth most
 (`harivo.verb_probe`, caption oracle), and optionally updating the motion modules only (`--train motion`, as the
-verb phase's `--verb-phase-train motion`). Every --every steps it measures the swap gap (`verb_probe.swap_gap`) on 24 fixed videos of that
-pool (of translations and size changes with `all`) with the opposite verb: a model
-that learned to read the direction off the verb denoises worse with the opposite one, and the gap rises above
+verb phase's `--verb-phase-train motion`). Every --every steps it measures the swap gap (`verb_probe.swap_gap`) on
+24 fixed videos of that pool (of translations and size changes with `all`) with the opposite verb: a model that
+learned to read the direction off the verb denoises worse with the opposite one, and the gap rises above
 the ±0.2 % of a verb-blind model. Writes `gap.json` and, at the end, the trained weights (`weights.safetensors`,
 loadable with `--init` to continue).
 """

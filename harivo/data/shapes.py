@@ -78,6 +78,9 @@ MOTIONS: tuple[str, ...] = (
 )
 TRANSLATIONS: tuple[str, ...] = MOTIONS[:4]  # the motions that move the object across the frame
 SIZE_CHANGES: tuple[str, ...] = MOTIONS[4:6]  # getting closer, moving away: the object grows or shrinks
+# the motions with a direction, by kind (stage 2's verb-phase pools, scripts/motion_proxy.py --motions)
+MOTION_GROUPS: dict[str, tuple[str, ...]] = {"translations": TRANSLATIONS, "directed": (*TRANSLATIONS, *SIZE_CHANGES),
+                                             "sizes": SIZE_CHANGES}
 # (colour, shape, motion) never seen in training, on any background. Every colour, shape and motion still
 # appears in training in other combinations; none of them is the excluded (circle, spinning).
 HELD_OUT: tuple[tuple[str, str, str], ...] = (

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from harivo.config import TABLE1, HarivoConfig, LossConfig, check_noise_share, check_range
+from harivo.data.shapes import MOTION_GROUPS
 from harivo.train_utils import add_config_flags, config_from_args
 
 DESCRIPTION = \
@@ -29,7 +30,7 @@ TABLE1_ROW = {v: TABLE1[v][0] for v in VARIANTS}  # config.TABLE1: one naming of
 LOSS_TERMS = ("total", "simple", "trs", "reg", "dc")
 # verb_phase_motions: which videos the verb phase draws, by the motion of their caption (stage2.run.verb_phase_pool:
 # harivo.data.shapes.TRANSLATIONS, SIZE_CHANGES, or both)
-VERB_PHASE_MOTIONS = ("translations", "directed", "sizes")
+VERB_PHASE_MOTIONS = tuple(MOTION_GROUPS)  # ("translations", "directed", "sizes")
 
 
 # ----------------------------------------------------------------------------------------------- config

@@ -81,13 +81,12 @@ def verb_phase_pool(data: VideoLatents, motions: str = "translations") -> torch.
     """Indices of the training videos the verb phase draws from: those whose caption's motion is one of
     `motions` (config.VERB_PHASE_MOTIONS: the translations, the translations and the size changes, or the size
     changes)."""
-    from harivo.data.shapes import SIZE_CHANGES, TRANSLATIONS, ShapeSpec
+    from harivo.data.shapes import MOTION_GROUPS, ShapeSpec
     from harivo.stage2.config import VERB_PHASE_MOTIONS
 
     if motions not in VERB_PHASE_MOTIONS:
         raise ValueError(f"verb_phase_motions: expected one of {list(VERB_PHASE_MOTIONS)}, got {motions!r}")
-    wanted = {"translations": set(TRANSLATIONS), "directed": {*TRANSLATIONS, *SIZE_CHANGES},
-              "sizes": set(SIZE_CHANGES)}[motions]
+    wanted = set(MOTION_GROUPS[motions])
     moving = torch.tensor([ShapeSpec.from_caption(c).motion in wanted for c in data.captions])
     index = torch.nonzero(moving[data.caption_index]).flatten()
     if not len(index):
