@@ -139,6 +139,8 @@ def command_line(cfg: EvalConfig) -> str:
     env = [f"{name}={value}" for name, value in world_env().items()]
     base = quick_config() if cfg.quick else EvalConfig()
     flags = ["--quick"] if cfg.quick else []
+    if Path(cfg.checkpoints).resolve() != Path(base.checkpoints).resolve():  # rows from another folder (runs/...)
+        flags.append(f"--checkpoints {cfg.checkpoints}")
     for name, flag in (("name_pattern", "--name-pattern"), ("variants", "--variants"), ("out_dir", "--out-dir"),
                        ("seen_prompts", "--seen-prompts"), ("held_out_prompts", "--held-out-prompts"),
                        ("seeds", "--seeds"), ("sweep_seeds", "--sweep-seeds"), ("steps", "--steps"),

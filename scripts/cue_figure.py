@@ -3,7 +3,7 @@
 One row per motion: frames 0, 5, 10 and 15 of one generator video with the cue, then frame 0 without it
 (``cue=False``, the world before the cue), and what the pixel checker reads back from each cue frame.
 
-    python scripts/cue_figure.py [--style cue2] [--out assets/figures/cue_world.png]
+    python scripts/cue_figure.py [--style cue2] [--size 32] [--out assets/figures/cue_world.png]
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harivo.data.checker import Thresholds, cue_motion, read_frame  # noqa: E402
-from harivo.data.shapes import BACKDROP_STYLE, CUE_STYLE, CUE_STYLES, MOTIONS, ShapeSpec, render_video  # noqa: E402
+from harivo.data.shapes import (BACKDROP_STYLE, CUE_STYLE, CUE_STYLES, MOTIONS, OBJECT_STYLE, ShapeSpec,  # noqa: E402
+                                render_video)
 
 EXAMPLES = {  # one (colour, shape, background) per motion, so every colour family and shape shows up
     "moving left to right": ("red", "square", "gray"),
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="assets/figures/cue_world.png")
     ap.add_argument("--style", default=None, choices=CUE_STYLES, help="cue style (default: the world's)")
+    ap.add_argument("--size", type=int, default=64, help="frame side in pixels (the small world: 32)")
     args = ap.parse_args(argv)
     cue = args.style or True
     # read cue3's colour labels; the band of a "band" backdrop (HARIVO_BACKDROP=band) is the world's
@@ -46,8 +48,8 @@ def main(argv: list[str] | None = None) -> Path:
     fig, axes = plt.subplots(len(MOTIONS), len(FRAMES) + 1, figsize=(7.0, 13.0 if BACKDROP_STYLE == "flat" else 14.0))
     for row, motion in enumerate(MOTIONS):
         spec = ShapeSpec(*EXAMPLES[motion][:2], motion, EXAMPLES[motion][2])
-        video, _ = render_video(spec, seed=row + 3, cue=cue)
-        plain, _ = render_video(spec, seed=row + 3, cue=False)
+        video, _ = render_video(spec, seed=row + 3, size=args.size, cue=cue)
+        plain, _ = render_video(spec, seed=row + 3, size=args.size, cue=False)
         for col, f in enumerate(FRAMES):
             ax = axes[row, col]
             ax.imshow(video[f], interpolation="nearest")
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
     world = (args.style or CUE_STYLE) + ("" if BACKDROP_STYLE == "flat" else f", {BACKDROP_STYLE} backdrop")
+    world += f", {OBJECT_STYLE} objects" if OBJECT_STYLE != "normal" else ""
+    world += f", {args.size} px" if args.size != 64 else ""
     where = {"flat": "the mark inside the object",
              "band": "the label inside the object;\na translation's band along the edge it heads for",
              "band2": "the label inside the object; a translation's band along the edge it heads for,\n"

@@ -610,10 +610,11 @@ def test_bootstrap_avg_by_hand():
 
 @pytest.mark.parametrize("folder", ["assets/eval", "assets/eval-band", "assets/eval-band-smooth",
                                     "assets/eval-band-cfg", "assets/eval-band-cfg/baseline",
-                                    "assets/eval-band-cfg/baseline-smooth"])
+                                    "assets/eval-band-cfg/baseline-smooth", "assets/eval-small"])
 def test_shipped_reports_match_their_json(folder):
-    """The committed evaluation reports (the default world's and the band world's) name the command that made
-    them; the band world's (made with today's report) says in its tables what its JSON says."""
+    """The committed evaluation reports (the default world's, the band world's and the small world's) name the
+    command that made them; the band and small worlds' (made with today's report) say in their tables what their
+    JSON says. The small world's rows were trained in runs/ (not shipped): its command names that folder."""
     root = Path(__file__).resolve().parents[1] / folder
     results = json.loads((root / "results.json").read_text())
     md = (root / "report.md").read_text()
@@ -621,11 +622,14 @@ def test_shipped_reports_match_their_json(folder):
     assert f"--seeds {results['settings']['seeds']}" in results["command"]
     assert ("--name-pattern 'harivo-band-{variant}-" in results["command"]) == folder.startswith("assets/eval-band")
     assert f"--out-dir {folder}" in results["command"] or folder == "assets/eval"
+    small = folder == "assets/eval-small"
+    assert ("--checkpoints runs/small " in results["command"]) == small
     if folder != "assets/eval":  # assets/eval predates the action (kind) column
         check_report_matches_json(md, results)
-        assert results["world"] == "cue3-crossing-band"
+        assert results["world"] == ("cue3-crossing-band-large" if small else "cue3-crossing-band")
     cfg = results["settings"]["cfg"]
-    assert ("--cfg-low" in results["command"]) == (folder.startswith("assets/eval-band-cfg")) == (cfg["low"] == 2.5)
+    cfg_runs = folder.startswith("assets/eval-band-cfg") or small
+    assert ("--cfg-low" in results["command"]) == cfg_runs == (cfg["low"] == 2.5)
 
 
 def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatch):
@@ -647,7 +651,9 @@ def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatc
     results, _ = evaluate.evaluate(cfg)
     assert {c[4] for c in StubPipeline.calls} == {cfg.cfg}
     assert results["command"].endswith("--cfg-low 2.5 --no-sweep")
+    assert f"python -m harivo.evaluate --checkpoints {ckpts} --variants full+mg " in results["command"]
     md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
     assert "CFG 12.5 → 2.5 at 0.7T." in md.splitlines()[2] and "App. D" not in md.splitlines()[2]
     default = evaluate.config_from_args(evaluate.build_parser().parse_args(["--no-sweep"]))
     assert default.cfg == CFGSchedule() and "--cfg" not in evaluate.command_line(default)
+    assert "--checkpoints" not in evaluate.command_line(default)  # the shipped folder is the default

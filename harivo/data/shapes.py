@@ -129,6 +129,14 @@ BACKDROP_STYLES = ("flat", "band", "band2")
 BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
 if BACKDROP_STYLE not in BACKDROP_STYLES:
     raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
+# Object size: "normal" or, for issue 16's small-world proxy, "large": every radius OBJECT_SCALE["large"] times the
+# normal share of the frame, so that 32-px frames (a quarter of the pixels: T2I and stage-2 steps several times
+# cheaper) still show a cue3 label and the band (CUE_MIN_FRAME falls to 32). HARIVO_OBJECTS selects it.
+OBJECT_STYLES = ("normal", "large")
+OBJECT_STYLE = os.environ.get("HARIVO_OBJECTS", "normal")
+if OBJECT_STYLE not in OBJECT_STYLES:
+    raise ValueError(f"HARIVO_OBJECTS must be one of {OBJECT_STYLES}, got {OBJECT_STYLE!r}")
+OBJECT_SCALE = {"normal": 1.0, "large": 1.4}
 BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
 BAND2_EDGE = (0.0, -1.0)  # "band2": the edge (as a CUE_DIRECTIONS vector) of a size change's or a spin's strip
 
@@ -138,11 +146,13 @@ def world_env() -> dict[str, str]:
     environment variables that select them: what a command must set to run in this world again."""
     return {name: value for name, value, styles in (
         ("HARIVO_CUE_STYLE", CUE_STYLE, CUE_STYLES), ("HARIVO_TRACKS", TRACK_STYLE, TRACK_STYLES),
-        ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES)) if value != styles[0]}
+        ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES), ("HARIVO_OBJECTS", OBJECT_STYLE, OBJECT_STYLES))
+        if value != styles[0]}
 
 
 # part of every cache key built from rendered videos; bump when the pictures change
-WORLD_VERSION = "-".join([CUE_STYLE] + [v for v in (TRACK_STYLE, BACKDROP_STYLE) if v not in ("random", "flat")])
+WORLD_VERSION = "-".join([CUE_STYLE] + [v for v in (TRACK_STYLE, BACKDROP_STYLE, OBJECT_STYLE)
+                                         if v not in ("random", "flat", "normal")])
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
 CUE_RADIUS = 0.28  # mark radius, x circumradius
 CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
@@ -162,7 +172,8 @@ CUE3_COLOURS: dict[str, tuple[int, int, int]] = {  # cue3: the label's colour pe
     "moving away": (0, 0, 110),  # navy
     "spinning": (0, 128, 128),  # teal (not gray: gray lies on the black-white blends of cue1/cue2 marks)
 }
-CUE_MIN_FRAME = 48  # frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide
+# frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide (large objects: 6-9 px)
+CUE_MIN_FRAME = 32 if OBJECT_STYLE == "large" else 48
 CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
 CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
     "moving left to right": (1.0, 0.0),
@@ -306,14 +317,15 @@ def make_track(spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64)
     t = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
     angle0 = rng.uniform(0.0, 360.0)
     motion = spec.motion
+    S_obj = S * OBJECT_SCALE[OBJECT_STYLE]  # the radii's unit: the frame side, scaled in the large-object world
     if motion == "getting closer":
-        r0, growth = rng.uniform(0.10, 0.12) * S, rng.uniform(1.6, 2.0)
+        r0, growth = rng.uniform(0.10, 0.12) * S_obj, rng.uniform(1.6, 2.0)
         radius = r0 * growth**t
     elif motion == "moving away":
-        r0, growth = rng.uniform(0.18, 0.22) * S, rng.uniform(1.6, 2.0)
+        r0, growth = rng.uniform(0.18, 0.22) * S_obj, rng.uniform(1.6, 2.0)
         radius = r0 * growth ** (-t)
     else:
-        radius = np.full_like(t, rng.uniform(0.13, 0.19) * S)
+        radius = np.full_like(t, rng.uniform(0.13, 0.19) * S_obj)
     margin = float(radius.max()) + 1.0
     lo, hi = margin - 0.5, S - 0.5 - margin  # allowed centre range (pixel centres at 0..S-1)
     cx = np.full_like(t, rng.uniform(lo, hi))
