@@ -37,7 +37,8 @@ Decisions worth knowing:
 
 Why one file of ~470 lines: the world's definition, its renderer and the cue it draws share the palette and the
 shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3) and the proxy settings of tracks
-(``HARIVO_TRACKS=crossing``) and backdrop (``HARIVO_BACKDROP=band``), all issue 16's, go when one is adopted for good.
+(``HARIVO_TRACKS=crossing``), backdrop (``HARIVO_BACKDROP=band``) and object size (``HARIVO_OBJECTS=large``, the small
+world of 32-px frames), all issue 16's, go when one is adopted for good.
 """
 
 from __future__ import annotations
