@@ -45,7 +45,7 @@ def test_the_generator_videos_at_32_px_pass_the_checker():
     """48 generator videos of the small world (16 frames, 32 px): the checker reads colour, shape, background and the
     prompted motion in every one, the label in every frame of a labelled motion, the band of every translation;
     at least 90 % are smooth (measured: 96 % of 200; the others' area term of the flicker score, a few pixels'
-    anti-aliasing on an object 6-9 px wide) and non-weird."""
+    anti-aliasing on an object of 6-9 px radius) and non-weird."""
     out = in_small_world("""
 import json
 import numpy as np

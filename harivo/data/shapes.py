@@ -131,8 +131,9 @@ BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
 if BACKDROP_STYLE not in BACKDROP_STYLES:
     raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
 # Object size: "normal" or, for issue 16's small-world proxy, "large": every radius OBJECT_SCALE["large"] times the
-# normal share of the frame, so that 32-px frames (a quarter of the pixels: T2I and stage-2 steps several times
-# cheaper) still show a cue3 label and the band (CUE_MIN_FRAME falls to 32). HARIVO_OBJECTS selects it.
+# normal share of the frame, so that 32-px frames (a quarter of the pixels; measured: a stage-2 step about half the
+# 64-px world's, a T2I step 1.3x cheaper) still show a cue3 label and the band (CUE_MIN_FRAME falls to 32).
+# HARIVO_OBJECTS selects it.
 OBJECT_STYLES = ("normal", "large")
 OBJECT_STYLE = os.environ.get("HARIVO_OBJECTS", "normal")
 if OBJECT_STYLE not in OBJECT_STYLES:
@@ -173,7 +174,7 @@ CUE3_COLOURS: dict[str, tuple[int, int, int]] = {  # cue3: the label's colour pe
     "moving away": (0, 0, 110),  # navy
     "spinning": (0, 128, 128),  # teal (not gray: gray lies on the black-white blends of cue1/cue2 marks)
 }
-# frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide (large objects: 6-9 px)
+# frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide (large: radius 6-9 px)
 CUE_MIN_FRAME = 32 if OBJECT_STYLE == "large" else 48
 CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
 CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
