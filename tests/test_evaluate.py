@@ -340,12 +340,13 @@ def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     assert results["settings"]["name_pattern"] == "harivo-band-{variant}-verb"
     assert results["world"] == shapes.WORLD_VERSION
     md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
-    command = ("python -m harivo.evaluate --name-pattern 'harivo-band-{variant}-verb' --variants baseline,full+mg "
-               "--seen-prompts 2 --held-out-prompts 1 --seeds 1 --reference-seeds 2 --bootstrap 0 --no-sweep")
+    command = (f"python -m harivo.evaluate --checkpoints {ckpts} --name-pattern 'harivo-band-{{variant}}-verb' "
+               "--variants baseline,full+mg --seen-prompts 2 --held-out-prompts 1 --seeds 1 --reference-seeds 2 "
+               "--bootstrap 0 --no-sweep")
     assert results["command"] == command and f"`{command}`: 3 prompts" in md
     args = evaluate.build_parser().parse_args(command.replace("'", "").split()[3:])  # the command reruns cfg
     again = evaluate.config_from_args(args)
-    where = ("checkpoints", "cache_dir")  # where things are, not what is measured
+    where = ("cache_dir",)  # where earlier runs are kept, not what is measured (the rows' folder is in the command)
     assert {k: v for k, v in asdict(again).items() if k not in where} == \
         {k: v for k, v in asdict(cfg).items() if k not in where}
     assert f"World `{shapes.WORLD_VERSION}`" in md
