@@ -20,9 +20,9 @@ T2I=$R/shapes-sd-small
 mkdir -p "$R"
 S1=(--config configs/shapes-t2i.yaml --init-from checkpoints/shapes-sd-band --image-size 32 --run-dir "$R/t2i"
     --output-dir "$T2I" --resume)
-S2=(--config configs/shapes-harivo.yaml --base-model "$T2I" --cache-dir "$R/cache" --video-size 32 --resume
-    --sample-every 0 --checkpoint-every 100 --train-videos 2000 --max-steps 2000 --timestep-bias-multiplier 9
-    --timestep-bias-portion 0.1)
+TA=(--video-size 32 --train-videos 2000 --timestep-bias-multiplier 9 --timestep-bias-portion 0.1)  # fixed on resume
+S2=(--config configs/shapes-harivo.yaml --base-model "$T2I" --cache-dir "$R/cache" --resume --sample-every 0
+    --checkpoint-every 100 --max-steps 2000 "${TA[@]}")
 VP=(--verb-phase-steps 600 --verb-phase-min-timestep 900 --verb-phase-lr 1e-3)
 verb_train() { [ "$1" = baseline ] && echo all || echo motion; }  # full/mapping keep the mapping network fixed
 case "${1:-}" in
@@ -45,9 +45,8 @@ verb)
 smooth)
     v=$2 m=$3
     $PY scripts/verb_finetune.py --variant "$v" --state "$R/run-$v-$m/state" --base-model "$T2I" \
-        --cache-dir "$R/cache" --train-args "--video-size 32 --train-videos 2000 --timestep-bias-multiplier 9
-            --timestep-bias-portion 0.1 ${VP[*]} --verb-phase-motions $m --verb-phase-train $(verb_train "$v")
-            --checkpoint-every 100" \
+        --cache-dir "$R/cache" --train-args "${TA[*]} ${VP[*]} --verb-phase-motions $m
+            --verb-phase-train $(verb_train "$v") --checkpoint-every 100" \
         --motions all --steps 400 --lr 1e-4 --min-timestep 0 --every 200 --threads "${THREADS:-1}" --out "$R/sm-$v-$m"
     $PY -c '
 import sys

@@ -5,13 +5,11 @@ it. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chose
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import in_world
 
 from harivo.pipeline import DEFAULT_CHECKPOINTS
 
@@ -41,10 +39,7 @@ def shipped(name: str):
 
 def in_band_world(code: str) -> dict:
     """Run `code` (which prints one JSON line last) in a fresh interpreter of the band world, one thread."""
-    env = {**os.environ, **WORLD, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + code], env=env,
-                         capture_output=True, text=True, timeout=600, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_world(WORLD, "import torch; torch.set_num_threads(1)\n" + code)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

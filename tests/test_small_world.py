@@ -4,19 +4,14 @@ the band). The setting is read when `harivo.data.shapes` is imported, so each ch
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from conftest import in_world
 
 WORLD = {"HARIVO_CUE_STYLE": "cue3", "HARIVO_BACKDROP": "band", "HARIVO_TRACKS": "crossing",
          "HARIVO_OBJECTS": "large"}
 
 
-def in_small_world(code: str) -> dict:
-    env = {**os.environ, **WORLD, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def in_small_world(code: str):
+    return in_world(WORLD, code, timeout=300)
 
 
 def test_objects_are_larger_by_the_scale_and_the_world_names_itself():

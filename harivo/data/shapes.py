@@ -146,15 +146,15 @@ BAND2_EDGE = (0.0, -1.0)  # "band2": the edge (as a CUE_DIRECTIONS vector) of a 
 def world_env() -> dict[str, str]:
     """The HARIVO_* settings of this world that differ from the default world's (each style list's first), as the
     environment variables that select them: what a command must set to run in this world again."""
-    return {name: value for name, value, styles in (
-        ("HARIVO_CUE_STYLE", CUE_STYLE, CUE_STYLES), ("HARIVO_TRACKS", TRACK_STYLE, TRACK_STYLES),
-        ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES), ("HARIVO_OBJECTS", OBJECT_STYLE, OBJECT_STYLES))
-        if value != styles[0]}
+    return {name: value for name, value, styles in _WORLD_SETTINGS if value != styles[0]}
 
 
-# part of every cache key built from rendered videos; bump when the pictures change
-WORLD_VERSION = "-".join([CUE_STYLE] + [v for v in (TRACK_STYLE, BACKDROP_STYLE, OBJECT_STYLE)
-                                         if v not in ("random", "flat", "normal")])
+# (environment variable, this world's value, the choices, the default first) of every world setting
+_WORLD_SETTINGS = (("HARIVO_CUE_STYLE", CUE_STYLE, CUE_STYLES), ("HARIVO_TRACKS", TRACK_STYLE, TRACK_STYLES),
+                   ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES), ("HARIVO_OBJECTS", OBJECT_STYLE, OBJECT_STYLES))
+# part of every cache key built from rendered videos; bump when the pictures change: the cue style, then every other
+# setting that is not its default
+WORLD_VERSION = "-".join([CUE_STYLE] + [value for _, value, styles in _WORLD_SETTINGS[1:] if value != styles[0]])
 CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
 CUE_RADIUS = 0.28  # mark radius, x circumradius
 CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
