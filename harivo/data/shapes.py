@@ -107,7 +107,7 @@ SPLITS = ("train", "held_out", "all")
 # neither where a cue1/cue2 mark sits nor its shape, only whether there is one, while it learns colours from
 # words at 100 %).
 # HARIVO_CUE_STYLE selects one for experiments; the style is the world version.
-CUE_STYLES = ("cue1", "cue2", "cue3")
+CUE_STYLES = ("cue1", "cue2", "cue3", "plain")
 CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
 if CUE_STYLE not in CUE_STYLES:
     raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
@@ -409,6 +409,8 @@ def cue_marks(motion: str, angle_deg: np.ndarray, style: str | None = None) -> l
     F = len(angle_deg)
     zero = np.zeros(F)
     style = _cue_style(style)
+    if style == "plain":  # no mark: the object is drawn in its colour alone (a band backdrop may still show the motion)
+        return []
     if style == "cue3":
         return [] if motion not in CUE3_COLOURS else [(zero, zero, CUE3_RADIUS)]
     half = style == "cue2"
