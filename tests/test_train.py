@@ -339,3 +339,19 @@ def test_verb_phase_directed_pool_and_motion_only_training(world):
         tiny_cfg(world, "full", verb_phase_train="mapping")
     with pytest.raises(ValueError, match="verb_phase_motions"):
         tiny_cfg(world, "full", verb_phase_motions="spinning")
+
+
+def test_init_from_warm_starts_every_shipped_part_and_checks_the_variant(world):
+    run = train.main(cli(world, "full", "--max-steps", "2", name="warm-src"))
+    source = world / "out-warm-src"
+    warm = setup(tiny_cfg(world, "full", init_from=str(source), run_dir=str(world / "run-warm")), log=quiet)
+    trained, loaded = run.raw.model.state_dict(), warm.raw.model.state_dict()
+    parts = [k for k in trained if any(s in k for s in ("motion_modules", "mapping_network", "frame_token_generator"))]
+    assert parts and all(torch.equal(trained[k], loaded[k]) for k in parts)
+    # the trained motion modules differ from a fresh start's (zero proj_out), so the warm start is visible
+    fresh = setup(tiny_cfg(world, "full", run_dir=str(world / "run-fresh")), log=quiet).raw.model.state_dict()
+    assert any(not torch.equal(fresh[k], loaded[k]) for k in parts)
+    with pytest.raises(ValueError, match="init_from: .* is a 'full' checkpoint, this run trains 'baseline'"):
+        setup(tiny_cfg(world, "baseline", init_from=str(source), run_dir=str(world / "run-warm-b")), log=quiet)
+    with pytest.raises(ValueError, match="init_from: expected a HARIVO checkpoint folder"):
+        setup(tiny_cfg(world, "full", init_from=str(world / "nowhere"), run_dir=str(world / "run-warm-c")), log=quiet)

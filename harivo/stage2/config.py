@@ -62,6 +62,8 @@ class TrainConfig:
     data_workers: int = 4  # stream_data: threads decoding the next step's videos
     # --- model -----------------------------------------------------------------------------------------
     motion_adapter: str = ""  # init the motion modules from this MotionAdapter (folder or hub id); "" = fresh (paper)
+    init_from: str = ""  # warm start (ours): every shipped part (motion modules, mapping network, frame-token
+    #   generator) from this HARIVO checkpoint folder of the same variant; optimizer and projection head start fresh
     motion_num_attention_heads: int = 4  # heads of the temporal attention (must divide the UNet channels)
     motion_max_seq_length: int = 32  # longest video the motion modules' positional encoding covers
     use_motion_mid_block: bool = True  # motion module in the mid block too (AnimateDiff v2 / v3)

@@ -7,6 +7,7 @@ queue, all in one `TrainingModule` whose forward is one step's passes of Eq. 5.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -53,6 +54,32 @@ def pretrained_motion_adapter(unet2d: nn.Module, cfg: TrainConfig):
                          f"num_frames is {cfg.num_frames}")
     return adapter
 
+
+def warm_start(model: HarivoVideoModel, folder: str, variant: str) -> None:
+    """Load a HARIVO checkpoint folder's shipped parts (motion modules, mapping network, frame-token generator)
+    into `model`, which must be of the same Table 1 variant (the same parts): the warm start of a long run."""
+    from harivo import fileio
+    from harivo.model import ADAPTER_DIR, CONFIG_NAME, WEIGHTS_NAME, load_motion_adapter
+
+    path = Path(folder)
+    if not (path / CONFIG_NAME).is_file():
+        raise ValueError(f"init_from: expected a HARIVO checkpoint folder with {CONFIG_NAME}, got {folder!r}")
+    saved = fileio.read_json(path / CONFIG_NAME, what="init_from config.json").get("variant")
+    if saved != variant:
+        raise ValueError(f"init_from: {folder!r} is a {saved!r} checkpoint, this run trains {variant!r}")
+    adapter = load_motion_adapter(str(path / ADAPTER_DIR), what="init_from")
+    motion = {k: v for k, v in model.unet.state_dict().items() if "motion_modules" in k}
+    state = adapter.state_dict()
+    if set(state) != set(motion) or any(state[k].shape != motion[k].shape for k in motion):
+        raise ValueError(f"init_from: the motion modules in {folder!r} do not fit this model (other UNet channels, "
+                         f"heads or frame count)")
+    model.unet.load_state_dict(state, strict=False)
+    weights = fileio.load_tensors(path / WEIGHTS_NAME, what="init_from harivo.safetensors")
+    for prefix in ("mapping_network", "frame_token_generator"):
+        module = getattr(model, prefix)
+        if module is not None:
+            sub = {k[len(prefix) + 1:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(sub, strict=False)  # non-persistent buffers are rebuilt, not stored
 
 
 class TrainingModule(nn.Module):
@@ -108,6 +135,8 @@ def build_training_module(cfg: TrainConfig, base: BaseModel) -> TrainingModule:
     torch.manual_seed(cfg.seed)
     adapter = pretrained_motion_adapter(base.unet, cfg) if cfg.motion_adapter else make_motion_adapter(base.unet, cfg)
     model = HarivoVideoModel.from_unet2d(base.unet, adapter, harivo_cfg)
+    if cfg.init_from:
+        warm_start(model, cfg.init_from, cfg.variant)
     model.config.hspace_size = cfg.video_size // base.vae_factor // 2**levels  # h-space at the training size (g)
     head = model.make_projection_head() if loss_cfg.use_dc else None
     queue = NegativeQueue(loss_cfg.dc_queue_size, harivo_cfg.hspace_channels) if loss_cfg.use_dc else None

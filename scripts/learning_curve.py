@@ -1,0 +1,177 @@
+"""A long stage-2 run with its learning curve: train a Table 1 row in chunks, and after every chunk score the exported
+checkpoint with the paper's Table A2 analog on a fixed held-out set (`harivo.evaluate`), appending to a JSON curve.
+
+    HARIVO_CUE_STYLE=plain HARIVO_BACKDROP=band HARIVO_TRACKS=crossing \\
+    python scripts/learning_curve.py --variant full --root runs/long --base-model checkpoints/shapes-sd-plain \\
+        --init-from checkpoints/harivo-band-full-verb --chunk 1000 --until 20000
+
+Resumable at every level: the training run resumes from its state (`--resume`, a checkpoint every 100 steps), an
+evaluation already in the curve is not run again, and the curve (`<root>/curve-<variant>.json`) is written
+atomically. Every variant trains with the same recipe (`RECIPE` + the flags given here) and is scored the same way
+(`EVAL`: 8 seen + 10 held-out prompts, one seed, CFG 12.5 -> 2.5 at 0.7T; `full` with MG). A session that ends
+mid-run loses nothing but the steps since the last checkpoint; a later session continues with a fresh optimizer
+from a committed checkpoint with `--init-from <it> --step-offset <its steps>` and a new `--root`.
+`python scripts/learning_curve.py --plot OUT.png CURVE.json ...` draws the curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harivo.fileio import write_json  # noqa: E402
+
+# the one recipe of the long runs (on top of configs/shapes-harivo.yaml): phase 1's regime of the band world
+# (half the timestep draws at t >= 900, all motions, offset noise) at a constant lr
+RECIPE = ["--config", "configs/shapes-harivo.yaml", "--lr", "2e-4", "--min-lr", "2e-4", "--lr-warmup-steps", "50",
+          "--timestep-bias-multiplier", "9", "--timestep-bias-portion", "0.1", "--train-videos", "2000",
+          "--checkpoint-every", "100", "--sample-every", "0", "--num-threads", "1"]
+# the fixed held-out set and sampling every point of every curve is scored with
+EVAL = ["--seen-prompts", "8", "--held-out-prompts", "10", "--seeds", "1", "--no-sweep", "--cfg-low", "2.5"]
+METRICS = ("content", "action", "smooth", "non_weird", "avg", "fvd")
+
+
+def eval_row(variant: str) -> str:
+    """The evaluation row a variant's curve follows: HARIVO's full model is sampled with MG (D + MG)."""
+    return "full+mg" if variant == "full" else variant
+
+
+def point(results: dict, row: str) -> dict:
+    """One curve point from an evaluation's results.json: the Table A2 analog, its AVG interval, per-verb action."""
+    v = results["variants"][row]
+    motion = v["by_motion"]
+    return {**{k: round(float(v[k]), 3) for k in METRICS}, "avg_ci": [round(x, 2) for x in v["avg_ci"]],
+            "held_out_avg": round(v["held_out"]["avg"], 2), "seen_avg": round(v["seen"]["avg"], 2),
+            "action_by_motion": {m: round(motion[m]["action"], 1) for m in motion}, "videos": v["n"]}
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if code:
+        raise SystemExit(f"command failed ({code}), see {log}: {' '.join(cmd)}")
+
+
+def train_and_score(args) -> None:
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"{args.prefix}-{args.variant}"
+    out, run_dir, log = root / name, root / f"run-{args.variant}", root / f"{args.variant}.log"
+    curve_path = root / f"curve-{args.variant}.json"
+    curve = json.loads(curve_path.read_text()) if curve_path.exists() else {
+        "variant": args.variant, "row": eval_row(args.variant), "recipe": RECIPE + args.train_args.split(),
+        "eval": EVAL, "base_model": args.base_model, "init_from": args.init_from, "step_offset": args.step_offset,
+        "world": os.environ.get("HARIVO_CUE_STYLE", "cue1"), "env": {k: v for k, v in os.environ.items()
+                                                                      if k.startswith("HARIVO_")},
+        "points": []}
+    done = {p["step"] for p in curve["points"]}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HARIVO_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
+    os.environ.update(env)
+    if args.init_from and args.step_offset not in done:  # the curve's first point: the warm start on this base
+        snap = root / "snapshots" / f"{name}-{args.step_offset}"
+        if snap.exists():
+            shutil.rmtree(snap)
+        shutil.copytree(args.init_from, snap)
+        config = json.loads((snap / "config.json").read_text())
+        config["base_model"] = os.path.relpath(Path(args.base_model).resolve(), snap.resolve())
+        write_json(snap / "config.json", config)
+        score(args, curve, curve_path, root, name, args.step_offset, log, {"run_steps": 0, "train_minutes": 0.0})
+    target = args.chunk
+    while target <= args.until:
+        step = args.step_offset + target
+        if step not in done:
+            started = time.time()
+            run([sys.executable, "-m", "harivo.train", *RECIPE, *args.train_args.split(), "--variant", args.variant,
+                 "--base-model", args.base_model, "--out", str(out), "--run-dir", str(run_dir), "--cache-dir",
+                 str(root / "cache"), "--resume", "--max-steps", str(target),
+                 *(["--init-from", args.init_from] if args.init_from else [])], log)
+            training = json.loads((out / "training.json").read_text())
+            snap = root / "snapshots" / f"{name}-{step}"
+            if snap.exists():
+                shutil.rmtree(snap)
+            shutil.copytree(out, snap)
+            score(args, curve, curve_path, root, name, step, log, {
+                "run_steps": training["steps"], "train_minutes": training["minutes"],
+                "sec_per_step": training["sec_per_step"], "where": training["where_trained"],
+                "losses": training["final_loss_terms"]})
+            print(f"  ({(time.time() - started) / 60:.1f} min with the evaluation)", flush=True)
+        target += args.chunk
+
+
+def score(args, curve: dict, curve_path: Path, root: Path, name: str, step: int, log: Path, extra: dict) -> None:
+    """Evaluate snapshot `<name>-<step>` on the fixed set and append its point to the curve (written atomically)."""
+    eval_dir = root / "eval" / f"{args.variant}-{step}"
+    t0 = time.time()
+    run([sys.executable, "-m", "harivo.evaluate", "--checkpoints", str(root / "snapshots"),
+         "--name-pattern", f"{args.prefix}-{{variant}}-{step}", "--variants", eval_row(args.variant), *EVAL,
+         "--out-dir", str(eval_dir), "--cache-dir", str(root / "eval-cache")], log)
+    results = json.loads((eval_dir / "results.json").read_text())
+    curve["points"].append({"step": step, **extra, "eval_minutes": round((time.time() - t0) / 60, 2),
+                            **point(results, eval_row(args.variant))})
+    curve["points"].sort(key=lambda p: p["step"])
+    write_json(curve_path, curve)
+    p = next(p for p in curve["points"] if p["step"] == step)
+    print(f"[{args.variant}] step {step}: " + " ".join(f"{k} {p[k]}" for k in METRICS), flush=True)
+
+
+def plot(out: str, paths: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [json.loads(Path(p).read_text()) for p in paths]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True)
+    for ax, metric in zip(axes.flat, METRICS):
+        for c in curves:
+            steps = [p["step"] for p in c["points"]]
+            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=c["row"])
+            if metric == "avg":
+                ax.fill_between(steps, [p["avg_ci"][0] for p in c["points"]], [p["avg_ci"][1] for p in c["points"]],
+                                alpha=0.15)
+        ax.set_title(metric.replace("_", "-") + (" (lower is better)" if metric == "fvd" else " (% of videos)"))
+        ax.set_xlabel("training steps")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend()
+    n = curves[0]["points"][0]["videos"] if curves and curves[0]["points"] else 0
+    fig.suptitle(f"Learning curves: Table A2 analog on a fixed set of {n} videos (8 seen + 10 held-out prompts)")
+    fig.savefig(out, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", choices=["baseline", "trs-dc", "mapping", "full"])
+    ap.add_argument("--root", default="runs/long", help="folder of the run, its snapshots, evaluations and curve")
+    ap.add_argument("--prefix", default="harivo-plain", help="checkpoint folder names: <prefix>-<variant>")
+    ap.add_argument("--base-model", default="checkpoints/shapes-sd-plain")
+    ap.add_argument("--init-from", default="", help="warm start: a HARIVO checkpoint folder of the same variant")
+    ap.add_argument("--step-offset", type=int, default=0, help="steps the --init-from checkpoint had (curve's x)")
+    ap.add_argument("--chunk", type=int, default=1000, help="training steps between two curve points")
+    ap.add_argument("--until", type=int, default=20000, help="steps of this run (without the offset)")
+    ap.add_argument("--train-args", default="", help="more harivo.train flags (recorded in the curve)")
+    ap.add_argument("--plot", nargs="+", metavar=("OUT.png", "CURVE.json"), help="draw curves and exit")
+    args = ap.parse_args(argv)
+    if args.plot:
+        if len(args.plot) < 2:
+            ap.error("--plot: expected OUT.png and at least one curve JSON")
+        plot(args.plot[0], args.plot[1:])
+        return 0
+    if not args.variant:
+        ap.error("--variant is required unless --plot")
+    train_and_score(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
