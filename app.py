@@ -20,6 +20,7 @@ from harivo import explorer as ex
 from harivo import threads
 from harivo.config import field_range
 from harivo.outputs import VideoOptions
+from harivo.pipeline import SAMPLING_DEFAULTS
 from harivo.settings import flat_range
 
 MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
@@ -67,8 +68,8 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
     """The app. Tests pass a registry over a tiny random checkpoint (and small defaults); `python app.py` scans
     checkpoints/ (or $HARIVO_CHECKPOINTS)."""
     registry = registry or ex.ModelRegistry(checkpoints)
-    d = defaults or ex.RunRequest()
     caps = registry.capabilities(registry.default_key)  # loads the default model now: the first visitor waits less
+    d = defaults or dataclasses.replace(ex.RunRequest(), **caps["sampling"])  # the default model's measured best
     with gr.Blocks(title="HARIVO Explorer", delete_cache=(3600, 3600)) as demo:
         state = gr.State(None)  # this user's last RunResult
         _header(registry)
@@ -266,9 +267,11 @@ class Handlers:
         with _session(None, None):
             c = self.registry.capabilities(key)
         r, g = ex.default_columns(c["width"])
+        sampling = {name: c["sampling"].get(name, getattr(ex.RunRequest, name)) for name in SAMPLING_DEFAULTS}
         return (gr.update(maximum=c["max_frames"]), gr.update(value=c["mapping"], interactive=c["mapping"]),
                 gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
-                gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g))
+                gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g),
+                *(gr.update(value=v) for v in sampling.values()))
 
     def compare(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
@@ -328,7 +331,8 @@ def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
     for control in cfg:
         control.change(ex.render_cfg_schedule, cfg, ui["cfg_plot"], **hidden)
     ui["model"].change(h.change_model, ui["model"], [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
-                                                                       "model_info", "x_red", "x_green")],
+                                                                       "model_info", "x_red", "x_green",
+                                                                       *SAMPLING_DEFAULTS)],
                        api_visibility="private")
     ui["dice"].click(lambda: random.randrange(2**31), None, ui["seed"], queue=False, api_visibility="private")
     columns = {"x_red": ui["x_red"], "x_green": ui["x_green"]}
@@ -394,9 +398,15 @@ def _model_info(caps: dict) -> str:
     text = f"Trained for {caps['trained_frames']} frames (up to {caps['max_frames']}), {caps['width']}×{caps['height']} px."
     if missing:
         text += f" This model has no {' and no '.join(missing)}: the toggle is disabled."
+    if caps["sampling"]:
+        text += " Starts from the sampling it was measured best at: " + ", ".join(
+            f"{SAMPLING_LABELS[k]} {v:g}" for k, v in caps["sampling"].items()) + "."
     if caps["known_words"] is not None:
         text += f" Known words: {', '.join(caps['known_words'])}."
     return text
+
+
+SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "CFG switch", "mg_alpha": "MG α"}
 
 
 def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:

@@ -36,7 +36,11 @@ from .settings import GenerationSettings
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harivo.generate", description=__doc__.split("\n")[0])
-    settings.add_arguments(p.add_argument_group("generation settings (harivo.settings.GenerationSettings)"))
+    # value flags left unset fall back to the model's recommended sampling settings (a checkpoint's config.json
+    # "sampling"), then to GenerationSettings' defaults (App. D)
+    settings.add_arguments(p.add_argument_group("generation settings (harivo.settings.GenerationSettings; "
+                                                "CFG and α default to the checkpoint's measured best)"),
+                           with_defaults=False)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: $HARIVO_THREADS, else half the CPUs; harivo/threads.py)")
     src = p.add_mutually_exclusive_group()
@@ -147,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         threads.apply(args.threads)
-        s = settings.from_args(args).validate()
+        settings.from_args(args).validate()  # the values given, before the slow loading
         check_fields(VideoOptions(fps=args.fps))
         pipe = load_pipeline(args)
+        s = settings.from_args(args, pipe.sampling_defaults).validate()
         pipe.check(s)
         conditions = conditions_from_args(args, pipe, s)
         pipe.check_conditions(s, conditions)

@@ -36,7 +36,8 @@ from .attention import AttentionRecord, CrossAttentionRecorder, recording, spati
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
 from .losses import mixed_noise
-from .model import HarivoVideoModel, load_motion_adapter, load_unet2d
+from . import fileio
+from .model import CONFIG_NAME, HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
 from .settings import GenerationSettings
 from .tokenizer import token_count, token_ids
@@ -60,6 +61,19 @@ def token_label(token: str) -> str:
     return {"<|startoftext|>": "<sot>", "<|endoftext|>": "<eot>"}.get(token, token.replace("</w>", ""))
 
 
+SAMPLING_DEFAULTS = ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha")  # what a checkpoint may recommend
+
+
+def read_sampling_defaults(checkpoint: Path) -> dict[str, float]:
+    """A checkpoint's recommended sampling settings (config.json "sampling": {flat name: number}), checked."""
+    raw = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json").get("sampling") or {}
+    if not isinstance(raw, dict) or set(raw) - set(SAMPLING_DEFAULTS):
+        raise ValueError(f"checkpoint: config.json's \"sampling\" may set only {list(SAMPLING_DEFAULTS)}, got {raw!r}")
+    values = {k: float(v) for k, v in raw.items()}
+    GenerationSettings.from_flat(prompt="-", **values).validate()  # a recommended value out of range: ValueError
+    return values
+
+
 class HarivoPipeline:
     """HARIVO inference over diffusers components. Calls on one pipeline are serialised by a lock (the
     attention capture installs processors on the shared model)."""
@@ -78,6 +92,9 @@ class HarivoPipeline:
         self.offload_device: torch.device | None = None  # set by enable_cpu_offload
         self.required_conditions: list[type] = []  # condition types every call needs (harivo.conditions)
         self._lock = threading.Lock()
+        # the sampling settings this model was measured best at (config.json "sampling", flat names of
+        # SAMPLING_DEFAULTS); the CLI and the app start from them, App. D's values otherwise
+        self.sampling_defaults: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -86,7 +103,9 @@ class HarivoPipeline:
         checkpoint = Path(checkpoint)
         model = HarivoVideoModel.from_pretrained(checkpoint, base_model=base_model)
         base = base_model or model.config.base_model
-        return cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
+        pipe = cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
+        pipe.sampling_defaults = read_sampling_defaults(checkpoint)
+        return pipe
 
     @classmethod
     def from_animatediff(cls, base_model: str, motion_adapter: str, harivo_weights: str | None = None) -> "HarivoPipeline":

@@ -141,7 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, req
                             help=spec.help + shown, metavar=spec.flag.removeprefix("--").replace("-", "_").upper())
 
 
-def from_args(args: argparse.Namespace) -> GenerationSettings:
-    """GenerationSettings from the flags of `add_arguments` (those given; not validated)."""
-    return GenerationSettings.from_flat(**{name: getattr(args, name) for name, f in FLAT.items()
-                                           if f.flag and getattr(args, name, None) is not None})
+def from_args(args: argparse.Namespace, fallback: dict | None = None) -> GenerationSettings:
+    """GenerationSettings from the flags of `add_arguments` (those given; not validated); a value flag left unset
+    (None, `with_defaults=False`) takes `fallback`'s value (e.g. a checkpoint's recommended sampling), then the
+    default."""
+    given = {name: getattr(args, name) for name, f in FLAT.items() if f.flag and getattr(args, name, None) is not None}
+    return GenerationSettings.from_flat(**{**(fallback or {}), **given})

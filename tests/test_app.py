@@ -229,3 +229,22 @@ def test_example_prompts_show_whole_on_their_buttons():
     assert not any(is_held_out(ShapeSpec.from_caption(p)) for p in seen)
     assert all(is_held_out(ShapeSpec.from_caption(p)) for p in held_out)
     assert len({ShapeSpec.from_caption(p).motion for p in seen}) >= 4  # the examples show several verbs
+
+
+def test_a_model_opens_with_the_sampling_it_was_measured_best_at(tmp_path):
+    import app
+    from harivo.tiny import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "models")
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "sampling": {"cfg_low": 2.5, "mg_alpha": 60}}))
+    reg = ex.ModelRegistry(ckpt.parent, cache_dir=tmp_path / "cache")
+    key = reg.default_key
+    caps = reg.capabilities(key)
+    assert caps["sampling"] == {"cfg_low": 2.5, "mg_alpha": 60.0}
+    demo = app.build_demo(reg)
+    sliders = {c.elem_id: c.value for c in demo.blocks.values() if getattr(c, "elem_id", None) == "alpha"}
+    assert sliders == {"alpha": 60.0}
+    updates = app.Handlers(reg, ex.CancelFlags()).change_model(key)
+    assert [u["value"] for u in updates[-4:]] == [12.5, 2.5, 0.7, 60.0]  # cfg_high, cfg_low, cfg_switch, mg_alpha
+    assert "CFG low 2.5, MG α 60" in updates[3]

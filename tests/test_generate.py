@@ -161,3 +161,32 @@ def test_cancel_stops_early_and_callback_sees_every_step(tiny):
     assert seen == [0, 1, 2, 3, 4] and not out.cancelled  # a callback's return value never cancels
     out = pipe(small(num_inference_steps=5), cancel=lambda: len(seen) >= 7, callback=lambda info: seen.append(info.index))
     assert out.cancelled and len(out.steps) == 2 and "cancelled after 2 of 5 steps" in out.notes
+
+
+def _recommend(ckpt, sampling):
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "sampling": sampling}))
+
+
+def test_checkpoint_recommended_sampling_is_the_cli_default_and_a_flag_overrides_it(tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path)
+    _recommend(ckpt, {"cfg_low": 2.5, "mg_alpha": 60})
+    assert HarivoPipeline.from_checkpoint(ckpt).sampling_defaults == {"cfg_low": 2.5, "mg_alpha": 60.0}
+    base = ["--prompt", PROMPT, "--checkpoint", str(ckpt), "--frames", "4", "--steps", "2"]
+    assert generate.main(base + ["--out", str(tmp_path / "a")]) == 0
+    settings = json.loads((tmp_path / "a" / "config.json").read_text())["settings"]
+    assert settings["cfg"] == {"high": 12.5, "low": 2.5, "switch": 0.7} and settings["mg"]["alpha"] == 60
+    assert generate.main(base + ["--cfg-low", "7.5", "--out", str(tmp_path / "b")]) == 0
+    settings = json.loads((tmp_path / "b" / "config.json").read_text())["settings"]
+    assert settings["cfg"]["low"] == 7.5 and settings["mg"]["alpha"] == 60
+    # without a recommendation: App. D's values
+    plain = save_tiny_checkpoint(tmp_path / "plain")
+    assert HarivoPipeline.from_checkpoint(plain).sampling_defaults == {}
+
+
+@pytest.mark.parametrize("sampling,message", [({"steps": 3}, "may set only"), ({"mg_alpha": -1}, "alpha")])
+def test_bad_recommended_sampling_names_it(tmp_path, sampling, message):
+    ckpt = save_tiny_checkpoint(tmp_path)
+    _recommend(ckpt, sampling)
+    with pytest.raises(ValueError, match=message):
+        HarivoPipeline.from_checkpoint(ckpt)

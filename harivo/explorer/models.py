@@ -159,6 +159,7 @@ class ModelRegistry:
             "mapping": model.mapping_network is not None, "frame_tokens": model.frame_token_generator is not None,
             "max_frames": model.max_frames, "trained_frames": model.config.num_frames, "width": size, "height": size,
             "known_words": known_words(pipe.tokenizer), "trained": self.entry(key).trained,
+            "sampling": dict(pipe.sampling_defaults),  # the CFG schedule / α this model was measured best at
         }
 
 
