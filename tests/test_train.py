@@ -96,6 +96,8 @@ def test_cli_checkpoint_round_trip(world):
                                                "loss_curves.png", "loss_curves.csv", "train_config.yaml"}
     config = json.loads((out / "config.json").read_text())
     assert config["base_model"] == "../base" and config["variant"] == "full"
+    from harivo.data.shapes import WORLD_VERSION
+    assert config["world"]["version"] == WORLD_VERSION and isinstance(config["world"]["env"], dict)
     assert config["components"]["frame_tokens"] and config["components"]["losses"]["dc"]
     training = json.loads((out / "training.json").read_text())
     assert training["steps"] == 3 and training["finished"] and training["command"].startswith("python -m harivo.train ")

@@ -137,6 +137,8 @@ def test_export_loads_with_stock_diffusers(trained):
     for need in ("model_index.json", "training.json", "loss_unet.csv", "loss_unet.png", "t2i_config.yaml"):
         assert (folder / need).is_file(), need
     assert (folder / "tokenizer" / "vocab.json").is_file() and (folder / "tokenizer" / "merges.txt").is_file()
+    from harivo.data.shapes import WORLD_VERSION
+    assert json.loads((folder / "training.json").read_text())["world"]["version"] == WORLD_VERSION
     pipe = StableDiffusionPipeline.from_pretrained(folder)
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.safety_checker is None
     assert pipe.vae.config.scaling_factor != 1.0

@@ -143,6 +143,11 @@ BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
 BAND2_EDGE = (0.0, -1.0)  # "band2": the edge (as a CUE_DIRECTIONS vector) of a size change's or a spin's strip
 
 
+def world_record() -> dict:
+    """This world as checkpoints record it: its version and the HARIVO_* settings that select it."""
+    return {"version": WORLD_VERSION, "env": world_env()}
+
+
 def world_env() -> dict[str, str]:
     """The HARIVO_* settings of this world that differ from the default world's (each style list's first), as the
     environment variables that select them: what a command must set to run in this world again."""

@@ -96,8 +96,13 @@ def export(run: Run, finished: bool) -> Path:
         "loss_weights": {"trs": cfg.trs_weight, "reg": cfg.reg_weight, "dc": cfg.dc_weight},
     }
     training = training_record(run, finished)
+    extra = {"variant": cfg.variant, "components": components}
+    if cfg.data == "shapes":
+        from harivo.data.shapes import world_record
+
+        extra["world"] = world_record()  # the shapes world it was trained in (and is judged in)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, extra={"variant": cfg.variant, "components": components})
+        model.save_pretrained(tmp, extra=extra)
         write_json(tmp / "training.json", training)
         write_text(tmp / "train_config.yaml", config_to_yaml(cfg))
         write_loss_curves(tmp, run.history, f"HARIVO {cfg.variant} (Table 1 row {TABLE1_ROW[cfg.variant]})",
