@@ -6,7 +6,7 @@ Ratios are of wall-clock medians; on the CPU `cpu_time_ratios` gives the same ra
 another process competing for the cores barely disturbs (with one torch thread it is the idle machine's wall
 clock). Absolute seconds (both clocks) are reported for context, with the load average at start.
 
-Figures (targets from issues 3 and 6, checked in the JSON as `checks`):
+Figures (with the project's targets, checked in the JSON as `checks`):
 - `sampler_vs_diffusers`  HARIVO sampler with everything off ÷ diffusers `AnimateDiffPipeline` + `DDIMScheduler`
 - `full_vs_baseline`      mapping network + frame tokens on ÷ off (inference; MG, CFG and capture equal)
 - `mg_overhead`, `capture_overhead`, `cfg_schedule_overhead`   MG α = 40 / attention capture / App. D schedule,
@@ -45,7 +45,7 @@ from . import fileio
 from .bench_cases import (app_request_section, load_section, make_accelerator, peak_rss_mb, scale_section,
                           small_model_section, world_section)
 
-TARGETS = {  # figure -> upper bound (issues 3 and 6)
+TARGETS = {  # figure -> upper bound (the project's targets)
     "sampler_vs_diffusers": 1.05,
     "full_vs_baseline": 1.15,
     "mg_overhead": 1.02,
@@ -55,7 +55,7 @@ TARGETS = {  # figure -> upper bound (issues 3 and 6)
     "app_request_seconds": 10.0,
     "render_cue_vs_plain": 2.0,  # ours: the world's cue at most doubles rendering (measured 1.7; ~20 ms a video)
 }
-LOAD_TARGETS = {"loaded_vs_idle": 2.5}  # issue 18 (`--load`): beside one busy process ÷ idle, the CLI's threads
+LOAD_TARGETS = {"loaded_vs_idle": 2.5}  # `--load`: beside one busy process ÷ idle, the CLI's threads
 
 
 # ------------------------------------------------------------------------------------------------ run + CLI

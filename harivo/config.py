@@ -152,7 +152,7 @@ class LossConfig:
     # a batch of one video is left uncentred
     dc_center_h: bool = True
     # 0 = L_TRS keeps every decoder self-attention map until backward (fastest on small models); N = memory-efficient
-    # L_TRS (trs.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours, issue 7)
+    # L_TRS (trs.TRSAttentionFunction): N queries at a time, maps recomputed in backward (ours)
     trs_chunk_size: int = 0
     # offset noise (ours, not in the paper; diffusers' --noise_offset): ε += offset · N(0, 1) per (video, channel,
     # frame). Frames that share a background must then agree on it from the caption and each other, not from each

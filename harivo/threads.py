@@ -2,9 +2,9 @@
 
 On a machine shared with other work (a Hugging Face Space's 2-vCPU tier, a laptop, CI) torch's default of one
 thread per core oversubscribes: when another process keeps a core busy, OpenMP's threads wait on each other and a
-generation that takes 18 s on one thread took 3 min on two (issue 18). Half the cores, at least one, keeps a
-loaded run within a small factor of an idle one, at the price of some speed on an idle many-core machine.
-`HARIVO_THREADS` overrides the choice; training scripts have their own `--num-threads`.
+generation that takes 18 s on one thread took 3 min on two (measured beside a multi-threaded torch job). Half the
+cores, at least one, keeps a loaded run within a small factor of an idle one, at the price of some speed on an idle
+many-core machine. `HARIVO_THREADS` overrides the choice; training scripts have their own `--num-threads`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 16's retrain in one call of a lent GPU (the `device` tool; ran on one H200): the band world's T2I trained on,
+# The retrain in one call of a lent GPU (the `device` tool; ran on one H200): the band world's T2I trained on,
 # then stage 2 of the four Table 1 variants on it (phase 1, then the verb phase) and two verb-phase ablations of
 # `full`, all runs of a phase side by side on the one GPU. Every run stops at a deadline (--max-minutes), saves and
 # exports whatever step it reached, so nothing is lost if the GPU is slower than planned; the folders come back as
@@ -86,7 +86,7 @@ chain() {  # variant, then its branches as "name:flags"
     wait
 }
 mkdir -p "$R/p1" "$R/vp"
-if [ "${PLAN:-explore}" = explore ]; then  # what ran on 2026-11-30 (docs/results.md "the verb phase on a GPU")
+if [ "${PLAN:-explore}" = explore ]; then  # what ran on 2026-11-30 (docs/results.md "The verb phase on a GPU")
     chain baseline "baseline-d:--verb-phase-motions directed" "baseline-t:--verb-phase-motions translations" &
     chain trs-dc "trs-dc-d:--verb-phase-motions directed" &
     chain mapping "mapping-d:--verb-phase-motions directed" &

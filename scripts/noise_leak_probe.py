@@ -1,4 +1,4 @@
-"""Does stage 2 read a video's trajectory from the noise? (issue 16; no report, no cache)
+"""Does stage 2 read a video's trajectory from the noise? (a cue-world experiment; no report, no cache)
 
     HARIVO_CUE_STYLE=cue3 PYTHONPATH=. python scripts/noise_leak_probe.py CHECKPOINT [--json OUT] [--videos 12]
 

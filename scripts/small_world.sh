@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 16's cheaper design, the small world: the band world (cue3 labels, edge-to-edge translations, the band) drawn
+# A cheaper design, the small world: the band world (cue3 labels, edge-to-edge translations, the band) drawn
 # at 32 px with large objects (HARIVO_OBJECTS=large), so that a stage-2 step costs a fraction of the 64-px world's.
 # Everything warm-starts from checkpoints/shapes-sd-band and runs on the 2 CPU cores of a session; each step resumes
 # where it stopped (rerun the same command):

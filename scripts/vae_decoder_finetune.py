@@ -1,4 +1,4 @@
-"""Teach a shapes VAE's decoder to draw what its encoder already keeps (issue 16: the "band" backdrop).
+"""Teach a shapes VAE's decoder to draw what its encoder already keeps (made for the "band" backdrop).
 
 The encoder and its latents stay exactly as they are, so a T2I UNet trained on them needs no change; only
 `decoder` and `post_quant_conv` train, on fresh frames of the current world (HARIVO_* settings), with stage 1's

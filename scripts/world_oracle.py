@@ -1,5 +1,5 @@
 """How much is the verb worth at t ≈ T, in this world and in a world whose translations cross the frame?
-(issue 16; no report, no cache)
+(a cue-world experiment; no report, no cache)
 
     HARIVO_CUE_STYLE=cue3 PYTHONPATH=. python scripts/world_oracle.py [--base checkpoints/shapes-sd-zsnr] [--json OUT]
 

@@ -1,5 +1,5 @@
-"""checkpoints/harivo-band-*: the shipped models whose verb sets the direction (issue 16, docs/results.md "verb
-phase"): Table 1's rows of the band world, trained with the verb phase, and `full` with the smoothing phase after
+"""checkpoints/harivo-band-*: the shipped models whose verb sets the direction (docs/results.md, "The
+verb phase"): Table 1's rows of the band world, trained with the verb phase, and `full` with the smoothing phase after
 it. Their world (band backdrop, edge-to-edge translations, cue3 labels) is chosen by environment variables when
 `harivo.data.shapes` is imported, so each check runs in a fresh interpreter."""
 

@@ -38,7 +38,7 @@ Decisions worth knowing:
 Why one file of ~470 lines: the world's definition, its renderer and the cue it draws share the palette and the
 shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3) and the proxy settings of tracks
 (``HARIVO_TRACKS=crossing``), backdrop (``HARIVO_BACKDROP=band``) and object size (``HARIVO_OBJECTS=large``, the small
-world of 32-px frames), all issue 16's, go when one is adopted for good.
+world of 32-px frames), all experiments toward videos that follow the verb, go when one is adopted for good.
 """
 
 from __future__ import annotations
@@ -111,14 +111,14 @@ CUE_STYLES = ("cue1", "cue2", "cue3", "plain")
 CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
 if CUE_STYLE not in CUE_STYLES:
     raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
-# How translations are drawn: "random" (0.30-0.45 of the frame from a random start) or, for issue 16's proxies,
+# How translations are drawn: "random" (0.30-0.45 of the frame from a random start) or, for the motion-cue proxy worlds,
 # "crossing" (from one allowed edge to the other, so that the verb alone fixes the position along the axis in
 # every frame; scripts/world_oracle.py measures what that is worth). HARIVO_TRACKS selects it for experiments.
 TRACK_STYLES = ("random", "crossing")
 TRACK_STYLE = os.environ.get("HARIVO_TRACKS", "random")
 if TRACK_STYLE not in TRACK_STYLES:
     raise ValueError(f"HARIVO_TRACKS must be one of {TRACK_STYLES}, got {TRACK_STYLE!r}")
-# The backdrop: "flat" (one colour) or, for issue 16's proxies, "band": a translation's frame shows a strip of
+# The backdrop: "flat" (one colour) or, for the motion-cue proxy worlds, "band": a translation's frame shows a strip of
 # BACKDROP_BAND pixels in its label colour (CUE3_COLOURS) along the edge the object heads for, under the object: a
 # cue of the motion at a fixed place in every frame, which the caption-only prediction at t ~ T keeps (an on-object
 # cue is averaged away over the object's unknown position). A brightness ramp toward that edge (+-20 levels) was
@@ -130,7 +130,7 @@ BACKDROP_STYLES = ("flat", "band", "band2")
 BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
 if BACKDROP_STYLE not in BACKDROP_STYLES:
     raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
-# Object size: "normal" or, for issue 16's small-world proxy, "large": every radius OBJECT_SCALE["large"] times the
+# Object size: "normal" or, for the small-world proxy, "large": every radius OBJECT_SCALE["large"] times the
 # normal share of the frame, so that 32-px frames (a quarter of the pixels; measured: a stage-2 step about half the
 # 64-px world's, a T2I step 1.3x cheaper) still show a cue3 label and the band (CUE_MIN_FRAME falls to 32).
 # HARIVO_OBJECTS selects it.

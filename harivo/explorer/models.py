@@ -33,7 +33,7 @@ class ModelEntry:
 
 
 # The model the app opens with when it is shipped: HARIVO's full model of the band world, the one whose videos
-# follow the verb (issue 16); otherwise the first Table 1 variant found.
+# follow the verb; otherwise the first Table 1 variant found.
 FEATURED_CHECKPOINT = "harivo-band-full-verb"
 
 MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they are retrained with the verb phase

@@ -81,7 +81,7 @@ class T2IConfig:
     ema_decay: float = 0.999  # EMA of UNet + text encoder weights (the exported weights)
     snr_gamma: float = 5.0  # min-SNR-gamma loss weighting (0 = plain epsilon MSE)
     zero_snr: bool = False  # zero terminal SNR + v-prediction + trailing timesteps (Lin et al. 2024,
-    #   t2i_models.schedule); warm-starting an epsilon model with it converts the model (issue 16)
+    #   t2i_models.schedule); warm-starting an epsilon model with it converts the model (how shapes-sd-zsnr was made)
     cond_drop: float = 0.1  # fraction of empty captions (classifier-free guidance)
     noise_offset: float = 0.0  # offset noise (diffusers' --noise_offset): training noise += offset * N(0, 1) per
     #   (sample, channel). SD's schedule keeps sqrt(alphas_cumprod[999]) = 0.068 of the image at t = 999, and the

@@ -73,7 +73,7 @@ class TrainConfig:
     mapping_head_dim: int = 64  # appendix MappingLayer: dim_head=64
     # --- optimisation ----------------------------------------------------------------------------------
     max_steps: int = 3000  # total optimizer steps (= length of the lr schedule); same for every variant
-    # ours (issue 16, docs/results.md "verb phase"): after max_steps, this many more steps of Eq. 5 on the
+    # ours (docs/results.md, "The verb phase"): after max_steps, this many more steps of Eq. 5 on the
     # translation videos only, at t >= verb_phase_min_timestep, at the constant lr verb_phase_lr: where the layout is
     # decided, the verb's trajectory. 0 = off (the paper's single phase)
     verb_phase_steps: int = 0
