@@ -18,40 +18,31 @@ import gradio as gr
 
 from harivo import explorer as ex
 from harivo import threads
-from harivo.config import field_range
-from harivo.outputs import VideoOptions
 from harivo.pipeline import SAMPLING_DEFAULTS
-from harivo.settings import flat_range
 
-MG_VARIANTS = ["Algorithm 1 (one-sided)", "symmetric (full Eq. 7)"]
+MG_VARIANTS = list(ex.MG_VARIANTS)
+NUMBERS, LABELS = ex.NUMBERS, ex.LABELS  # each input's label and accepted range: harivo/explorer/fields.py
 
 
-def _names_its_range(component):
-    """Out-of-range values (typed into the API or the page) get an error naming the field and its range, instead
-    of Gradio's 'Value 0 is less than minimum value 1.' (wraps the instance's preprocess: a subclass of a Gradio
-    component would make Gradio write a type stub, app.pyi, next to this file)."""
-    check = component.preprocess
+def Number(name: str, value, high: float | int | None = None, **kwargs) -> gr.Number:  # noqa: N802
+    """The field `name` of `harivo.explorer.fields.NUMBERS`: its label, its range under the label, no bounds in
+    the component (a gr.Slider or a bounded gr.Number would clamp or refuse a typed value itself, without the
+    field's label once an update has copied the component): the handlers refuse a value out of range with the
+    label and the range (`ex.check_values`), and nothing changes it behind the visitor's back."""
+    f = NUMBERS[name]
+    kwargs.setdefault("min_width", 100)  # three to a row in the settings column
+    return gr.Number(value, label=f.label, info=f.span(high), step=f.step, precision=None, **kwargs)
 
-    def preprocess(payload):
-        try:
-            return check(payload)
-        except gr.Error:
-            lo, hi = component.minimum, component.maximum
-            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
-                (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-            raise gr.Error(f"{component.label}: expected a value {span}, got {payload!r}",
-                           print_exception=False) from None
 
-    component.preprocess = preprocess
+def _checked_by_handler(component):
+    """A Radio or Dropdown that passes an unknown choice on to the handler, which refuses it naming the field
+    (`ex.check_values`) instead of Gradio's 'Value: ... is not in the list of choices' (wraps the instance's
+    preprocess: a subclass of a Gradio component would make Gradio write a type stub, app.pyi, next to this file;
+    these components are never updated, so no session copy drops the wrapper)."""
+    component.preprocess = lambda payload: payload
     return component
 
 
-def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 (reads like the component it builds)
-    return _names_its_range(gr.Slider(*args, **kwargs))
-
-
-def Number(*args, **kwargs) -> gr.Number:  # noqa: N802
-    return _names_its_range(gr.Number(*args, **kwargs))
 # Gradio 6.31 ships IBM Plex Sans SemiBold (weight 600: titles, buttons) as a Cyrillic subset with almost no Latin
 # letters, so browsers without the font installed draw "HᴀRIVO" and "Run ᴀ vs ʙ". With only the 400 and 700 faces
 # loaded, weight 600 uses the complete 700 face.
@@ -81,7 +72,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
             with gr.Tab("Compare A vs B", elem_id="tab-compare"):
                 ui.update(_compare_tab(registry, caps, d))
             with gr.Tab("Ablation grid", elem_id="tab-ablation"):
-                ui.update(_ablation_tab())
+                ui.update(_ablation_tab(registry))
         _wire(ui, state, Handlers(registry, ex.CancelFlags()))
     demo.queue(default_concurrency_limit=2, max_size=32)  # 2 CPU cores on a basic Space
     return demo
@@ -92,19 +83,22 @@ def _header(registry: ex.ModelRegistry) -> None:
     if registry.untrained_only:
         gr.Markdown(f"⚠️ **No trained checkpoint found in `{registry.checkpoints}`. Running a {ex.TINY_LABEL}: "
                     "its videos are noise by design.**", elem_id="untrained-warning")
-    if note := ex.miniature_note(registry):
-        gr.Markdown(note, elem_id="miniature-note")
+    if note := ex.miniature_note(registry):  # one line; the details folded away under it
+        summary, details = note
+        with gr.Accordion(f"ℹ️ {summary}", open=False, elem_id="miniature-note"):
+            gr.Markdown(details, elem_id="miniature-details")
 
 
 def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) -> dict:
-    """The left column of Explore: model, prompt, run buttons, examples and every generation setting. Slider
-    ranges are the settings' own (`harivo.settings.flat_range`), defaults those of `d`."""
+    """The left column of Explore: model, prompt, run buttons, examples and every generation setting. Labels and
+    ranges are `harivo.explorer.fields`' (the settings' own, `harivo.settings.flat_range`), defaults those of `d`."""
     seen, held_out = ex.example_prompts()
     ui: dict = {}
     with gr.Column(scale=2, min_width=320):
-        ui["model"] = gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key,
-                                  label="Model", elem_id="model")
-        ui["prompt"] = gr.Textbox(d.prompt, label="Prompt", lines=2, elem_id="prompt")
+        ui["model"] = _checked_by_handler(gr.Dropdown([(e.label, e.key) for e in registry.entries],
+                                                      value=registry.default_key, label=LABELS["model"],
+                                                      elem_id="model"))
+        ui["prompt"] = gr.Textbox(d.prompt, label=LABELS["prompt"], lines=2, elem_id="prompt")
         with gr.Row():  # right under the prompt: visible on the first screen
             ui["run"] = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
             ui["stop"] = gr.Button("Cancel", variant="secondary", size="sm", scale=1, elem_id="cancel")
@@ -112,36 +106,32 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
                     examples_per_page=6)
         gr.Examples([[p] for p in held_out], [ui["prompt"]], label="Held-out combinations (never seen in training)",
                     cache_examples=False)
-        ui["negative_prompt"] = gr.Textbox(d.negative_prompt, label="Negative prompt", elem_id="negative")
+        ui["negative_prompt"] = gr.Textbox(d.negative_prompt, label=LABELS["negative_prompt"], elem_id="negative")
         with gr.Row():
-            ui["seed"] = Number(d.seed, label="Seed", precision=0, minimum=flat_range("seed")[0], scale=3,
-                                elem_id="seed")
+            ui["seed"] = Number("seed", d.seed, scale=3, elem_id="seed")
             ui["dice"] = gr.Button("random seed", scale=1, size="sm")
         with gr.Row():
-            ui["num_frames"] = Slider(flat_range("num_frames")[0], caps["max_frames"], step=1, label="Frames",
-                                      value=min(d.num_frames, caps["max_frames"]), elem_id="frames")
-            ui["num_inference_steps"] = Slider(*flat_range("num_inference_steps", slider=True), step=1,
-                                               value=d.num_inference_steps, label="DDIM steps", elem_id="steps")
-            ui["fps"] = Slider(*field_range(VideoOptions, "fps", slider=True), value=d.fps, step=1, label="fps")
+            ui["num_frames"] = Number("num_frames", min(d.num_frames, caps["max_frames"]), caps["max_frames"],
+                                      elem_id="frames")
+            ui["num_inference_steps"] = Number("num_inference_steps", d.num_inference_steps, elem_id="steps")
+            ui["fps"] = Number("fps", d.fps, elem_id="fps")
         with gr.Accordion("CFG schedule (App. D)", open=False):
             with gr.Row():
-                ui["cfg_high"] = Slider(*flat_range("cfg_high", slider=True), value=d.cfg_high, step=0.5,
-                                        label="high scale (t > switch·T)")
-                ui["cfg_switch"] = Slider(*flat_range("cfg_switch"), value=d.cfg_switch, step=0.05,
-                                          label="switch (fraction of T)")
-                ui["cfg_low"] = Slider(*flat_range("cfg_low", slider=True), value=d.cfg_low, step=0.5,
-                                       label="low scale")
+                ui["cfg_high"] = Number("cfg_high", d.cfg_high, elem_id="cfg-high")
+                ui["cfg_switch"] = Number("cfg_switch", d.cfg_switch, elem_id="cfg-switch")
+                ui["cfg_low"] = Number("cfg_low", d.cfg_low, elem_id="cfg-low")
             plot = ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps)
             ui["cfg_plot"] = gr.Image(plot, label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
         with gr.Group():
-            ui["use_mapping"] = gr.Checkbox(caps["mapping"], label="mapping network (§3.2)",
+            ui["use_mapping"] = gr.Checkbox(caps["mapping"], label=LABELS["use_mapping"],
                                             interactive=caps["mapping"], elem_id="use-mapping")
-            ui["use_frame_tokens"] = gr.Checkbox(caps["frame_tokens"], label="frame-wise tokens (§3.5)",
+            ui["use_frame_tokens"] = gr.Checkbox(caps["frame_tokens"], label=LABELS["use_frame_tokens"],
                                                  interactive=caps["frame_tokens"], elem_id="use-tokens")
-            ui["use_motion"] = gr.Checkbox(d.use_motion, label="temporal layers (off = frozen T2I per frame)")
-            ui["use_mg"] = gr.Checkbox(d.use_mg, label="mitigating-gradient sampling (§3.7)", elem_id="use-mg")
-            ui["mg_alpha"] = Slider(*flat_range("mg_alpha"), value=d.mg_alpha, step=1, label="MG α", elem_id="alpha")
-            ui["mg_variant"] = gr.Radio(MG_VARIANTS, value=MG_VARIANTS[d.mg_symmetric], label="MG gradient")
+            ui["use_motion"] = gr.Checkbox(d.use_motion, label=LABELS["use_motion"])
+            ui["use_mg"] = gr.Checkbox(d.use_mg, label=LABELS["use_mg"], elem_id="use-mg")
+            ui["mg_alpha"] = Number("mg_alpha", d.mg_alpha, elem_id="alpha")
+            ui["mg_variant"] = _checked_by_handler(gr.Radio(MG_VARIANTS, value=MG_VARIANTS[d.mg_symmetric],
+                                                            label=LABELS["mg_variant"]))
         ui["model_info"] = gr.Markdown(_model_info(caps))
         ui["auto"] = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
                                  elem_id="auto-rerun")
@@ -155,8 +145,8 @@ def _explore_results(caps: dict) -> dict:
         with gr.Row():
             ui["video"] = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, elem_id="video")
             with gr.Column():
-                ui["flicker"] = Number(None, label="Flicker score (0 = steady)", interactive=False,
-                                       visible=False, elem_id="flicker")  # shown by the first run
+                ui["flicker"] = gr.Number(None, label="Flicker score (0 = steady)", interactive=False,
+                                          visible=False, elem_id="flicker")  # shown by the first run
                 ui["info"] = gr.Markdown(label="Summary", line_breaks=True, elem_id="summary")
         ui["strip"] = gr.Image(label="Frames", format="png", interactive=False, elem_id="strip")
         with gr.Tabs():
@@ -176,8 +166,8 @@ def _explore_results(caps: dict) -> dict:
             with gr.Tab("Vertical slices (Fig. 6)", elem_id="tab-slices"):
                 x_red0, x_green0 = ex.default_columns(caps["width"])
                 with gr.Row():
-                    ui["x_red"] = Slider(0, caps["width"] - 1, value=x_red0, step=1, label="red column x")
-                    ui["x_green"] = Slider(0, caps["width"] - 1, value=x_green0, step=1, label="green column x")
+                    ui["x_red"] = Number("x_red", x_red0, caps["width"] - 1, elem_id="x-red")
+                    ui["x_green"] = Number("x_green", x_green0, caps["width"] - 1, elem_id="x-green")
                 gr.Markdown("First frame | the red column of every frame, left to right | the green column | last "
                             "frame. Jaggies = flicker; smooth bands = consistent motion.")
                 ui["slices"] = gr.Image(label="Vertical-slice stack", format="png", interactive=False,
@@ -203,16 +193,24 @@ def _compare_tab(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) -> di
             "sides": {f"{p}_{name}": c for p, side in zip("ab", sides) for name, c in side.items()}}
 
 
-def _ablation_tab() -> dict:
-    gr.Markdown("Rows on one seed with the *Explore* settings; columns: four frames and the slice stack at the "
-                "red/green columns. Exported as PNG + PDF.")
+def _ablation_tab(registry: ex.ModelRegistry) -> dict:
+    gr.Markdown("Rows on one seed with the *Explore* settings and model; columns: four frames and the slice stack "
+                "at the red/green columns. Exported as PNG + PDF.")
     return {
-        "mode": gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()], value="variants", label="Rows"),
+        "ablation_rows": gr.Markdown(_ablation_rows(registry, registry.default_key), elem_id="ablation-rows"),
+        "mode": _checked_by_handler(gr.Radio([(label, key) for key, label in ex.ABLATION_MODES.items()],
+                                             value="variants", label=LABELS["mode"])),
         "ablate": gr.Button("Run ablation grid", variant="primary", elem_id="ablate"),
         "ablation_image": gr.Image(label="Ablation figure", show_label=False, format="png", interactive=False,
                                    elem_id="ablation-image"),
         "ablation_files": gr.File(label="PNG + PDF", file_count="multiple", interactive=False),
     }
+
+
+def _ablation_rows(registry: ex.ModelRegistry, key: str) -> str:
+    """Which checkpoints the grid's rows run for the model chosen in Explore (each mode)."""
+    return (f"Rows for the model chosen in *Explore*: {ex.ablation_rows_text(registry, 'variants', key)}; "
+            f"{ex.ablation_rows_text(registry, 'alpha', key)}.")
 
 
 # Keyword names of the handlers = RunRequest fields (+ mg_variant): they are the documented API's parameter names.
@@ -233,8 +231,9 @@ class Handlers:
     def generate(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         """Generate a video from a prompt; returns the video, frame strip, attention of the chosen token and grid,
         Fig. 6 slice stack, CFG schedule and MG diagnostics plots, flicker score, summary and the bundle (zip)."""
-        req, opts = _request(values), _view(values)
         with _session(self.flags, request) as cancel:
+            values = ex.check_values(self.registry, values)  # a value out of range is refused, naming its field
+            req, opts = _request(values), _view(values)
             result, views = ex.run_and_render(self.registry, req, opts, cancel)
         for warning in result.warnings:
             gr.Warning(warning)
@@ -246,6 +245,12 @@ class Handlers:
             return [gr.skip()] * (len(OUTPUTS) + 1)
         return self.generate(request, **values)
 
+    def auto_alpha(self, auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
+        """Re-run when the α box is left (or Enter is pressed) with another α than the last video's."""
+        if last is not None and values["mg_alpha"] == last.settings["mg"]["alpha"]:
+            return [gr.skip()] * (len(OUTPUTS) + 1)
+        return self.auto_generate(auto, last, request, **values)
+
     def cancel(self, request: gr.Request):
         if not self.flags.cancel(request.session_hash):
             gr.Info("Nothing is running.")
@@ -256,6 +261,15 @@ class Handlers:
             result = ex.load_bundle(file)
             return _show(result, ex.render_views(result), gr.skip())
 
+    def redraw_slices(self, result, x_red, x_green):
+        """The slice stack at the typed columns; a column outside the last video is refused, naming the field."""
+        if result is None or x_red is None or x_green is None:  # nothing drawn yet, or a box being retyped
+            return gr.skip()
+        with _session(None, None):
+            high = result.frames.shape[2] - 1
+            x_red, x_green = NUMBERS["x_red"].check(x_red, high), NUMBERS["x_green"].check(x_green, high)
+            return ex.render_slices(result, x_red, x_green)
+
     def redraw_attention(self, result, token, source, step, grid_rows, overlay):
         if result is None:
             return gr.skip(), gr.skip()
@@ -264,28 +278,36 @@ class Handlers:
         return views["token"], views["grid"]
 
     def change_model(self, key):
+        """The fields that follow the model: the frame range, the components it has, the columns, the ablation
+        grid's rows and the sampling it was measured best at (a frame count it cannot make stays, and is refused
+        by Generate, naming the range)."""
         with _session(None, None):
             c = self.registry.capabilities(key)
         r, g = ex.default_columns(c["width"])
         sampling = {name: c["sampling"].get(name, getattr(ex.RunRequest, name)) for name in SAMPLING_DEFAULTS}
-        return (gr.update(maximum=c["max_frames"]), gr.update(value=c["mapping"], interactive=c["mapping"]),
+        columns = NUMBERS["x_red"].span(c["width"] - 1)
+        return (gr.update(info=NUMBERS["num_frames"].span(c["max_frames"])),
+                gr.update(value=c["mapping"], interactive=c["mapping"]),
                 gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
-                gr.update(maximum=c["width"] - 1, value=r), gr.update(maximum=c["width"] - 1, value=g),
-                *(gr.update(value=v) for v in sampling.values()))
+                gr.update(info=columns, value=r), gr.update(info=columns, value=g),
+                _ablation_rows(self.registry, key), *(gr.update(value=v) for v in sampling.values()))
 
     def compare(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
-        base = _request(values)
-        a, b = (dataclasses.replace(base, **{k[2:]: v for k, v in values.items() if k.startswith(p)})
-                for p in ("a_", "b_"))
         with _session(self.flags, request) as flag:
+            values = ex.check_values(self.registry, values)
+            base = _request(values)
+            a, b = (dataclasses.replace(base, **{k[2:]: v for k, v in values.items() if k.startswith(p)})
+                    for p in ("a_", "b_"))
             results = ex.run_compare(self.registry, a, b, flag)
         return [x for r in results for x in (str(r.video), ex.render_slices(r, values["x_red"], values["x_green"]),
                                              ex.summary(r))]
 
     def ablation(self, mode, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-        """The ablation grid (mode "variants" or "alpha") on one seed; returns the figure and its PNG + PDF."""
+        """The ablation grid (mode "variants": Table 1 rows of the model's family, or "alpha") on one seed;
+        returns the figure and its PNG + PDF."""
         with _session(self.flags, request) as flag:
+            values = ex.check_values(self.registry, {**values, "mode": mode})
             res = ex.run_ablation(self.registry, mode, _request(values), values["x_red"], values["x_green"], flag)
         return res.image, [str(res.png), str(res.pdf)]
 
@@ -298,6 +320,17 @@ def sync_choices(result, token, source, step):
     return (gr.update(choices=ex.token_choices(rec), value=v.token),
             gr.update(choices=ex.source_choices(rec), value=v.source),
             gr.update(choices=ex.step_choices(rec), value=v.step))
+
+
+def cfg_plot(high, switch, low, steps):
+    """The CFG schedule's plot of the values typed so far; a value out of range is refused, naming the field (a box
+    being retyped, empty, is skipped)."""
+    values = {"cfg_high": high, "cfg_switch": switch, "cfg_low": low, "num_inference_steps": steps}
+    if any(v is None for v in values.values()):
+        return gr.skip()
+    with _session(None, None):
+        v = {name: NUMBERS[name].check(value) for name, value in values.items()}
+        return ex.render_cfg_schedule(v["cfg_high"], v["cfg_switch"], v["cfg_low"], v["num_inference_steps"])
 
 
 def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
@@ -318,21 +351,22 @@ def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
     rerun = dict(inputs_kwargs=run_inputs, trigger_mode="always_last", api_visibility="private")
     for name in ("use_mapping", "use_frame_tokens", "use_motion", "use_mg", "mg_variant"):
         then_sync(ui[name].input(h.auto_generate, [ui["auto"], state], outputs, **rerun))
-    then_sync(ui["mg_alpha"].release(h.auto_generate, [ui["auto"], state], outputs, **rerun))
+    then_sync(gr.on([ui["mg_alpha"].submit, ui["mg_alpha"].blur], h.auto_alpha, [ui["auto"], state], outputs,
+                    **rerun))
     ui["stop"].click(h.cancel, None, None, queue=False, api_visibility="private")
     then_sync(ui["upload"].upload(h.load_bundle, ui["upload"], outputs, api_name="load_bundle"))
     view = [state, ui["token"], ui["source"], ui["step"], ui["rows"], ui["attention_overlay"]]
     for name in ("token", "source", "step", "rows", "attention_overlay"):
         ui[name].input(h.redraw_attention, view, [ui["overlay"], ui["grid"]], api_visibility="private")
     for name in ("x_red", "x_green"):
-        ui[name].release(lambda r, x, y: gr.skip() if r is None else ex.render_slices(r, x, y),
-                         [state, ui["x_red"], ui["x_green"]], ui["slices"], api_visibility="private")
+        ui[name].input(h.redraw_slices, [state, ui["x_red"], ui["x_green"]], ui["slices"], api_visibility="private",
+                       trigger_mode="always_last")
     cfg = [ui["cfg_high"], ui["cfg_switch"], ui["cfg_low"], ui["num_inference_steps"]]
     for control in cfg:
-        control.change(ex.render_cfg_schedule, cfg, ui["cfg_plot"], **hidden)
+        control.change(cfg_plot, cfg, ui["cfg_plot"], **hidden)
     ui["model"].change(h.change_model, ui["model"], [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
                                                                        "model_info", "x_red", "x_green",
-                                                                       *SAMPLING_DEFAULTS)],
+                                                                       "ablation_rows", *SAMPLING_DEFAULTS)],
                        api_visibility="private")
     ui["dice"].click(lambda: random.randrange(2**31), None, ui["seed"], queue=False, api_visibility="private")
     columns = {"x_red": ui["x_red"], "x_green": ui["x_green"]}
@@ -373,12 +407,13 @@ def _side_controls(name: str, registry: ex.ModelRegistry, caps: dict, d: ex.RunR
     with gr.Column():
         gr.Markdown(f"### {name}")
         return dict(
-            model=gr.Dropdown([(e.label, e.key) for e in registry.entries], value=registry.default_key, label="Model"),
-            use_mapping=gr.Checkbox(caps["mapping"] and name == "B", label="mapping network"),
-            use_frame_tokens=gr.Checkbox(caps["frame_tokens"] and name == "B", label="frame-wise tokens"),
-            use_motion=gr.Checkbox(d.use_motion, label="temporal layers"),
-            use_mg=gr.Checkbox(d.use_mg and name == "B", label="MG sampling"),
-            mg_alpha=Slider(*flat_range("mg_alpha"), value=d.mg_alpha, step=1, label="MG α"),
+            model=_checked_by_handler(gr.Dropdown([(e.label, e.key) for e in registry.entries],
+                                                  value=registry.default_key, label=LABELS["model"])),
+            use_mapping=gr.Checkbox(caps["mapping"] and name == "B", label=LABELS["use_mapping"]),
+            use_frame_tokens=gr.Checkbox(caps["frame_tokens"] and name == "B", label=LABELS["use_frame_tokens"]),
+            use_motion=gr.Checkbox(d.use_motion, label=LABELS["use_motion"]),
+            use_mg=gr.Checkbox(d.use_mg and name == "B", label=LABELS["use_mg"]),
+            mg_alpha=Number("mg_alpha", d.mg_alpha),
         )
 
 

@@ -1,6 +1,7 @@
 """The app over HTTP with gradio_client, on a tiny random checkpoint (never the trained ones): the documented
 /generate endpoint, per-user isolation under concurrency, determinism, errors, bundles, cancel."""
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -94,22 +95,95 @@ def test_same_seed_and_settings_give_the_same_video(url):
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(prompt="   "), "prompt"),
-    (dict(num_frames=40), r"Frames: expected a value between 2 and \d+, got 40"),  # the slider, before our check
-    (dict(num_inference_steps=0), "DDIM steps: expected a value between 1 and 50, got 0"),
-    (dict(mg_alpha=-1), "MG α: expected a value between 0 and 300, got -1"),
-    (dict(seed=-3), "Seed: expected a value at least 0, got -3"),
-    (dict(cfg_switch=1.5), r"switch \(fraction of T\): expected a value between 0 and 1, got 1.5"),
-    (dict(prompt="a red circle " * 40), "prompt: expected at most"),
-])
-def test_bad_input_is_a_clear_error(url, kwargs, message, capfd):
+MAX_SEED = 2**63 - 1
+MG_CHOICES = "'Algorithm 1 \\(one-sided\\)', 'symmetric \\(full Eq. 7\\)'"
+# One bad value each, as /generate receives it, and the one message it gets: the field's label in the page, what the
+# field accepts (its range), what came. Nothing is clamped or rounded: 0 steps is not 1 step, 2.5 is not 2.
+BAD_VALUES = [
+    (dict(prompt="   "), r"Prompt: expected text of 1 to \d+ tokens, got '   '"),
+    (dict(prompt=""), r"Prompt: expected text of 1 to \d+ tokens, got ''"),
+    (dict(prompt="a red circle " * 40), r"Prompt: expected text of 1 to \d+ tokens, got 1\d\d tokens"),
+    (dict(negative_prompt="red " * 90), r"Negative prompt: expected text of 0 to \d+ tokens, got 90 tokens"),
+    (dict(seed=-3), rf"Seed: expected a whole number from 0 to {MAX_SEED}, got -3"),
+    (dict(seed=2.5), rf"Seed: expected a whole number from 0 to {MAX_SEED}, got 2.5"),
+    (dict(num_frames=99), r"Frames: expected a whole number from 2 to \d+, got 99"),
+    (dict(num_frames=1), r"Frames: expected a whole number from 2 to \d+, got 1"),
+    (dict(num_inference_steps=0), "DDIM steps: expected a whole number from 1 to 50, got 0"),
+    (dict(num_inference_steps=51), "DDIM steps: expected a whole number from 1 to 50, got 51"),
+    (dict(num_inference_steps=2.5), "DDIM steps: expected a whole number from 1 to 50, got 2.5"),
+    (dict(fps=0), "fps: expected a whole number from 1 to 24, got 0"),
+    (dict(fps=25), "fps: expected a whole number from 1 to 24, got 25"),
+    (dict(mg_alpha=-3), "MG α: expected a number from 0 to 300, got -3"),
+    (dict(mg_alpha=301), "MG α: expected a number from 0 to 300, got 301"),
+    (dict(cfg_high=0.5), r"CFG high scale \(t > switch·T\): expected a number from 1 to 20, got 0.5"),
+    (dict(cfg_high=25), r"CFG high scale \(t > switch·T\): expected a number from 1 to 20, got 25"),
+    (dict(cfg_low=0), "CFG low scale: expected a number from 1 to 20, got 0"),
+    (dict(cfg_low=21), "CFG low scale: expected a number from 1 to 20, got 21"),
+    (dict(cfg_switch=1.5), r"CFG switch \(fraction of T\): expected a number from 0 to 1, got 1.5"),
+    (dict(cfg_switch=-0.1), r"CFG switch \(fraction of T\): expected a number from 0 to 1, got -0.1"),
+    (dict(model="no-such-model"), "Model: expected one of 'tiny', got 'no-such-model'"),
+    (dict(mg_variant="sideways"), f"MG gradient: expected one of {MG_CHOICES}, got 'sideways'"),
+    (dict(x_red=16), "red column x: expected a whole number from 0 to 15, got 16"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_VALUES, ids=[f"{next(iter(k))}={next(iter(k.values()))!r}"[:40]
+                                                             for k, _ in BAD_VALUES])
+def test_a_bad_value_is_refused_naming_its_field_and_range(url, kwargs, message, capfd):
     client = Client(url, verbose=False)
     capfd.readouterr()
     with pytest.raises(Exception, match=message):
         generate(client, **kwargs)
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err  # a user's mistake is not a server error: nothing in the log
+
+
+def test_the_server_serves_the_next_request_after_refusals(url):
+    client = Client(url, verbose=False)
+    for kwargs, message in BAD_VALUES[::4]:
+        with pytest.raises(Exception, match=message):
+            generate(client, **kwargs)
+    # a good request right after, at the edges of the ranges (not clamped: exactly what was asked)
+    *_, summary, bundle = generate(client, seed=MAX_SEED, num_inference_steps=1, mg_alpha=300, cfg_switch=1,
+                                   fps=24, mg_variant="symmetric (full Eq. 7)", num_frames=4.0)
+    assert f"seed {MAX_SEED}" in summary
+    with zipfile.ZipFile(bundle) as z:
+        settings = json.loads(z.read("config.json"))["settings"]
+    assert settings["num_inference_steps"] == 1 and settings["num_frames"] == 4
+    assert settings["mg"] == {"alpha": 300.0, "symmetric": True, "enabled": True} and settings["cfg"]["switch"] == 1
+
+
+def test_compare_and_ablation_refuse_the_same_way(url):
+    client = Client(url, verbose=False)
+    shared = dict(prompt=PROMPT, seed=1, **SMALL)
+    with pytest.raises(Exception, match=r"MG α \(B\): expected a number from 0 to 300, got 400"):
+        client.predict(**shared, b_mg_alpha=400, api_name="/compare")
+    with pytest.raises(Exception, match=r"Model \(A\): expected one of 'tiny', got 'nope'"):
+        client.predict(**shared, a_model="nope", api_name="/compare")
+    with pytest.raises(Exception, match="Rows: expected one of 'variants', 'alpha', got 'diagonal'"):
+        client.predict(mode="diagonal", **shared, api_name="/ablation")
+    with pytest.raises(Exception, match="DDIM steps: expected a whole number from 1 to 50, got 0"):
+        client.predict(mode="alpha", **{**shared, "num_inference_steps": 0}, api_name="/ablation")
+
+
+def test_no_field_of_the_page_clamps_what_the_visitor_types(registry):
+    """Every number the visitor sets is a gr.Number without bounds (a gr.Slider clamps a typed value in the browser,
+    and a bounded component refuses it without its label once an update has copied it): the handlers refuse it,
+    naming the label the page shows and the range shown under it."""
+    import gradio as gr
+
+    import app
+
+    demo = app.build_demo(registry, defaults=ex.RunRequest(prompt=PROMPT, **SMALL))
+    blocks = list(demo.blocks.values())
+    assert not [b for b in blocks if isinstance(b, gr.Slider)]
+    numbers = [b for b in blocks if isinstance(b, gr.Number) and b.interactive is not False]
+    assert numbers and all(n.minimum is None and n.maximum is None and n.precision is None for n in numbers)
+    labels = {b.label for b in blocks if getattr(b, "label", None)}
+    assert set(ex.LABELS.values()) <= labels  # each error names a label the page shows
+    by_label = {n.label: n for n in numbers}
+    assert by_label["DDIM steps"].info == "1 to 50" and by_label["MG α"].info == "0 to 300"
+    assert by_label["Frames"].info == f"2 to {registry.capabilities(ex.TINY_KEY)['max_frames']}"
 
 
 def test_bundle_loads_back(url):
@@ -160,15 +234,34 @@ def test_unknown_words_are_listed_with_the_known_ones(registry):
 
 
 def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
+    import re
+
+    import gradio as gr
+
+    import app
+
     assert ex.miniature_note(registry) is None  # the tiny random model has its own warning
     folder = tmp_path / "harivo-shapes-full"
     (folder / "motion_adapter").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "harivo.safetensors").write_bytes(b"")
     reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
-    note = ex.miniature_note(reg)
-    assert note is not None and "not learned the prompted direction" in note and "verb_probe" in note
-    assert reg.default_key == "full" and ex.FEATURED_CHECKPOINT in note
+    summary, details = ex.miniature_note(reg)
+    # one line saying what the visitor is looking at; the details (short bullets) folded away under it
+    assert summary == ex.MINIATURE_NOTE and "\n" not in summary and len(summary) <= 140
+    assert "Miniature HARIVO" in summary and "what they can and cannot do" in summary
+    bullets = details.splitlines()
+    assert len(bullets) == len(ex.MINIATURE_DETAILS) and all(b.startswith("- ") for b in bullets)
+    assert "not learned the prompted direction of motion" in details and "verb_probe" in details
+    assert ex.FEATURED_CHECKPOINT in details and "the default" in details
+    # no link the browser could not follow: a Space serves the app, not the repository's files
+    assert all(target.startswith("https://") for target in re.findall(r"\]\(([^)]*)\)", details))
+    with gr.Blocks() as demo:
+        app._header(reg)
+    folds = [b for b in demo.blocks.values() if isinstance(b, gr.Accordion)]
+    assert [(f.elem_id, f.open, f.label.endswith(summary)) for f in folds] == [("miniature-note", False, True)]
+    assert [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "miniature-details"] == [details]
+    assert reg.default_key == "full"
     featured = tmp_path / ex.FEATURED_CHECKPOINT  # the band world's full model opens the app when shipped
     shutil.copytree(folder, featured)
     reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
@@ -248,3 +341,48 @@ def test_a_model_opens_with_the_sampling_it_was_measured_best_at(tmp_path):
     updates = app.Handlers(reg, ex.CancelFlags()).change_model(key)
     assert [u["value"] for u in updates[-4:]] == [12.5, 2.5, 0.7, 60.0]  # cfg_high, cfg_low, cfg_switch, mg_alpha
     assert "CFG low 2.5, MG α 60" in updates[3]
+
+
+def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
+    """Rows: the members of the chosen checkpoint's family (`<prefix><variant><suffix>`) in the checkpoints folder,
+    whatever else is there; a missing member is left out and the figure says so; each row names its folder."""
+    from harivo.config import table1_label
+    from harivo.tiny import save_tiny_checkpoint
+
+    made = save_tiny_checkpoint(tmp_path / "models")  # models/harivo on models/base
+    for name in ("harivo-band-baseline-verb", "harivo-band-full-verb", "harivo-shapes-mapping", "harivo-shapes-full"):
+        shutil.copytree(made, made.parent / name)
+    reg = ex.ModelRegistry(made.parent, cache_dir=tmp_path / "cache")
+    band = "ckpt:harivo-band-full-verb"
+    assert reg.default_key == band
+    assert ex.split_variant("harivo-band-trs-dc-verb") == ("harivo-band-", "trs-dc", "-verb")
+    family = ex.model_family(reg, band)
+    assert family.pattern == "harivo-band-{variant}-verb"
+    assert family.members == {"baseline": "ckpt:harivo-band-baseline-verb", "full": band}
+    assert family.missing == ("harivo-band-trs-dc-verb", "harivo-band-mapping-verb")
+    assert ex.model_family(reg, "full").pattern == "harivo-shapes-{variant}"
+    assert ex.model_family(reg, "ckpt:harivo") is None
+
+    req = ex.RunRequest(prompt=PROMPT, seed=2, **SMALL)
+    plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model=band))
+    assert [(label, r.model, r.use_mg) for label, r in plan] == [
+        (table1_label("baseline"), "ckpt:harivo-band-baseline-verb", False), (table1_label("full"), band, False),
+        (table1_label("full+mg"), band, True)]
+    plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model="full"))  # the flat world's family
+    assert [(r.model, r.use_mg) for _, r in plan] == [("mapping", False), ("full", False), ("full", True)]
+    plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model="ckpt:harivo"))  # no family
+    assert {r.model for _, r in plan} == {"ckpt:harivo"} and len(plan) == 4
+
+    res = ex.run_ablation(reg, "variants", dataclasses.replace(req, model=band), out_stem=tmp_path / "grid")
+    assert [label.split("\n") for label, _ in res.rows] == [
+        [table1_label("baseline"), "harivo-band-baseline-verb"], [table1_label("full"), "harivo-band-full-verb"],
+        [table1_label("full+mg"), "harivo-band-full-verb"]]
+    assert "harivo-band-{variant}-verb" in res.title
+    assert "left out: harivo-band-trs-dc-verb, harivo-band-mapping-verb" in res.title
+    res = ex.run_ablation(reg, "alpha", dataclasses.replace(req, model="ckpt:harivo"), out_stem=tmp_path / "alpha")
+    assert all(label.endswith("\nharivo") for label, _ in res.rows) and res.title.endswith("on harivo")
+
+    with served_app(reg, req) as address:  # the app's endpoint, on the model chosen in Explore
+        image, files = Client(address, verbose=False).predict(mode="variants", model=band, prompt=PROMPT, seed=2,
+                                                              **SMALL, api_name="/ablation")
+    assert np.asarray(Image.open(image)).std() > 0 and len(files) == 2

@@ -132,20 +132,27 @@ def test_generate_then_toggle_mg_in_a_real_browser(url, page, tmp_path):
     save_screenshot(page, tmp_path, "explore-mg-off")
 
 
-def test_out_of_range_number_is_named_in_the_page(url, page):
-    """Typing 0 DDIM steps into the page gets a toast naming the field and its range, not Gradio's generic text."""
+def test_out_of_range_number_is_refused_not_changed(url, page):
+    """Typing 0 DDIM steps or α −3 into the page: the boxes keep what was typed (nothing clamps it), and Generate is
+    refused with a toast naming the field and its range; with good values the page runs again."""
     page.goto(url)
     rerun = page.locator("#auto-rerun input[type=checkbox]")
     if rerun.is_checked():  # no background re-run still sampling when the module's server shuts down
         rerun.click()
     steps = page.locator("#steps input[type=number]")
+    alpha = page.locator("#alpha input[type=number]")
     steps.fill("0")
     steps.press("Enter")
+    alpha.fill("-3")
+    alpha.press("Tab")
     page.locator("#generate").click()
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"toast-body\"].error').length > 0")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"toast-body\"].error')]"
+                           ".some(t => t.innerText.includes('DDIM steps'))")
     toasts = " ".join(error_toasts(page))
-    assert "DDIM steps: expected a value between 1 and 50, got 0" in toasts, toasts
+    assert "DDIM steps: expected a whole number from 1 to 50, got 0" in toasts, toasts
+    assert steps.input_value() == "0" and alpha.input_value() == "-3"  # as typed, not clamped
+    assert page.locator("#video video").count() == 0  # and nothing was generated
     steps.fill("2")  # and the page still works after it
-    steps.press("Enter")
+    alpha.fill("40")
     page.locator("#generate").click()
     wait_for_results(page)

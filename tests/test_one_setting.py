@@ -71,12 +71,13 @@ def test_alpha_default_and_range_have_one_owner(registry):
     MGConfig(alpha=high).validate()
     with pytest.raises(ValueError, match="alpha"):
         MGConfig(alpha=high + 1).validate()
-    import app  # every α slider of the page (Explore, Compare A and B) shows the settings' range and default
+    import app  # every α field of the page (Explore, Compare A and B) shows the settings' range and default
 
+    assert (ex.NUMBERS["mg_alpha"].low, ex.NUMBERS["mg_alpha"].high) == (low, high)  # what the app accepts
     demo = app.build_demo(registry)
-    sliders = [b for b in demo.blocks.values() if getattr(b, "label", None) == "MG α"]
-    assert len(sliders) == 3
-    assert all((s.minimum, s.maximum, s.value) == (low, high, default) for s in sliders)
+    fields = [b for b in demo.blocks.values() if getattr(b, "label", None) == "MG α"]
+    assert len(fields) == 3
+    assert all((f.info, f.value) == (f"{low:g} to {high:g}", default) for f in fields)
 
 
 def test_mg_off_has_one_representation():

@@ -5,7 +5,9 @@
 - `runs`      one run (`run_generation` → `RunResult`, the per-user state), cancel flags, the download bundle;
 - `views`     the pictures of one result (attention maps, Fig. 6 slice stacks, CFG schedule, MG diagnostics)
               and the summary, all read from the settings in effect that the result records;
-- `ablation`  A-vs-B runs and the ablation grid (Table 1 variants + MG, or α ∈ {0, 40, 150} as Fig. 6c).
+- `ablation`  A-vs-B runs and the ablation grid (Table 1 variants + MG of the chosen model's family, or
+              α ∈ {0, 40, 150} as Fig. 6c);
+- `fields`    the app's inputs: labels, accepted ranges, and `check_values` (one message for a refused value).
 
 Usable from a notebook:
 
@@ -19,11 +21,25 @@ except the model cache, which is read-only after loading and guarded by locks. T
 explorer's interface for the app and notebooks.
 """
 
-from .ablation import ABLATION_MODES, ALPHAS, AblationResult, ablation_plan, run_ablation, run_compare
+from .ablation import (
+    ABLATION_MODES,
+    ALPHAS,
+    AblationResult,
+    Family,
+    ablation_plan,
+    ablation_rows_text,
+    model_family,
+    run_ablation,
+    run_compare,
+    split_variant,
+)
+from .fields import LABELS, MG_VARIANTS, NUMBERS, NumberField, check_values
 from .models import (
     CHECKPOINTS_ENV,
     EXAMPLE_MAX_CHARS,
     FEATURED_CHECKPOINT,
+    MINIATURE_DETAILS,
+    MINIATURE_NOTE,
     TINY_KEY,
     TINY_LABEL,
     ModelEntry,
@@ -60,23 +76,33 @@ __all__ = [
     "CHECKPOINTS_ENV",
     "EXAMPLE_MAX_CHARS",
     "FEATURED_CHECKPOINT",
+    "LABELS",
     "MEAN_SOURCE",
     "MEAN_STEP",
+    "MG_VARIANTS",
+    "MINIATURE_DETAILS",
+    "MINIATURE_NOTE",
+    "NUMBERS",
     "TINY_KEY",
     "TINY_LABEL",
     "AblationResult",
     "CancelFlags",
+    "Family",
     "ModelEntry",
     "ModelRegistry",
+    "NumberField",
     "RunRequest",
     "RunResult",
     "ViewOptions",
     "ablation_plan",
+    "ablation_rows_text",
+    "check_values",
     "check_request",
     "default_columns",
     "example_prompts",
     "load_bundle",
     "miniature_note",
+    "model_family",
     "render_attention",
     "render_cfg_schedule",
     "render_slices",
@@ -87,6 +113,7 @@ __all__ = [
     "run_compare",
     "run_generation",
     "source_choices",
+    "split_variant",
     "step_choices",
     "summary",
     "token_choices",

@@ -36,27 +36,35 @@ class ModelEntry:
 # follow the verb; otherwise the first Table 1 variant found.
 FEATURED_CHECKPOINT = "harivo-band-full-verb"
 
-MINIATURE_NOTE = (  # true of the shipped Table 1 variants; drop it once they are retrained with the verb phase
-    "ℹ️ The shapes-world models are miniatures. The four Table 1 variants (rows A to D, trained on 2 CPU cores) keep "
-    "one object and one background through a video, but have **not learned the prompted direction of motion**: "
-    "objects hold still or drift in a chance direction, whatever the verb says. docs/results.md (\"Why the videos do "
-    "not follow the verb\") measures why; `python -m harivo.verb_probe` tells when a longer run has learned it. "
+# The note above the app's tabs while a shapes-world model is offered: one line, then the details, folded away.
+MINIATURE_NOTE = ("Miniature HARIVO models, trained on a procedurally generated world of coloured shapes (not real "
+                  "video) — what they can and cannot do yet")
+# The details, one Markdown bullet each: edit them here when the featured checkpoint or the measured numbers change.
+# The page cannot link to the repository's files (a Space serves the app, not the repository): name them as code.
+MINIATURE_DETAILS = (
+    "**Table 1 variants A–D** (`harivo-shapes-*`, trained on 2 CPU cores) keep one object and one background "
+    "through a video but have **not learned the prompted direction of motion**: objects hold still or drift in a "
+    "chance direction, whatever the verb says. Why: `docs/results.md` (\"Why the videos do not follow the verb\"); "
+    "`python -m harivo.verb_probe` tells when a longer run has learned it.",
     "**`checkpoint: harivo-band-full-verb`** (HARIVO's full model, the default) and "
-    "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline; rows B and C likewise) have: trained in "
-    "the band world (a translation's frames show a strip on the edge the object heads for) with the *verb phase*, "
-    "they move translations the prompted way (held-out prompts: 9/10 and 10/10). What they still miss "
-    "(assets/eval-band/report.md, the paper's metrics in that world): *getting closer* / *moving away* and "
-    "*spinning* (0–17 % of videos), smooth frames (no video passes the checker's test: the object's size and "
-    "colour waver from frame to frame), and the caption's colours and shape in a fifth to a quarter of the videos. "
-    "The best of them by those metrics: **`checkpoint: harivo-band-full-smooth`** with MG and the CFG schedule's "
-    "second value at 2.5 (CFG low; App. D's is 7.5): colour, shape and background right in 86.5 % of videos, the "
-    "prompted motion (direction included) in 46 %, 15 % smooth (assets/eval-band-cfg/report.md)."
+    "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline; rows B and C likewise), trained in the "
+    "*band world* (a translation's frames show a strip on the edge the object heads for) with the *verb phase*, move "
+    "held-out translations the prompted way: 9/10 and 10/10.",
+    "**Still missing** in that world (the paper's metrics, `assets/eval-band/report.md`): *getting closer*, "
+    "*moving away* and *spinning* (0–17 % of videos); smooth frames (the object's size and colour waver: no video "
+    "passes the checker's test); the caption's colours and shape in a fifth to a quarter of the videos.",
+    "**Best by those metrics: `checkpoint: harivo-band-full-smooth`** with MG and CFG low 2.5 (App. D: 7.5): "
+    "colour, shape and background right in 86.5 % of videos, the prompted motion (direction included) in 46 %, "
+    "15 % smooth (`assets/eval-band-cfg/report.md`).",
 )
 
 
-def miniature_note(registry: ModelRegistry) -> str | None:
-    """The app's note on what the shipped shapes-world models cannot do yet; None when none of them is offered."""
-    return MINIATURE_NOTE if any(e.key in VARIANT_LABELS for e in registry.entries) else None
+def miniature_note(registry: ModelRegistry) -> tuple[str, str] | None:
+    """The app's note on what the shipped shapes-world models cannot do yet, as (one-line summary, Markdown
+    bullets of the details); None when none of them is offered."""
+    if not any(e.key in VARIANT_LABELS for e in registry.entries):
+        return None
+    return MINIATURE_NOTE, "\n".join(f"- {line}" for line in MINIATURE_DETAILS)
 
 
 def is_checkpoint(path: Path) -> bool:

@@ -60,7 +60,10 @@ class RunRequest:
 
 
 def as_int(name: str, value) -> int:
-    """UI numbers arrive as floats (gr.Number) or strings (API); accept whole numbers only."""
+    """UI numbers arrive as floats (gr.Number) or strings (API); accept whole numbers only (an int as it is: a
+    float cannot hold the largest seed)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     try:
         f = float(value)
     except (TypeError, ValueError):
