@@ -79,13 +79,7 @@ def train_and_score(args) -> None:
            "PYTHONUNBUFFERED": "1"}
     os.environ.update(env)
     if args.init_from and args.step_offset not in done:  # the curve's first point: the warm start on this base
-        snap = root / "snapshots" / f"{name}-{args.step_offset}"
-        if snap.exists():
-            shutil.rmtree(snap)
-        shutil.copytree(args.init_from, snap)
-        config = json.loads((snap / "config.json").read_text())
-        config["base_model"] = os.path.relpath(Path(args.base_model).resolve(), snap.resolve())
-        write_json(snap / "config.json", config)
+        snapshot(args.init_from, root / "snapshots" / f"{name}-{args.step_offset}", args.base_model)
         score(args, curve, curve_path, root, name, args.step_offset, log, {"run_steps": 0, "train_minutes": 0.0})
     target = args.chunk
     while target <= args.until:
@@ -97,16 +91,23 @@ def train_and_score(args) -> None:
                  str(root / "cache"), "--resume", "--max-steps", str(target),
                  *(["--init-from", args.init_from] if args.init_from else [])], log)
             training = json.loads((out / "training.json").read_text())
-            snap = root / "snapshots" / f"{name}-{step}"
-            if snap.exists():
-                shutil.rmtree(snap)
-            shutil.copytree(out, snap)
+            snapshot(out, root / "snapshots" / f"{name}-{step}", args.base_model)
             score(args, curve, curve_path, root, name, step, log, {
                 "run_steps": training["steps"], "train_minutes": training["minutes"],
                 "sec_per_step": training["sec_per_step"], "where": training["where_trained"],
                 "losses": training["final_loss_terms"]})
             print(f"  ({(time.time() - started) / 60:.1f} min with the evaluation)", flush=True)
         target += args.chunk
+
+
+def snapshot(source, snap: Path, base_model: str) -> None:
+    """Copy checkpoint folder `source` to `snap`, its base_model pointing at `base_model` from there."""
+    if snap.exists():
+        shutil.rmtree(snap)
+    shutil.copytree(source, snap)
+    config = json.loads((snap / "config.json").read_text())
+    config["base_model"] = os.path.relpath(Path(base_model).resolve(), snap.resolve())
+    write_json(snap / "config.json", config)
 
 
 def score(args, curve: dict, curve_path: Path, root: Path, name: str, step: int, log: Path, extra: dict) -> None:

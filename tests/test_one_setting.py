@@ -67,7 +67,8 @@ def test_alpha_default_and_range_have_one_owner(registry):
     default = MGConfig().alpha
     assert (low, high) == (0.0, 300.0) and default == 40.0
     assert GenerationSettings().mg.alpha == ex.RunRequest().mg_alpha == EvalConfig().mg_alpha == default
-    assert generate.build_parser().parse_args(["--prompt", "p", "--out", "o"]).mg_alpha == default
+    from harivo import settings as flags  # the CLI leaves α unset, then takes the model's recommendation or this
+    assert flags.from_args(generate.build_parser().parse_args(["--prompt", "p", "--out", "o"])).mg.alpha == default
     MGConfig(alpha=high).validate()
     with pytest.raises(ValueError, match="alpha"):
         MGConfig(alpha=high + 1).validate()
