@@ -95,6 +95,7 @@ class HarivoPipeline:
         # the sampling settings this model was measured best at (config.json "sampling", flat names of
         # SAMPLING_DEFAULTS); the CLI and the app start from them, App. D's values otherwise
         self.sampling_defaults: dict[str, float] = {}
+        self.world: dict | None = None  # the shapes world the checkpoint was trained in (config.json "world")
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -105,6 +106,7 @@ class HarivoPipeline:
         base = base_model or model.config.base_model
         pipe = cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
         pipe.sampling_defaults = read_sampling_defaults(checkpoint)
+        pipe.world = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json").get("world")
         return pipe
 
     @classmethod

@@ -137,12 +137,17 @@ def plot(out: str, paths: list[str]) -> None:
     for ax, metric in zip(axes.flat, METRICS):
         for c in curves:
             steps = [p["step"] for p in c["points"]]
-            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=c["row"])
+            label = {"baseline": "A · AnimateDiff baseline", "full+mg": "D + MG · HARIVO"}.get(c["row"], c["row"])
+            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=label)
             if metric == "avg":
                 ax.fill_between(steps, [p["avg_ci"][0] for p in c["points"]], [p["avg_ci"][1] for p in c["points"]],
                                 alpha=0.15)
-        ax.set_title(metric.replace("_", "-") + (" (lower is better)" if metric == "fvd" else " (% of videos)"))
-        ax.set_xlabel("training steps")
+        name = {"avg": "AVG (95 % CI)", "fvd": "FVD analog", "non_weird": "non-weird"}.get(metric, metric)
+        ax.set_title(name + (" (lower is better)" if metric == "fvd" else " (% of videos)"))
+        offsets = {c["step_offset"] for c in curves}
+        if len(offsets) == 1 and offsets != {0}:
+            ax.axvline(next(iter(offsets)), color="gray", lw=0.8, ls="--")
+        ax.set_xlabel("training steps (dashed: the warm start)")
         ax.grid(alpha=0.3)
     axes.flat[0].legend()
     n = curves[0]["points"][0]["videos"] if curves and curves[0]["points"] else 0

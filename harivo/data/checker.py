@@ -35,6 +35,8 @@ every cached video without changing a verdict.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -91,6 +93,17 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+def world_thresholds(world: dict | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
+    """The thresholds that read a video of the world a checkpoint records (config.json "world": {"version", "env":
+    its HARIVO_* settings}) in this interpreter, whatever world it was started in: labels read in a cue3 world,
+    bands in a band world. None (no record): `base` as it is."""
+    if not world:
+        return base
+    env = world.get("env", {})
+    return dataclasses.replace(base, cue_labels=env.get("HARIVO_CUE_STYLE", "cue1") == "cue3",
+                               bands=env.get("HARIVO_BACKDROP", "flat") != "flat")
 
 
 @dataclass

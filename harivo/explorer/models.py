@@ -32,31 +32,57 @@ class ModelEntry:
     trained: bool
 
 
-# The model the app opens with when it is shipped: HARIVO's full model of the band world, the one whose videos
-# follow the verb; otherwise the first Table 1 variant found.
-FEATURED_CHECKPOINT = "harivo-band-full-verb"
+# The model the app opens with when it is shipped: HARIVO's full model of the plain world (objects in their caption's
+# colour, a strip on the edge a translation heads for), trained longest; otherwise the first Table 1 variant found.
+FEATURED_CHECKPOINT = "harivo-plain-full"
+LONG_RUNS = Path(__file__).resolve().parents[2] / "assets" / "long-runs"  # learning curves of the featured world
 
 # The note above the app's tabs while a shapes-world model is offered: one line, then the details, folded away.
 MINIATURE_NOTE = ("Miniature HARIVO models, trained on a procedurally generated world of coloured shapes (not real "
                   "video) — what they can and cannot do yet")
-# The details, one Markdown bullet each: edit them here when the featured checkpoint or the measured numbers change.
-# The page cannot link to the repository's files (a Space serves the app, not the repository): name them as code.
-MINIATURE_DETAILS = (
-    "**Table 1 variants A–D** (`harivo-shapes-*`, trained on 2 CPU cores) keep one object and one background "
-    "through a video but have **not learned the prompted direction of motion**: objects hold still or drift in a "
-    "chance direction, whatever the verb says. Why: `docs/results.md` (\"Why the videos do not follow the verb\"); "
-    "`python -m harivo.verb_probe` tells when a longer run has learned it.",
-    "**`checkpoint: harivo-band-full-verb`** (HARIVO's full model, the default) and "
-    "**`checkpoint: harivo-band-baseline-verb`** (the AnimateDiff baseline; rows B and C likewise), trained in the "
-    "*band world* (a translation's frames show a strip on the edge the object heads for) with the *verb phase*, move "
-    "held-out translations the prompted way: 9/10 and 10/10.",
-    "**Still missing** in that world (the paper's metrics, `assets/eval-band/report.md`): *getting closer*, "
-    "*moving away* and *spinning* (0–17 % of videos); smooth frames (the object's size and colour waver: no video "
-    "passes the checker's test); the caption's colours and shape in a fifth to a quarter of the videos.",
-    "**Best by those metrics: `checkpoint: harivo-band-full-smooth`** with MG and CFG low 2.5 (App. D: 7.5): "
-    "colour, shape and background right in 86.5 % of videos, the prompted motion (direction included) in 46 %, "
-    "15 % smooth (`assets/eval-band-cfg/report.md`).",
-)
+
+
+def _last_common_point(folder: Path = LONG_RUNS) -> tuple[dict, dict] | None:
+    """The baseline's and HARIVO's learning-curve points at the last step both reached, or None."""
+    try:
+        curves = {v: json.loads((folder / f"curve-{v}.json").read_text()) for v in ("baseline", "full")}
+    except (OSError, ValueError):
+        return None
+    steps = {p["step"] for p in curves["baseline"]["points"]} & {p["step"] for p in curves["full"]["points"]}
+    if not steps:
+        return None
+    step = max(steps)
+    return tuple(next(p for p in curves[v]["points"] if p["step"] == step) for v in ("baseline", "full"))
+
+
+def miniature_details(folder: Path = LONG_RUNS) -> tuple[str, ...]:
+    """The note's details, one Markdown bullet each, the featured world's figures read from its learning curves.
+    The page cannot link to the repository's files (a Space serves the app, not the repository): files are named
+    as code."""
+    world = (f"**`checkpoint: {FEATURED_CHECKPOINT}`** (HARIVO's full model, the default) and "
+             "**`checkpoint: harivo-plain-baseline`** (the AnimateDiff baseline, same recipe and steps) live in the "
+             "*plain world*: one object in its caption's colour; a translation's frames show a coloured strip on the "
+             "edge the object heads for, the world's only motion cue.")
+    lines = [world]
+    point = _last_common_point(folder)
+    if point is not None:
+        base, full = point
+        moves = full["action_by_motion"]
+        turns = [round(moves[m]) for m in ("getting closer", "moving away", "spinning") if m in moves]
+        lines.append(f"After {full['step']} training steps, on a fixed set of {full['videos']} videos (CFG 12.5 → 2.5; "
+                     f"`assets/long-runs/`): HARIVO + MG AVG {full['avg']:.1f} (content {full['content']:.0f} %, "
+                     f"prompted motion {full['action']:.0f} %, smooth {full['smooth']:.0f} %), the baseline "
+                     f"AVG {base['avg']:.1f}.")
+        lines.append("**Still missing**: *getting closer*, *moving away* and *spinning* "
+                     f"({'/'.join(map(str, turns))} % of their videos), and most videos are not smooth "
+                     "(the object's size and colour waver from frame to frame).")
+    lines.append("**Table 1 variants A–D** of the first, flat world (`harivo-shapes-*`) keep one object and one "
+                 "background through a video but have **not learned the prompted direction of motion**. Why: "
+                 "`docs/results.md`; `python -m harivo.verb_probe` tells when a longer run has learned it.")
+    return tuple(lines)
+
+
+MINIATURE_DETAILS = miniature_details()
 
 
 def miniature_note(registry: ModelRegistry) -> tuple[str, str] | None:

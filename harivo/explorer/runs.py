@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import media
 from ..attention import AttentionRecord
-from ..data.checker import flicker_score
+from ..data.checker import DEFAULT_THRESHOLDS, Thresholds, flicker_score, world_thresholds
 from ..outputs import RUN_FILES, VideoOptions, read_output, save_output
 from .models import ModelRegistry
 from .request import RunRequest, check_request
@@ -103,7 +103,7 @@ def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.E
     if not entry.trained:
         notes.append("Untrained tiny random model: the video is noise by design (development only).")
     result = RunResult(out.frames, out.attention, out.steps, out.settings, req.model, entry.label, req.fps, notes,
-                       flicker(out.frames), elapsed, bool(out.cancelled), warnings=list(warnings))
+                       flicker(out.frames, world_thresholds(pipe.world)), elapsed, bool(out.cancelled), warnings=list(warnings))
     result.workdir = new_workdir()
     if write_bundle:
         write_bundle_files(result, out)
@@ -112,10 +112,11 @@ def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.E
     return result
 
 
-def flicker(frames: np.ndarray) -> float:
-    """The checker's flicker score, NaN for frames it cannot read (e.g. the tiny model's pure noise)."""
+def flicker(frames: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float:
+    """The checker's flicker score (read in the model's world: `checker.world_thresholds`), NaN for frames it
+    cannot read (e.g. the tiny model's pure noise)."""
     try:
-        return float(flicker_score(frames))
+        return float(flicker_score(frames, thresholds))
     except (ValueError, RuntimeError):
         return float("nan")
 
