@@ -1,7 +1,7 @@
 """Where do the tokens look? Cross-attention maps measured against the object the checker sees.
 
     python -m harivo.token_focus --variant full [--prompts 12] [--seeds 1] [--steps 25] [--json FILE]
-    python -m harivo.token_focus --checkpoint checkpoints/harivo-band-full-verb   # in the band world's environment
+    python -m harivo.token_focus --checkpoint checkpoints/harivo-plain-full   # in the plain world's environment
 
 For every generated video and every token (the K frame-wise tokens `<f1>`..`<fK>` and the prompt's words), each
 frame's cross-attention map (the mean over steps, layers and heads that the app shows, upsampled to the frame)
