@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harivo.config import table1_label  # noqa: E402
 from harivo.fileio import write_json  # noqa: E402
 
 # the one recipe of the long runs (on top of configs/shapes-harivo.yaml): phase 1's regime of the band world
@@ -137,7 +138,7 @@ def plot(out: str, paths: list[str]) -> None:
     for ax, metric in zip(axes.flat, METRICS):
         for c in curves:
             steps = [p["step"] for p in c["points"]]
-            label = {"baseline": "A · AnimateDiff baseline", "full+mg": "D + MG · HARIVO"}.get(c["row"], c["row"])
+            label = table1_label(c["row"])
             ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=label)
             if metric == "avg":
                 ax.fill_between(steps, [p["avg_ci"][0] for p in c["points"]], [p["avg_ci"][1] for p in c["points"]],
