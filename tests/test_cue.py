@@ -174,7 +174,7 @@ def test_cue_is_invisible_to_the_object_reading(style):
             {k: jb[k] for k in ("content", "action", "smooth", "non_weird")}
 
 
-@pytest.mark.parametrize("style", CUE_STYLES)
+@pytest.mark.parametrize("style", [s for s in CUE_STYLES if s != "plain"])  # the plain style draws no cue to read
 def test_checker_reads_the_cue_back_on_every_generator_frame(style):
     rng = np.random.default_rng(4)
     specs = all_specs("all")
