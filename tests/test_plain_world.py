@@ -100,3 +100,49 @@ print(json.dumps({{"rows": again["rows"], "all": again["all"]}}))
     agree = [a["read"] == b["read"] for a, b in zip(out["rows"], recorded["rows"])]
     assert len(agree) == len(recorded["rows"]) and sum(agree) >= len(agree) - 2
     assert out["all"]["all"] == pytest.approx(recorded["all"]["all"], abs=0.015)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "full"])
+def test_shipped_models_name_their_world_sampling_and_learning_curve(variant):
+    """Each shipped row records its world and the sampling it was measured at (the app and the CLI start there), and
+    its weights are the last point of its learning curve (assets/long-runs/curve-<row>.json)."""
+    folder = shipped(f"harivo-plain-{variant}")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["world"]["env"] == WORLD and config["variant"] == variant
+    assert config["sampling"] == {"cfg_high": 12.5, "cfg_low": 2.5, "cfg_switch": 0.7, "mg_alpha": 40.0}
+    training = json.loads((folder / "training.json").read_text())
+    curve = json.loads((LONG_RUNS / f"curve-{variant}.json").read_text())
+    last = curve["points"][-1]
+    assert curve["step_offset"] + training["steps"] == last["step"] and training["steps"] == last["run_steps"]
+    assert curve["eval"] == ["--seen-prompts", "8", "--held-out-prompts", "10", "--seeds", "1", "--no-sweep",
+                             "--cfg-low", "2.5"]
+
+
+def test_the_verb_not_the_seed_sets_the_direction():
+    """HARIVO's full model at its recommended sampling: the app's first prompt crosses the frame to the right from
+    seeds 0 and 1 (shipped: +0.64 of the frame each), and from the same seeds with the opposite verb to the left."""
+    checkpoint = shipped("harivo-plain-full")
+    out = in_plain_world(f"""
+import json
+import numpy as np
+from motion_proxy import along_track
+from harivo.data.checker import judge
+from harivo.data.shapes import ShapeSpec
+from harivo.pipeline import HarivoPipeline
+from harivo.settings import GenerationSettings
+from harivo.verb_probe import swap_verb
+pipe = HarivoPipeline.from_checkpoint({str(checkpoint)!r})
+spec = ShapeSpec("red", "circle", "moving left to right", "gray")
+moved = []
+for seed in (0, 1):
+    row = []
+    for s in (spec, swap_verb(spec)):
+        frames = pipe(GenerationSettings.from_flat(prompt=s.caption, seed=seed, capture_attention=False,
+                                                   **pipe.sampling_defaults)).frames
+        track = judge((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), s)["details"]["reading"].track
+        row.append(along_track(track, spec.motion, frames.shape[2]))
+    moved.append(row)
+print(json.dumps(moved))
+""")
+    for along, along_opposite in out:
+        assert along > 0.25 and along_opposite < -0.25, out
