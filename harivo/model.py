@@ -215,6 +215,14 @@ class HarivoVideoModel(nn.Module):
                 state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
         return state
 
+    def load_harivo_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what `harivo_state_dict` returns (mapping network, frame-token generator) into this model."""
+        for prefix in ("mapping_network", "frame_token_generator"):
+            module = getattr(self, prefix)
+            if module is not None:
+                sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+                module.load_state_dict(sub, strict=False)  # non-persistent buffers are rebuilt, not stored
+
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> None:
         """Write motion_adapter/, harivo.safetensors and config.json into `directory` (atomically per file)."""
         directory = Path(directory)
@@ -252,11 +260,7 @@ class HarivoVideoModel(nn.Module):
         if set(state) != set(expected):
             missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
             raise ValueError(f"checkpoint: harivo.safetensors does not match config.json (missing {missing[:3]}, unexpected {extra[:3]})")
-        for prefix in ("mapping_network", "frame_token_generator"):
-            module = getattr(model, prefix)
-            if module is not None:
-                sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-                module.load_state_dict(sub, strict=False)  # non-persistent buffers are rebuilt, not stored
+        model.load_harivo_state_dict(state)
         return model
 
 

@@ -64,9 +64,9 @@ def token_label(token: str) -> str:
 SAMPLING_DEFAULTS = ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha")  # what a checkpoint may recommend
 
 
-def read_sampling_defaults(checkpoint: Path) -> dict[str, float]:
-    """A checkpoint's recommended sampling settings (config.json "sampling": {flat name: number}), checked."""
-    raw = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json").get("sampling") or {}
+def read_sampling_defaults(config: dict) -> dict[str, float]:
+    """A checkpoint's recommended sampling settings (its config.json's "sampling": {flat name: number}), checked."""
+    raw = config.get("sampling") or {}
     if not isinstance(raw, dict) or set(raw) - set(SAMPLING_DEFAULTS):
         raise ValueError(f"checkpoint: config.json's \"sampling\" may set only {list(SAMPLING_DEFAULTS)}, got {raw!r}")
     values = {k: float(v) for k, v in raw.items()}
@@ -105,8 +105,8 @@ class HarivoPipeline:
         model = HarivoVideoModel.from_pretrained(checkpoint, base_model=base_model)
         base = base_model or model.config.base_model
         pipe = cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
-        pipe.sampling_defaults = read_sampling_defaults(checkpoint)
-        pipe.world = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json").get("world")
+        config = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json")
+        pipe.sampling_defaults, pipe.world = read_sampling_defaults(config), config.get("world")
         return pipe
 
     @classmethod

@@ -35,10 +35,8 @@ every cached video without changing a verdict.
 
 from __future__ import annotations
 
-import dataclasses
-
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -102,7 +100,7 @@ def world_thresholds(world: dict | None, base: Thresholds = DEFAULT_THRESHOLDS) 
     if not world:
         return base
     env = world.get("env", {})
-    return dataclasses.replace(base, cue_labels=env.get("HARIVO_CUE_STYLE", "cue1") == "cue3",
+    return replace(base, cue_labels=env.get("HARIVO_CUE_STYLE", "cue1") == "cue3",
                                bands=env.get("HARIVO_BACKDROP", "flat") != "flat")
 
 

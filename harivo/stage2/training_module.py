@@ -74,12 +74,7 @@ def warm_start(model: HarivoVideoModel, folder: str, variant: str) -> None:
         raise ValueError(f"init_from: the motion modules in {folder!r} do not fit this model (other UNet channels, "
                          f"heads or frame count)")
     model.unet.load_state_dict(state, strict=False)
-    weights = fileio.load_tensors(path / WEIGHTS_NAME, what="init_from harivo.safetensors")
-    for prefix in ("mapping_network", "frame_token_generator"):
-        module = getattr(model, prefix)
-        if module is not None:
-            sub = {k[len(prefix) + 1:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
-            module.load_state_dict(sub, strict=False)  # non-persistent buffers are rebuilt, not stored
+    model.load_harivo_state_dict(fileio.load_tensors(path / WEIGHTS_NAME, what="init_from harivo.safetensors"))
 
 
 class TrainingModule(nn.Module):
