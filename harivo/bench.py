@@ -15,7 +15,7 @@ Figures (with the project's targets, checked in the JSON as `checks`):
                           passes) ÷ one of the `baseline` variant (L_simple only); the L_reg branch alone is ~0.9
 - `app_request_seconds`   one app request, `explorer.run_and_render` with the default settings (16 frames,
                           25 steps, attention capture, every view), on the CPU as the app runs
-- `render_cue_vs_plain`   rendering a shapes-world video with the world's cue ÷ without (stage 1 renders every
+- `render_band_vs_flat`   rendering a shapes-world video with the world's band ÷ on a flat backdrop (stage 1 renders every
                           training frame fresh); `render_video_ms` gives both in milliseconds
 - `peak_rss_mb`           peak resident memory of the whole run
 - `loaded_vs_idle` (`--load`, alone)   a whole `python -m harivo.generate` run with default settings beside one busy
@@ -53,7 +53,7 @@ TARGETS = {  # figure -> upper bound (the project's targets)
     "cfg_schedule_overhead": 1.02,  # ours: the schedule is a lookup per step, it should cost nothing
     "train_step_full_vs_baseline": 2.0,
     "app_request_seconds": 10.0,
-    "render_cue_vs_plain": 2.0,  # ours: the world's cue at most doubles rendering (measured 1.7; ~20 ms a video)
+    "render_band_vs_flat": 2.0,  # ours: the world's band at most doubles rendering (~20 ms a video)
 }
 LOAD_TARGETS = {"loaded_vs_idle": 2.5}  # `--load`: beside one busy process ÷ idle, the CLI's threads
 

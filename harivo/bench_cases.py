@@ -228,7 +228,7 @@ def training_cases(base: BaseModel, accelerator, **overrides) -> tuple[dict[str,
 def small_model_section(quick: bool, frames: int, steps: int, repeats: int, device: torch.device, accelerator,
                         workdir: Path) -> dict:
     """The ratios on the embedded shapes-world model (or the tiny random one)."""
-    embedded = DEFAULT_CHECKPOINTS / "harivo-shapes-full"
+    embedded = DEFAULT_CHECKPOINTS / "harivo-plain-full"
     if not quick and embedded.is_dir():
         pipe, label = HarivoPipeline.from_variant("full"), "embedded shapes-world `full`"
     else:
@@ -241,7 +241,7 @@ def small_model_section(quick: bool, frames: int, steps: int, repeats: int, devi
     del pipe
     free_memory(device)
 
-    base_dir = DEFAULT_CHECKPOINTS / "shapes-sd" if label.startswith("embedded") else workdir / "base"
+    base_dir = DEFAULT_CHECKPOINTS / "shapes-sd-plain" if label.startswith("embedded") else workdir / "base"
     base = load_base(str(base_dir))
     base.unet.to(accelerator.device)
     cases, result["train_step_settings"] = training_cases(base, accelerator, num_frames=frames)
@@ -258,21 +258,22 @@ def small_model_section(quick: bool, frames: int, steps: int, repeats: int, devi
 
 def world_section(repeats: int) -> dict:
     """Rendering one 16x64x64 shapes-world video (stage 1 renders its training frames fresh every step) with the
-    world's cue ÷ without any cue (``cue=False``), over a few specs and seeds; absolute milliseconds for context."""
-    from .data.shapes import CUE_STYLE, ShapeSpec, render_video
+    world's band ÷ on a flat backdrop (``World(band_px=0)``), over a few specs and seeds; absolute milliseconds for
+    context."""
+    from .data.shapes import WORLD, ShapeSpec, World, render_video
 
     specs = [ShapeSpec("yellow", "star", "getting closer", "gray"), ShapeSpec("red", "square", "spinning", "blue"),
              ShapeSpec("white", "triangle", "moving left to right", "black")]
 
     seeds = range(3)
 
-    def renders(cue):
-        return lambda: [render_video(spec, seed, cue=cue) for spec in specs for seed in seeds]
+    def renders(world):
+        return lambda: [render_video(spec, seed, world=world) for spec in specs for seed in seeds]
 
     n = len(specs) * len(seeds)
-    t = interleaved({"cue": renders(CUE_STYLE), "plain": renders(False)}, repeats, torch.device("cpu"),
+    t = interleaved({"band": renders(WORLD), "flat": renders(World(band_px=0))}, repeats, torch.device("cpu"),
                     desc="render rounds")
-    return {"render_cue_vs_plain": ratio(t, "cue", "plain"), "render_world": CUE_STYLE,
+    return {"render_band_vs_flat": ratio(t, "band", "flat"), "render_world": WORLD.version,
             "render_video_ms": {k: round(1000 * v["wall_s"] / n, 2) for k, v in t.items()}}
 
 

@@ -1,11 +1,9 @@
 """Per-video judging of `harivo.evaluate`: the pixel checker's Table A2 answers and the FVD feature of one video.
 
 `score_video` judges one video (content, action, smooth, non-weird; also the paper's direction-blind action
-`action_kind` and the share of frames showing the prompt's cue mark `cue_share`) and reads its FVD feature
-(`FEATURE_NAMES`, see the module docstring of `harivo/evaluate.py` for why these features). Only per-video code
-lives here: the evaluation's run cache is keyed on this file and the checker (`evaluate.judging_code_digest`), so
-an edit here re-judges every cached video, and an edit of the statistics over videos (`harivo.eval_stats`) does
-not.
+`action_kind`) and reads its FVD feature (`FEATURE_NAMES`, see the module docstring of `harivo/evaluate.py` for why
+these features). The evaluation's run cache is keyed on `checker.JUDGE_VERSION`: bump it with any change here that
+changes a verdict or a feature.
 """
 
 from __future__ import annotations
@@ -76,9 +74,7 @@ def video_features(frames: np.ndarray, reading=None, thresholds: Thresholds = DE
 # ------------------------------------------------------------------------------------------------ scoring
 def score_video(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict:
     """The checker's four Table A2 answers for one video, `action_kind` (the paper's action: the kind of motion
-    only, `checker.motion_kind`), `cue_share` (fraction of frames whose cue mark is the prompt's) and its FVD
-    feature (one read of the pixels)."""
+    only, `checker.motion_kind`) and its FVD feature (one read of the pixels)."""
     verdict = judge(frames, spec, thresholds)
     features = video_features(frames, verdict["details"]["reading"], thresholds)
-    return {**{q: verdict[q] for q in QUESTIONS}, "action_kind": verdict["action_kind"],
-            "cue_share": float(verdict["details"]["cue_share"]), "features": features}
+    return {**{q: verdict[q] for q in QUESTIONS}, "action_kind": verdict["action_kind"], "features": features}

@@ -197,19 +197,18 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
            if results['timing'].get('videos_from_cache') else "") + ").",
     ]
     if results.get("world"):  # older JSONs predate it
-        pattern = s.get("name_pattern", "harivo-shapes-{variant}")
+        pattern = s.get("name_pattern", "harivo-plain-{variant}")
         lines += ["", f"World `{results['world']}` (the checker and the FVD reference read it; "
-                      f"`harivo.data.shapes.WORLD_VERSION`), rows' checkpoints `{pattern}`."]
+                      f"`harivo.data.shapes.World`), rows' checkpoints `{pattern}`."]
     if results["skipped_variants"]:
         lines += ["", "Skipped: " + "; ".join(f"`{k}` ({w})" for k, w in results["skipped_variants"].items())]
     lines += ["", "## Table A2 analog: % of videos the pixel checker accepts", "",
-              f"| variant | Table 1 row | {SCORE_HEAD} | FVD ↓ | FVD 95% CI | paper AVG | AVG 95% CI | cue |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              f"| variant | Table 1 row | {SCORE_HEAD} | FVD ↓ | FVD 95% CI | paper AVG | AVG 95% CI |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in v.items():
         lo, hi = row["fvd_ci"]
         lines.append(f"| {name} | {table1_label(name) if name in TABLE1 else row['table1_row']} | {score_cells(row)} | {fmt_fvd(row['fvd'])} | "
-                     f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} | {_ci(row.get('avg_ci'), fmt_pct)} "
-                     f"| {fmt_pct(row.get('cue', float('nan')))} |")
+                     f"{fmt_fvd(lo)}–{fmt_fvd(hi)} | {PAPER_TABLE_A2_AVG[name]:g} | {_ci(row.get('avg_ci'), fmt_pct)} |")
     lines += ["", "Paper AVG: HARIVO's Table A2 (human judges, 100 WebVid-style prompts; rows there add one component "
               "at a time, so `trs-dc` corresponds to its + L_DC row). Its judges asked for the kind of motion only; "
               "our AVG uses action (direction, ours), the stricter one (see *How the checker decides*).", "",
@@ -265,8 +264,6 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
               "direction. Every caption here names one, so the direction column goes beyond the paper. "
               "**AVG** is the mean of content, action (direction, ours), smooth and non-weird; action (kind, "
               "paper) is not in it.",
-              "- **cue** (last column of the Table A2 analog; not a Table A2 question, not in the AVG): mean % of "
-              "frames whose cue mark, drawn inside the object (`harivo.data.shapes`), is the prompted motion's.",
               f"- **smooth**: every frame-to-frame centroid step ≤ {T['max_step']:g}·S, size ratio ≤ "
               f"{T['max_size_step']:g}, rotation ≤ {T['max_angle_step']:g}°, and flicker score ≤ {T['max_flicker']:g}.",
               "- **non-weird**: exactly one object (components ≥ "

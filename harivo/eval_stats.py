@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg
 
+from .data.checker import DEFAULT_THRESHOLDS, Thresholds
 from .data.shapes import SIZE_CHANGES, TRANSLATIONS, ShapeSpec, render_video
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, video_features
 
@@ -66,13 +67,16 @@ def bootstrap_fd(features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray
     return float(max(point + lo - mid, 0.0)), float(point + hi - mid)
 
 
-def reference_features(specs: list[ShapeSpec], per_prompt: int, set_id: int, num_frames: int, size: int) -> np.ndarray:
-    """Features of generator videos: `per_prompt` per spec, generator seeds drawn from (set_id, prompt, k)."""
+def reference_features(specs: list[ShapeSpec], per_prompt: int, set_id: int, num_frames: int, size: int,
+                       thresholds: Thresholds = DEFAULT_THRESHOLDS) -> np.ndarray:
+    """Features of generator videos of `thresholds.world`: `per_prompt` per spec, generator seeds drawn from
+    (set_id, prompt, k)."""
     feats = []
     for i, spec in enumerate(specs):
         for k in range(per_prompt):
             seed = int(np.random.default_rng([set_id, i, k]).integers(2**31 - 1))
-            feats.append(video_features(render_video(spec, seed, num_frames, size)[0]))
+            feats.append(video_features(render_video(spec, seed, num_frames, size, thresholds.world)[0], None,
+                                        thresholds))
     return np.array(feats)
 
 
@@ -133,9 +137,8 @@ def motion_breakdown(records: list[dict], features: np.ndarray) -> dict:
             entry["right_way"] = 100.0 * float(np.mean(found > 0)) if len(found) else float("nan")
         if all("action" in records[i] for i in rows):
             entry["action"] = 100.0 * float(np.mean([bool(records[i]["action"]) for i in rows]))
-        for key, name in (("action_kind", "action_kind"), ("cue_share", "cue")):
-            if all(key in records[i] for i in rows):
-                entry[name] = _record_mean([records[i] for i in rows], key)
+        if all("action_kind" in records[i] for i in rows):
+            entry["action_kind"] = _record_mean([records[i] for i in rows], "action_kind")
         out[motion] = entry
     return out
 
@@ -157,10 +160,9 @@ def translation_summary(by_motion: dict) -> dict:
 
 def percentages(records: list[dict]) -> dict:
     """% of videos passing each question, their average (Table A2's AVG, over QUESTIONS: `action` is the one that
-    wants the direction), % passing `action_kind` (the paper's action: the kind of motion only), the mean % of
-    frames showing the prompt's cue mark `cue` (from the records' `cue_share`) and the count. NaN when empty;
-    `action_kind` / `cue` NaN also when a record lacks them (cached before they existed)."""
-    extra = {"action_kind": _record_mean(records, "action_kind"), "cue": _record_mean(records, "cue_share")}
+    wants the direction), % passing `action_kind` (the paper's action: the kind of motion only) and the count. NaN
+    when empty; `action_kind` NaN also when a record lacks it (cached before it existed)."""
+    extra = {"action_kind": _record_mean(records, "action_kind")}
     if not records:
         return {**{q: float("nan") for q in (*QUESTIONS, "avg")}, **extra, "n": 0}
     out = {q: 100.0 * float(np.mean([bool(r[q]) for r in records])) for q in QUESTIONS}

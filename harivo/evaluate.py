@@ -1,8 +1,9 @@
 """`python -m harivo.evaluate [--quick] [--json FILE]`: HARIVO's quantitative evaluation, on the shapes world.
 
-    python -m harivo.evaluate --quick --json assets/eval/results.json
+    python -m harivo.evaluate --quick
 
-Writes `report.md` and PNG plots into --out-dir (default `assets/eval/`) and a JSON summary (--json, default
+Writes `report.md` and PNG plots into --out-dir (default `assets/eval/`; with --quick `runs/eval-quick/`, so a quick
+look never overwrites the shipped report) and a JSON summary (--json, default
 `<out-dir>/results.json`). Three parts:
 
 - **Table A2 analog** (App. E): a fixed prompt set (seen and held-out (colour, shape, motion) combinations,
@@ -12,9 +13,9 @@ Writes `report.md` and PNG plots into --out-dir (default `assets/eval/`) and a J
   matches the verb), smooth (no frame-to-frame jump or flicker) and non-weird (one object in every frame,
   stable area, no noise). We report the percentage of videos passing each question and their average,
   overall and for seen and held-out prompts separately. Action is reported twice: the paper's (the kind of
-  motion matches) and ours (the direction too, which the AVG uses); beside them the share of frames showing the
-  prompt's cue mark. The thresholds are `checker.Thresholds`, written
-  into the report and the JSON.
+  motion matches) and ours (the direction too, which the AVG uses). The thresholds are `checker.Thresholds`
+  (with the `shapes.World` the videos are read in, `--world`; every row's checkpoint must record that world),
+  written into the report and the JSON.
 - **Table 1 analog** (§4.2): a Fréchet video distance per variant against generator videos of the same
   prompts, with the real-data floor (generator videos vs other generator videos, same number of videos as a
   variant) and a bootstrap interval.
@@ -51,9 +52,9 @@ from tqdm.auto import tqdm
 
 from . import fileio, settings
 from .config import TABLE1, check_range
-from .data.checker import DEFAULT_THRESHOLDS, Thresholds
-from .data.shapes import (BACKGROUNDS, HELD_OUT, MOTIONS, WORLD_VERSION, ShapeSpec, all_specs, is_held_out,
-                          render_video, world_env)
+from .data.checker import DEFAULT_THRESHOLDS, JUDGE_VERSION, Thresholds, world_thresholds
+from .data.shapes import (BACKGROUNDS, HELD_OUT, MOTIONS, WORLD, ShapeSpec, World, all_specs, is_held_out,
+                          render_video)
 from .eval_metrics import FEATURE_NAMES, QUESTIONS, score_video
 from .eval_report import fmt_fvd, score_cells, write_report
 from .eval_stats import (bootstrap_fd, feature_stats, frechet_distance, motion_breakdown, reference_features,
@@ -77,7 +78,7 @@ class EvalConfig:
     """What one evaluation run does (saved in the JSON)."""
 
     checkpoints: str = str(DEFAULT_CHECKPOINTS)  # folder holding the rows' checkpoints, named by `name_pattern`
-    name_pattern: str = "harivo-shapes-{variant}"  # a row's checkpoint folder (band world: harivo-band-{variant}-verb)
+    name_pattern: str = "harivo-plain-{variant}"  # a row's checkpoint folder, {variant} replaced
     variants: tuple[str, ...] = EVAL_VARIANTS  # Table A2 / Table 1 rows to evaluate
     out_dir: str = "assets/eval"  # report.md and plots go here
     seen_prompts: int = 16  # training combinations, two per motion (the paper: 100 prompts, App. E)
@@ -98,7 +99,7 @@ class EvalConfig:
     quick: bool = False  # set by --quick (recorded in the report)
     cache_dir: str = "runs/eval-cache"  # finished runs (videos' scores + features), keyed by weights and settings;
     #   a later evaluation with other rows reuses them. "" = no cache
-    thresholds: Thresholds = DEFAULT_THRESHOLDS  # the checker's decision thresholds
+    thresholds: Thresholds = DEFAULT_THRESHOLDS  # the checker's decision thresholds and the world it reads in
 
     def validate(self) -> "EvalConfig":
         if self.name_pattern.count("{variant}") != 1 or "/" in self.name_pattern:
@@ -129,16 +130,18 @@ class EvalConfig:
 
 def quick_config(**overrides) -> EvalConfig:
     """--quick: 6 seen + 3 held-out prompts × 2 seeds, 12 DDIM steps (about a minute per variant on 2 cores)."""
-    quick = {"seen_prompts": 6, "held_out_prompts": 3, "seeds": 2, "steps": 12, "reference_seeds": 4, "quick": True}
+    quick = {"seen_prompts": 6, "held_out_prompts": 3, "seeds": 2, "steps": 12, "reference_seeds": 4, "quick": True,
+             "out_dir": "runs/eval-quick"}
     return EvalConfig(**{**quick, **overrides})
 
 
 def command_line(cfg: EvalConfig) -> str:
-    """The command that reruns `cfg`: the world's HARIVO_* settings where they are not the default world's, then
-    `python -m harivo.evaluate` with a flag for each setting off its default (the --quick defaults with --quick)."""
-    env = [f"{name}={value}" for name, value in world_env().items()]
+    """The command that reruns `cfg`: `python -m harivo.evaluate` with a flag for each setting off its default (the
+    --quick defaults with --quick)."""
     base = quick_config() if cfg.quick else EvalConfig()
     flags = ["--quick"] if cfg.quick else []
+    if cfg.thresholds.world != base.thresholds.world:
+        flags.append(f"--world {cfg.thresholds.world.version}")
     if Path(cfg.checkpoints).resolve() != Path(base.checkpoints).resolve():  # rows from another folder (runs/...)
         flags.append(f"--checkpoints {cfg.checkpoints}")
     for name, flag in (("name_pattern", "--name-pattern"), ("variants", "--variants"), ("out_dir", "--out-dir"),
@@ -157,7 +160,7 @@ def command_line(cfg: EvalConfig) -> str:
             flags.append(f"--cfg-{name} {value:g}")
     if not cfg.sweep:
         flags.append("--no-sweep")
-    return " ".join([*env, "python -m harivo.evaluate", *flags])
+    return " ".join(["python -m harivo.evaluate", *flags])
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -224,25 +227,13 @@ def weights_fingerprint(pipe: HarivoPipeline) -> str:
     return h.hexdigest()
 
 
-def judging_code_digest() -> str:
-    """sha256 of the source of the code that turns a video into its scores and features (the pixel checker and
-    eval_metrics): a cached run is only reused while that code is byte-identical. The statistics over videos
-    (eval_stats) and the report are recomputed from the cached records, so they are not part of it."""
-    from . import eval_metrics
-    from .data import checker
-
-    h = hashlib.sha256()
-    for module in (checker, eval_metrics):
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def run_cache_key(fingerprint: str, run: RunSpec, specs: list[ShapeSpec], cfg: EvalConfig) -> str:
     """What a run's results depend on: weights, sampling settings, prompts, seeds, checker thresholds and the
-    judging code itself (`judging_code_digest`)."""
+    version the judging code declares (`checker.JUDGE_VERSION`: the checker and eval_metrics; the statistics over
+    videos and the report are recomputed from the cached records)."""
     what = {"format": 1, "weights": fingerprint, "mg_alpha": run.mg_alpha, "cfg": asdict(run.cfg),
             "seeds": run.seeds, "steps": cfg.steps, "frames": cfg.num_frames, "prompts": [s.caption for s in specs],
-            "thresholds": asdict(cfg.thresholds), "features": list(FEATURE_NAMES), "code": judging_code_digest()}
+            "thresholds": asdict(cfg.thresholds), "features": list(FEATURE_NAMES), "judge": JUDGE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -342,6 +333,9 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         if run not in runs:
             if run.checkpoint not in pipes:
                 pipe = HarivoPipeline.from_checkpoint(paths[run.checkpoint])
+                if pipe.world is not None and pipe.world != cfg.thresholds.world:
+                    raise ValueError(f"world: {paths[run.checkpoint]} was trained in {pipe.world.version!r}, the "
+                                     f"evaluation reads {cfg.thresholds.world.version!r} (pass --world)")
                 pipes[run.checkpoint] = pipe, (weights_fingerprint(pipe) if cfg.cache_dir else "")
             pipe, fingerprint = pipes[run.checkpoint]
             key = run_cache_key(fingerprint, run, specs, cfg)
@@ -394,7 +388,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
         "seeds": seeds,
         "fvd_features": list(FEATURE_NAMES),
         "versions": versions(),
-        "world": WORLD_VERSION,  # the shapes world the checker and the FVD reference read (HARIVO_* settings)
+        "world": cfg.thresholds.world.record(),  # the shapes world the checker and the FVD reference read
         "command": command_line(cfg),
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "thresholds"}, "num_frames": int(frames),
                      "reference_videos": len(specs) * cfg.reference_seeds, "videos_per_row": len(specs) * len(seeds),
@@ -404,7 +398,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
                    "per_video_s": sum(r["seconds"] for r in runs.values()) / max(n_videos, 1),
                    "per_run_s": {_run_name(r): runs[r]["seconds"] for r in runs}},
     }
-    examples = {"generator": render_video(specs[_example_index(specs)], 0, frames, size)[0]}
+    examples = {"generator": render_video(specs[_example_index(specs)], 0, frames, size, cfg.thresholds.world)[0]}
     examples.update({v: runs[run]["example"] for v, run in rows.items()})
     return results, examples
 
@@ -412,10 +406,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, dict[str, np.ndarray]]:
 def fvd_reference(specs: list[ShapeSpec], cfg: EvalConfig, frames: int, size: int) -> dict:
     """Table 1 analog: the reference (generator videos of the same prompts: mean, covariance, per verb, and per
     seen / held-out split) and the real-data floor (another generator set as large as a variant's)."""
-    ref_feats = reference_features(specs, cfg.reference_seeds, 1, frames, size)
+    ref_feats = reference_features(specs, cfg.reference_seeds, 1, frames, size, cfg.thresholds)
     mu, sigma = feature_stats(ref_feats)
     by_motion = motion_breakdown([{"prompt": s.caption} for s in specs for _ in range(cfg.reference_seeds)], ref_feats)
-    floor_feats = reference_features(specs, cfg.seeds, 2, frames, size)
+    floor_feats = reference_features(specs, cfg.seeds, 2, frames, size, cfg.thresholds)
     floor = frechet_distance(*feature_stats(floor_feats), mu, sigma)
     floor_ci = bootstrap_fd(floor_feats, mu, sigma, cfg.bootstrap, cfg.confidence, seed=cfg.prompt_seed)
     held = np.array([is_held_out(s) for s in specs for _ in range(cfg.reference_seeds)])
@@ -437,12 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harivo.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="6+3 prompts × 2 seeds, 12 DDIM steps")
     p.add_argument("--json", help="JSON summary path (default: <out-dir>/results.json)")
-    p.add_argument("--out-dir", default="assets/eval", help="report.md and plots")
+    p.add_argument("--out-dir", help="report.md and plots (default assets/eval; with --quick runs/eval-quick)")
+    p.add_argument("--world", default=WORLD.version, help="the shapes world the videos are read in: a version or "
+                   "settings such as band_px=4 (default %(default)s); every row's checkpoint must record it")
     p.add_argument("--checkpoints", default=str(DEFAULT_CHECKPOINTS), help="folder with the rows' checkpoints")
     p.add_argument("--name-pattern", default=EvalConfig.name_pattern,
-                   help="a row's checkpoint folder, {variant} replaced (default %(default)s; the band world's rows: "
-                        "harivo-band-{variant}-verb, with HARIVO_CUE_STYLE=cue3 HARIVO_BACKDROP=band "
-                        "HARIVO_TRACKS=crossing)")
+                   help="a row's checkpoint folder, {variant} replaced (default %(default)s)")
     p.add_argument("--variants", default=",".join(EVAL_VARIANTS), help="comma-separated rows to evaluate")
     p.add_argument("--seen-prompts", type=int, help="seen prompts (default 16; quick 6)")
     p.add_argument("--held-out-prompts", type=int, help=f"held-out prompts, ≤ {len(HELD_OUT)} (default 10; quick 3)")
@@ -478,7 +472,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     schedule = {k: v for k in ("high", "low", "switch") if (v := getattr(args, f"cfg_{k}")) is not None}
     if schedule:  # the CFG schedule of every row (the CFG comparison keeps its own constant)
         over["cfg"] = CFGSchedule(**schedule)
-    over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern, out_dir=args.out_dir,
+    over.update(checkpoints=args.checkpoints, name_pattern=args.name_pattern,
+                thresholds=world_thresholds(World.parse(args.world)),
+                out_dir=args.out_dir or ("runs/eval-quick" if args.quick else "assets/eval"),
                 sweep=not args.no_sweep, cache_dir=args.cache_dir,
                 variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()))
     cfg = quick_config(**over) if args.quick else EvalConfig(**over)

@@ -35,6 +35,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
+from .data.shapes import World
 from .losses import mixed_noise
 from . import fileio
 from .model import CONFIG_NAME, HarivoVideoModel, load_motion_adapter, load_unet2d
@@ -95,7 +96,7 @@ class HarivoPipeline:
         # the sampling settings this model was measured best at (config.json "sampling", flat names of
         # SAMPLING_DEFAULTS); the CLI and the app start from them, App. D's values otherwise
         self.sampling_defaults: dict[str, float] = {}
-        self.world: dict | None = None  # the shapes world the checkpoint was trained in (config.json "world")
+        self.world: World | None = None  # the shapes world the checkpoint was trained in (config.json "world")
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -106,7 +107,8 @@ class HarivoPipeline:
         base = base_model or model.config.base_model
         pipe = cls.from_base(base, model, name=checkpoint.name, relative_to=checkpoint)
         config = fileio.read_json(checkpoint / CONFIG_NAME, what="checkpoint config.json")
-        pipe.sampling_defaults, pipe.world = read_sampling_defaults(config), config.get("world")
+        pipe.sampling_defaults = read_sampling_defaults(config)
+        pipe.world = World.from_record(config["world"]) if config.get("world") else None
         return pipe
 
     @classmethod
@@ -129,7 +131,7 @@ class HarivoPipeline:
     def from_variant(cls, variant: str, checkpoints: str | os.PathLike = DEFAULT_CHECKPOINTS) -> "HarivoPipeline":
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-        return cls.from_checkpoint(Path(checkpoints) / f"harivo-shapes-{variant}")
+        return cls.from_checkpoint(Path(checkpoints) / f"harivo-plain-{variant}")
 
     @classmethod
     def from_base(cls, base: str, model: HarivoVideoModel, name: str = "", relative_to: Path | None = None) -> "HarivoPipeline":

@@ -121,13 +121,13 @@ def token_groups(tokens: list[str], kinds: list[str], spec: ShapeSpec) -> dict[s
 
 
 def measure_video(frames: np.ndarray, maps: np.ndarray, tokens: list[str], kinds: list[str],
-                  spec: ShapeSpec) -> dict[str, dict[str, list]]:
+                  spec: ShapeSpec, world: shapes.World = shapes.WORLD) -> dict[str, dict[str, list]]:
     """Per group: "maps", the MapFocus of each (token, frame), and "correlations", one trajectory correlation per
-    token for translating prompts. `frames` uint8 (f, H, W, 3); `maps` (f, H, W, n)."""
+    token for translating prompts. `frames` uint8 (f, H, W, 3) of `world`; `maps` (f, H, W, n)."""
     if maps.shape[:3] != frames.shape[:3]:
         raise ValueError(f"maps: expected (f, H, W, n) with (f, H, W) = {frames.shape[:3]}, got {maps.shape}")
     masks = [object_mask(fr, spec.background) for fr in frames]
-    band = shapes.band_mask(spec.motion, frames.shape[2]) if shapes.BACKDROP_STYLE != "flat" else None
+    band = shapes.band_mask(spec.motion, frames.shape[2], world)
     if band is not None and band.shape == masks[0].shape:  # the band world's strip is backdrop, not object
         masks = [m & ~band for m in masks]
     axis = TRANSLATION_AXIS.get(spec.motion)
@@ -169,7 +169,7 @@ def summarise(per_group: dict[str, dict[str, list]]) -> dict[str, dict]:
 
 def run(variant: str, prompts: int, seeds: int, steps: int, checkpoints: str = "checkpoints",
         checkpoint: str = "") -> dict:
-    """`checkpoint`: a HARIVO checkpoint folder to measure instead of `checkpoints/harivo-shapes-<variant>`."""
+    """`checkpoint`: a HARIVO checkpoint folder to measure instead of `checkpoints/harivo-plain-<variant>`."""
     from pathlib import Path
 
     from .pipeline import GenerationSettings, HarivoPipeline
@@ -189,7 +189,8 @@ def run(variant: str, prompts: int, seeds: int, steps: int, checkpoints: str = "
             for res in [None, *rec.resolutions]:
                 maps = rec.maps(res, size=frames.shape[1:3])[0].numpy()  # (f, H, W, n)
                 per_res = pooled.setdefault(res or "all", {})
-                for g, found in measure_video(frames, maps, rec.tokens, rec.token_kinds, spec).items():
+                for g, found in measure_video(frames, maps, rec.tokens, rec.token_kinds, spec,
+                                                      pipe.world or shapes.WORLD).items():
                     into = per_res.setdefault(g, {"maps": [], "correlations": []})
                     for key, values in found.items():
                         into[key].extend(values)
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="full")
     ap.add_argument("--checkpoints", default="checkpoints")
-    ap.add_argument("--checkpoint", default="", help="a checkpoint folder instead of <checkpoints>/harivo-shapes-<variant>")
+    ap.add_argument("--checkpoint", default="", help="a checkpoint folder instead of <checkpoints>/harivo-plain-<variant>")
     ap.add_argument("--prompts", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=25)

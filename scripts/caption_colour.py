@@ -2,7 +2,7 @@
 per video, on generated videos of the fixed evaluation prompts (the visitor's-eye test of a world: a label or mark
 of another colour on the object shows up here; shading and anti-aliasing do not).
 
-    HARIVO_CUE_STYLE=plain HARIVO_BACKDROP=band HARIVO_TRACKS=crossing PYTHONPATH=. python scripts/caption_colour.py \\
+    PYTHONPATH=. python scripts/caption_colour.py \\
         checkpoints/harivo-plain-full [--videos 18] [--json OUT]
 
 Per frame: the pixels farther than ``MASK_DIST`` from the border's median colour (the band's strip replaced by the

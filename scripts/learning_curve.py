@@ -1,7 +1,6 @@
 """A long stage-2 run with its learning curve: train a Table 1 row in chunks, and after every chunk score the exported
 checkpoint with the paper's Table A2 analog on a fixed held-out set (`harivo.evaluate`), appending to a JSON curve.
 
-    HARIVO_CUE_STYLE=plain HARIVO_BACKDROP=band HARIVO_TRACKS=crossing \\
     python scripts/learning_curve.py --variant full --root runs/long --base-model checkpoints/shapes-sd-plain \\
         --init-from checkpoints/harivo-band-full-verb --chunk 1000 --until 20000
 
@@ -28,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harivo.config import table1_label  # noqa: E402
+from harivo.data.shapes import WORLD  # noqa: E402
 from harivo.fileio import write_json  # noqa: E402
 
 # the one recipe of the long runs (on top of configs/shapes-harivo.yaml): phase 1's regime of the band world
@@ -72,8 +72,7 @@ def train_and_score(args) -> None:
     curve = json.loads(curve_path.read_text()) if curve_path.exists() else {
         "variant": args.variant, "row": eval_row(args.variant), "recipe": RECIPE + args.train_args.split(),
         "eval": EVAL, "base_model": args.base_model, "init_from": args.init_from, "step_offset": args.step_offset,
-        "world": os.environ.get("HARIVO_CUE_STYLE", "cue1"), "env": {k: v for k, v in os.environ.items()
-                                                                      if k.startswith("HARIVO_")},
+        "world": WORLD.record(),
         "points": []}
     done = {p["step"] for p in curve["points"]}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HARIVO_THREADS": "1",

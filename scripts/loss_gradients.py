@@ -1,7 +1,7 @@
 """What each term of Eq. 5 does to the motion modules: per-term gradient norms, their cosine with L_simple's, and
 how often gradient clipping (stage 2's grad_clip) scales the step, on fixed training batches of a checkpoint.
 
-    HARIVO_CUE_STYLE=plain HARIVO_BACKDROP=band HARIVO_TRACKS=crossing PYTHONPATH=. python scripts/loss_gradients.py \\
+    PYTHONPATH=. python scripts/loss_gradients.py \\
         --variant full --checkpoint checkpoints/harivo-band-full-verb --base-model checkpoints/shapes-sd-band \\
         --cache-dir runs/long/cache --batches 8 --json runs/grad-full.json
 

@@ -1,12 +1,12 @@
 """Quick proxy during stage 2: do a checkpoint's videos move the prompted way? (no report, no cache)
 
-    python scripts/motion_proxy.py runs/cue/harivo-shapes-full [--videos 16] [--steps 15] [--threads 1]
+    python scripts/motion_proxy.py checkpoints/harivo-plain-full [--videos 16] [--steps 15] [--threads 1]
 
 Samples `--videos` translation / closer / away prompts (`--motions translations|sizes`: of one kind only) of the
 training split (`--split held_out`: of the held-out combinations; seed-fixed, the same for every checkpoint),
 judges each with the pixel checker and prints, per checkpoint: the share of translations whose centroid moved the
 prompted way and how far (fraction of the frame), the share of closer/away videos whose size changed the right way
-and by how much (mean log size ratio), content %, and the share of frames whose drawn cue mark is the prompt's.
+and by how much (mean log size ratio), content %, and the share of a translation's frames showing its band.
 
 With `--swap`, every translation / closer / away video is sampled again from the same seed with the opposite verb
 (`verb_probe.swap_verb`), and `verb_moves` reports how much the verb moves the object: the mean over pairs of
@@ -22,8 +22,8 @@ import json
 import numpy as np
 import torch
 
-from harivo.data.checker import DEFAULT_THRESHOLDS, judge
-from harivo.data.shapes import CUE_DIRECTIONS, MOTION_GROUPS, TRANSLATIONS, ShapeSpec, all_specs
+from harivo.data.checker import judge, world_thresholds
+from harivo.data.shapes import DIRECTIONS, MOTION_GROUPS, TRANSLATIONS, ShapeSpec, all_specs
 from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
@@ -60,7 +60,7 @@ def along_track(tr, motion: str, size: int) -> float | None:
     """How far a track moved `motion`'s way, first to last frame with an object: fraction of the frame
     (translations) or log size ratio (closer/away); None with fewer than two such frames."""
     if motion in TRANSLATIONS:
-        ux, uy = CUE_DIRECTIONS[motion]  # unit vector of the translation (x right, y down)
+        ux, uy = DIRECTIONS[motion]  # unit vector of the translation (x right, y down)
         ok = ~np.isnan(tr.cx)
         if ok.sum() < 2:
             return None
@@ -77,7 +77,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
             split: str = "train", strips: str = "", strip_pairs: int = 4, base_model: str = "",
             motions: str = "directed") -> dict:
     pipe = HarivoPipeline.from_checkpoint(folder, base_model=base_model or None)
-    if weights:  # trained parts from scripts/verb_finetune.py on top of the checkpoint's
+    thresholds = world_thresholds(pipe.world)  # read in the world the checkpoint records
+    if weights:  # trained parts (a state dict of the model's) on top of the checkpoint's
         loaded = pipe.model.load_state_dict(load_tensors(weights, what="--weights"), strict=False)
         if loaded.unexpected_keys:
             raise SystemExit(f"--weights: keys the model does not have: {loaded.unexpected_keys[:3]}")
@@ -86,7 +87,7 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         out = pipe(GenerationSettings(prompt=spec.caption, seed=seed, num_inference_steps=steps,
                                       mg=MGConfig() if mg else MGConfig(enabled=False), capture_attention=False))
         frames = (np.clip(out.frames, 0, 1) * 255).round().astype(np.uint8)
-        return judge(frames, spec), frames
+        return judge(frames, spec, thresholds), frames
 
     rows, shown = [], []
     for k, spec in enumerate(proxy_specs(videos, split=split, motions=motions)):
@@ -94,8 +95,8 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
         S = frames.shape[2]
         row = {"prompt": spec.caption, "content": j["content"], "action": j["action"], "smooth": j["smooth"],
                "smooth_fails": j["details"]["smooth_fails"],
-               "flicker_parts": j["details"]["flicker_parts"], "cue_share": j["details"]["cue_share"]}
-        if DEFAULT_THRESHOLDS.bands and spec.motion in TRANSLATIONS:  # a "band" world: frames showing its band
+               "flicker_parts": j["details"]["flicker_parts"]}
+        if spec.motion in TRANSLATIONS:  # frames showing its band
             row["band_share"] = float(np.mean([b == spec.motion for b in j["details"]["band"]]))
         along = along_track(j["details"]["reading"].track, spec.motion, S)
         if along is not None:
@@ -126,9 +127,7 @@ def measure(folder: str, videos: int, steps: int, mg: bool, swap: bool = False, 
                          for k in ("step", "size_step", "angle_step", "flicker")},
         "flicker_parts_median": {k: float(np.median([r["flicker_parts"][k] for r in rows]))
                                  for k in ("object_colour", "background_colour", "area")},
-        "cue_share": float(np.mean([r["cue_share"] for r in rows])),
-        **({"band_share": float(np.mean([r["band_share"] for r in tr_rows]))}
-           if DEFAULT_THRESHOLDS.bands and tr_rows else {}),
+        **({"band_share": float(np.mean([r["band_share"] for r in tr_rows]))} if tr_rows else {}),
         **({"verb_moves": float(np.mean([(r["along"] - r["along_swapped"]) / 2 for r in pairs])),
             "verb_moves_pairs": len(pairs)}
            if (pairs := [r for r in rows if "along" in r and "along_swapped" in r]) else {}),
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-mg", action="store_true")
     ap.add_argument("--swap", action="store_true", help="also sample each video with the opposite verb")
-    ap.add_argument("--weights", default="", help="weights.safetensors of scripts/verb_finetune.py to load on top")
+    ap.add_argument("--weights", default="", help="a safetensors state dict of the model to load on top")
     ap.add_argument("--split", default="train", help="prompts of this split: train | held_out")
     ap.add_argument("--motions", default="directed", choices=list(MOTION_GROUPS),
                     help="prompts of these motions: translations and size changes (directed), or either alone")

@@ -1,9 +1,5 @@
 import contextlib
-import json
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -49,12 +45,3 @@ def served_app(registry, defaults):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
-
-
-def in_world(world: dict, code: str, timeout: int = 600):
-    """Run `code` (which prints one JSON line last) in a fresh interpreter whose shapes world the HARIVO_* settings
-    `world` select (read when `harivo.data.shapes` is imported), one thread; its last line, parsed."""
-    env = {**os.environ, **world, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])

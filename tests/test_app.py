@@ -241,7 +241,7 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     import app
 
     assert ex.miniature_note(registry) is None  # the tiny random model has its own warning
-    folder = tmp_path / "harivo-shapes-full"
+    folder = tmp_path / "harivo-plain-baseline"
     (folder / "motion_adapter").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "harivo.safetensors").write_bytes(b"")
@@ -252,8 +252,7 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     assert "Miniature HARIVO" in summary and "what they can and cannot do" in summary
     bullets = details.splitlines()
     assert len(bullets) == len(ex.MINIATURE_DETAILS) and all(b.startswith("- ") for b in bullets)
-    assert "not learned the prompted direction of motion" in details and "verb_probe" in details
-    assert ex.FEATURED_CHECKPOINT in details and "the default" in details
+    assert ex.FEATURED_CHECKPOINT in details and "the default" in details and "rows B and C" in details
     # no link the browser could not follow: a Space serves the app, not the repository's files
     assert all(target.startswith("https://") for target in re.findall(r"\]\(([^)]*)\)", details))
     with gr.Blocks() as demo:
@@ -261,11 +260,12 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     folds = [b for b in demo.blocks.values() if isinstance(b, gr.Accordion)]
     assert [(f.elem_id, f.open, f.label.endswith(summary)) for f in folds] == [("miniature-note", False, True)]
     assert [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "miniature-details"] == [details]
-    assert reg.default_key == "full"
-    featured = tmp_path / ex.FEATURED_CHECKPOINT  # the band world's full model opens the app when shipped
+    assert reg.default_key == "baseline"  # the only model
+    featured = tmp_path / ex.FEATURED_CHECKPOINT  # HARIVO's full model opens the app when shipped
     shutil.copytree(folder, featured)
     reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
-    assert reg.default_key == f"ckpt:{ex.FEATURED_CHECKPOINT}" and reg.keys[0] == "full"
+    assert reg.default_key == "full" and reg.keys == ["full", "baseline"]
+    assert reg.entry("full").label == "D · C + frame-wise tokens (HARIVO) — harivo-plain-full"
 
 
 def test_unfinished_checkpoints_say_so(tmp_path):
@@ -293,7 +293,7 @@ def test_table1_rows_have_one_naming_everywhere(tmp_path):
     labels = {v: table1_label(v) for v in TABLE1}
     assert labels["baseline"] == "A · AnimateDiff baseline" and labels["full+mg"] == "D + MG · D + MG sampling"
     for v in ("baseline", "trs-dc", "mapping", "full"):  # the dropdown shows each shipped variant by its row
-        folder = tmp_path / f"harivo-shapes-{v}"
+        folder = tmp_path / f"harivo-plain-{v}"
         (folder / "motion_adapter").mkdir(parents=True)
         (folder / "config.json").write_text("{}")
         (folder / "harivo.safetensors").write_bytes(b"")
@@ -350,7 +350,7 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
     from harivo.tiny import save_tiny_checkpoint
 
     made = save_tiny_checkpoint(tmp_path / "models")  # models/harivo on models/base
-    for name in ("harivo-band-baseline-verb", "harivo-band-full-verb", "harivo-shapes-mapping", "harivo-shapes-full"):
+    for name in ("harivo-band-baseline-verb", "harivo-band-full-verb", "harivo-plain-mapping", "harivo-plain-full"):
         shutil.copytree(made, made.parent / name)
     reg = ex.ModelRegistry(made.parent, cache_dir=tmp_path / "cache")
     band = "ckpt:harivo-band-full-verb"
@@ -360,7 +360,7 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
     assert family.pattern == "harivo-band-{variant}-verb"
     assert family.members == {"baseline": "ckpt:harivo-band-baseline-verb", "full": band}
     assert family.missing == ("harivo-band-trs-dc-verb", "harivo-band-mapping-verb")
-    assert ex.model_family(reg, "full").pattern == "harivo-shapes-{variant}"
+    assert ex.model_family(reg, "full").pattern == "harivo-plain-{variant}"
     assert ex.model_family(reg, "ckpt:harivo") is None
 
     req = ex.RunRequest(prompt=PROMPT, seed=2, **SMALL)
@@ -368,7 +368,7 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
     assert [(label, r.model, r.use_mg) for label, r in plan] == [
         (table1_label("baseline"), "ckpt:harivo-band-baseline-verb", False), (table1_label("full"), band, False),
         (table1_label("full+mg"), band, True)]
-    plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model="full"))  # the flat world's family
+    plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model="full"))  # the shipped family
     assert [(r.model, r.use_mg) for _, r in plan] == [("mapping", False), ("full", False), ("full", True)]
     plan = ex.ablation_plan(reg, "variants", dataclasses.replace(req, model="ckpt:harivo"))  # no family
     assert {r.model for _, r in plan} == {"ckpt:harivo"} and len(plan) == 4

@@ -65,12 +65,8 @@ def test_generator_stays_well_inside_the_thresholds(judged):
     T = DEFAULT_THRESHOLDS
     d = [j["details"] for _, _, _, j in judged]
     flicker = np.array([x["flicker"] for x in d])
-    assert flicker.max() < T.max_flicker and np.quantile(flicker, 0.98) < T.max_flicker / 2
-    if not T.cue_labels:  # a mark world: every video well inside (cue1: max 0.0247)
-        assert flicker.max() < T.max_flicker / 2
-    # in the cue3 world one is not: a label whose rim blends toward the background at a small star's waist
-    # (navy on purple over blue: 0.0496)
-    assert max(x["max_step_px"] for x in d) < T.max_step * 64 / 2
+    assert flicker.max() < T.max_flicker / 2
+    assert max(x["max_step_px"] for x in d) < T.max_step * 64 * 0.6  # edge to edge in 15 steps: <= 0.048 S
     assert max(x["max_noise"] for x in d) == 0.0
     assert all(x["n_objects"] == [1] * 16 for x in d)
 

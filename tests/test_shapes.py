@@ -5,7 +5,7 @@ import pytest
 
 from harivo.data.shapes import (  # fmt: skip
     BACKGROUNDS, COLOURS, HELD_OUT, MOTIONS, SHAPES, ShapeSpec, all_specs, image_frame_index, is_held_out,
-    make_dataset, render_image, render_video, sample_spec, world_vocabulary,
+    World, make_dataset, render_image, render_video, sample_spec, world_vocabulary,
 )
 
 
@@ -108,9 +108,8 @@ def test_render_video_is_deterministic_and_well_formed():
     assert not np.array_equal(a, c)
     small, track = render_video(spec, seed=7, num_frames=5, size=32)
     assert small.shape == (5, 32, 32, 3) and len(track.cx) == 5
-    # anti-aliased edges, but flat colours exact: corner = background, centre = object colour (without the cue
-    # mark, which may cover the centre: tests/test_cue.py)
-    a, ta = render_video(spec, seed=7, cue=False)
+    # anti-aliased edges, but flat colours exact: corner = background, centre = object colour
+    a, ta = render_video(spec, seed=7)
     assert np.array_equal(a[:, 0, 0], np.tile(BACKGROUNDS["blue"], (16, 1)))
     centre = a[np.arange(16), np.rint(ta.cy).astype(int), np.rint(ta.cx).astype(int)]
     assert np.array_equal(centre, np.tile(COLOURS["purple"], (16, 1)))
@@ -135,7 +134,7 @@ def test_ground_truth_track_matches_the_verb_and_the_pixels(motion):
         if (shape, motion) == ("circle", "spinning"):
             continue
         spec = ShapeSpec(list(COLOURS)[k], shape, motion, "black" if k != 7 else "gray")
-        video, t = render_video(spec, seed=100 + k, cue=False)  # the plain object (the cue: tests/test_cue.py)
+        video, t = render_video(spec, seed=100 + k, world=World(band_px=0))  # the object alone (the band: test_world)
         dx, dy = t.cx[-1] - t.cx[0], t.cy[-1] - t.cy[0]
         grow, turn = t.size[-1] / t.size[0], t.angle[-1] - t.angle[0]
         # (sign of x move, sign of y move); y grows down, so "moving up" decreases cy
@@ -160,28 +159,18 @@ def test_ground_truth_track_matches_the_verb_and_the_pixels(motion):
         np.testing.assert_allclose((cov * ys).sum(axis=(1, 2)) / area, t.cy, atol=0.1)
 
 
-def test_crossing_tracks_go_edge_to_edge_and_change_nothing_else(monkeypatch):
-    """HARIVO_TRACKS=crossing (issue 16's proxy world): translations run from one allowed edge to the other (1 px
-    margin), in the verb's direction; every other part of every track is the random world's."""
-    import numpy as np
-
+def test_translations_go_edge_to_edge():
+    """Translations run from one allowed edge to the other (1 px margin), in the verb's direction, the other
+    coordinate fixed."""
     import harivo.data.shapes as shapes
 
-    specs = [shapes.ShapeSpec("red", "circle", m, "gray") for m in shapes.MOTIONS]
-    random_tracks = {s.motion: shapes.make_track(s, 7) for s in specs}
-    monkeypatch.setattr(shapes, "TRACK_STYLE", "crossing")
-    for s in specs:
-        a, b = random_tracks[s.motion], shapes.make_track(s, 7)
-        assert np.array_equal(a.size, b.size) and np.array_equal(a.angle, b.angle)
-        axis = {"moving left to right": "cx", "moving right to left": "cx", "moving up": "cy",
-                "moving down": "cy"}.get(s.motion)
-        if axis is None:
-            assert np.array_equal(a.cx, b.cx) and np.array_equal(a.cy, b.cy)
-            continue
-        other = "cy" if axis == "cx" else "cx"
-        assert np.array_equal(getattr(a, other), getattr(b, other))
-        path, margin = getattr(b, axis), float(b.size.max()) + 1.0
-        ends = (margin - 0.5, 64 - 0.5 - margin)
-        forward = s.motion in ("moving left to right", "moving down")
-        assert (path[0], path[-1]) == pytest.approx(ends if forward else ends[::-1])
-        assert abs(path[-1] - path[0]) > abs(getattr(a, axis)[-1] - getattr(a, axis)[0])
+    for seed in range(5):
+        for s in [shapes.ShapeSpec("red", "circle", m, "gray") for m in shapes.TRANSLATIONS]:
+            b = shapes.make_track(s, seed)
+            axis = "cx" if s.motion in ("moving left to right", "moving right to left") else "cy"
+            other = "cy" if axis == "cx" else "cx"
+            assert np.all(getattr(b, other) == getattr(b, other)[0])
+            path, margin = getattr(b, axis), float(b.size.max()) + 1.0
+            ends = (margin - 0.5, 64 - 0.5 - margin)
+            forward = s.motion in ("moving left to right", "moving down")
+            assert (path[0], path[-1]) == pytest.approx(ends if forward else ends[::-1])

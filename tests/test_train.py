@@ -96,8 +96,8 @@ def test_cli_checkpoint_round_trip(world):
                                                "loss_curves.png", "loss_curves.csv", "train_config.yaml"}
     config = json.loads((out / "config.json").read_text())
     assert config["base_model"] == "../base" and config["variant"] == "full"
-    from harivo.data.shapes import WORLD_VERSION
-    assert config["world"]["version"] == WORLD_VERSION and isinstance(config["world"]["env"], dict)
+    from harivo.data.shapes import WORLD
+    assert config["world"] == WORLD.record()  # the world it was trained in, read back by the pipeline
     assert config["components"]["frame_tokens"] and config["components"]["losses"]["dc"]
     training = json.loads((out / "training.json").read_text())
     assert training["steps"] == 3 and training["finished"] and training["command"].startswith("python -m harivo.train ")
@@ -226,7 +226,7 @@ def test_yaml_then_cli_precedence(tmp_path):
     (tmp_path / "c.yaml").write_text("batch_size: 8\nlr: 2.0e-4\nvariant: baseline\n")
     cfg = parse_config(["--config", str(tmp_path / "c.yaml"), "--batch-size", "2", "--variant", "mapping"])
     assert (cfg.batch_size, cfg.lr, cfg.variant) == (2, 2e-4, "mapping")
-    assert cfg.out == "checkpoints/harivo-shapes-mapping" and cfg.run_dir == "runs/harivo-mapping"
+    assert cfg.out == "checkpoints/harivo-plain-mapping" and cfg.run_dir == "runs/harivo-mapping"
 
 
 def test_lr_schedule():

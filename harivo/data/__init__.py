@@ -6,13 +6,12 @@ from .checker import (
     Thresholds,
     VideoReading,
     classify_motion,
-    cue_agrees,
-    cue_motion,
     flicker_score,
     judge,
     motion_scores,
     read_frame,
     read_video,
+    world_thresholds,
 )
 from .shapes import (
     BACKGROUNDS,
@@ -20,13 +19,14 @@ from .shapes import (
     HELD_OUT,
     MOTIONS,
     SHAPES,
+    WORLD,
     ShapeSpec,
     Track,
+    World,
     all_specs,
     is_held_out,
     make_dataset,
     make_track,
-    mark_colour,
     rasterize,
     render_image,
     render_video,
@@ -35,9 +35,8 @@ from .shapes import (
 )
 
 __all__ = [
-    "BACKGROUNDS", "COLOURS", "DEFAULT_THRESHOLDS", "FrameReading", "HELD_OUT", "MOTIONS", "SHAPES",
-    "ShapeSpec", "Thresholds", "Track", "VideoReading", "all_specs", "classify_motion", "cue_agrees", "cue_motion",
-    "flicker_score",
-    "is_held_out", "judge", "make_dataset", "make_track", "mark_colour", "motion_scores", "rasterize", "read_frame",
-    "read_video", "render_image", "render_video", "sample_spec", "world_vocabulary",
+    "BACKGROUNDS", "COLOURS", "DEFAULT_THRESHOLDS", "FrameReading", "HELD_OUT", "MOTIONS", "SHAPES", "WORLD",
+    "ShapeSpec", "Thresholds", "Track", "VideoReading", "World", "all_specs", "classify_motion", "flicker_score",
+    "is_held_out", "judge", "make_dataset", "make_track", "motion_scores", "rasterize", "read_frame", "read_video",
+    "render_image", "render_video", "sample_spec", "world_thresholds", "world_vocabulary",
 ]  # fmt: skip

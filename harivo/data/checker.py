@@ -16,21 +16,19 @@ How a frame is read (robust statistics, since generated frames are blurry and im
 3. colour = median of the object's eroded interior, named after the nearest ``COLOURS`` colour;
 4. soft coverage c in [0, 1] of each pixel near the object (its position between background and object
    colour) gives a sub-pixel area and centroid;
-5. the cue (``harivo.data.shapes``, "every frame shows its motion"): the object's hard mask with its holes
-   filled, eroded by one pixel, counts as fully covered, so the mark inside changes neither area, centroid nor
-   shape; inside it, each pixel's position between the object colour and the mark colour gives a soft mark
-   mass, whose centroid (relative to the object's, in radii) and spread say which cue the frame shows
-   (``FrameReading.cue``: "none", "centre", "pair" or "facing" with its direction ``cue_dx``/``cue_dy``);
-   a cue3 *label* (a disk in one of ``CUE3_COLOURS``) is read from the inner pixels far from the object's colour
-   and near a label colour: the label with the most of them names the motion (``FrameReading.cue_label``; only
-   with ``Thresholds.cue_labels``, on by default in a cue3 world);
+5. the object's hard mask with its holes filled, eroded by one pixel, counts as fully covered where a pixel leans
+   toward black or white (whichever is farther from the object's colour: a generated object's shading or
+   highlight), so shading changes neither area nor centroid;
 6. shape from the angular harmonics m_n = |sum c rho^2 e^{i n theta}| / sum c rho^2 for n = 3, 4, 5: a
    triangle, square and 5-pointed star each excite only their own n; a circle none of them. The phase of
    the winning harmonic gives the angle (modulo 360/n), the area and the shape give the circumradius.
 
-Why one file of ~520 lines: every question is answered from the same `FrameReading`s and `Thresholds`, and the
-evaluation's run cache is keyed on this file's bytes (`evaluate.judging_code_digest`), so a split would re-judge
-every cached video without changing a verdict.
+7. a band backdrop (the world's strip along the edge a translation heads for, ``shapes.band_mask``) is read first
+   and painted over with the background, so it is neither object nor noise (``FrameReading.band``).
+
+Every reading is in a ``shapes.World`` (``Thresholds.world``): a checkpoint's videos are read in the world it
+records (``world_thresholds``). ``JUDGE_VERSION`` names the judging code's verdicts: the evaluation's run cache is
+keyed on it, so bump it when a change can change a verdict.
 """
 
 from __future__ import annotations
@@ -41,8 +39,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
-from .shapes import (BACKDROP_STYLE, BACKGROUNDS, COLOURS, CUE3_COLOURS, CUE_DIRECTIONS, CUE_STYLE, MOTIONS,
-                     STAR_INNER_RATIO, ShapeSpec, Track, band_mask, band_motions, mark_colour, mark_rgb)
+from .shapes import (BACKGROUNDS, BAND_COLOURS, COLOURS, DIRECTIONS, MOTIONS, STAR_INNER_RATIO, WORLD, ShapeSpec, Track,
+                     World, band_mask)
+
+JUDGE_VERSION = "judge-2"  # bump when a change of this module or of eval_metrics can change a verdict or a number
 
 HARMONICS = {"triangle": 3, "square": 4, "star": 5}  # shape -> angular symmetry order
 AREA_FACTOR = {  # area / circumradius^2 of each shape
@@ -62,12 +62,12 @@ class Thresholds:
     min_speck_px: int = 5  # components smaller than this (pixels) are specks, not objects
     max_palette_dist: float = 90.0  # farther than this from every palette colour -> colour/background None
     circle_harmonic: float = 0.10  # max(m3, m4, m5) below this -> circle (generator: <= 0.01 vs >= 0.26)
-    min_translation: float = 0.12  # |centroid displacement| over the clip, x S (generator: >= 0.30 S)
+    min_translation: float = 0.12  # |centroid displacement| over the clip, x S (generator: >= 0.5 S)
     min_zoom: float = 1.25  # size ratio end/start (or start/end) over the clip (generator: >= 1.6)
     min_rotation: float = 40.0  # degrees over the clip (generator: >= 100)
     # the three per-step bounds below hold at 16 frames; a clip of F < 16 frames covers the same motion in fewer
     # steps, so judge() widens them by 15 / (F - 1) (generator motion per step scales the same way)
-    max_step: float = 0.08  # smooth: largest frame-to-frame centroid step, x S (generator: <= 0.03 S)
+    max_step: float = 0.08  # smooth: largest frame-to-frame centroid step, x S (generator: <= 0.048 S)
     max_size_step: float = 1.15  # smooth: largest frame-to-frame size ratio (generator: <= 1.05)
     max_angle_step: float = 20.0  # smooth: largest frame-to-frame rotation, degrees (generator: <= 12)
     max_flicker: float = 0.05  # smooth: flicker_score bound (generator: < 0.01)
@@ -75,33 +75,19 @@ class Thresholds:
     max_area_ratio_zoom: float = 6.0  # ... for "getting closer"/"moving away" (generator: <= 4)
     max_noise: float = 0.08  # non-weird: FrameReading.noise bound (generator: 0; Gaussian sigma 13 -> 0.08)
     max_area_fraction: float = 0.35  # non-weird: object area / frame area (generator: <= 0.19)
-    cue_min_weight: float = 0.25  # soft mark coverage below this is object (blur, noise), not mark
-    cue_min_mass: float = 0.025  # mark mass / object area below this -> no mark (generator: >= 0.04 with one)
-    cue_centre: float = 0.14  # mark centroid within this many radii of the object's -> "centre"/"pair" (gen.: 0)
-    cue_pair_elongation: float = 2.2  # a centred mark this elongated (eigenvalue ratio) is the "pair" (gen. > 6)
-    cue_axis_deg: float = 35.0  # a facing mark within this of an axis names that translation
-    # read cue3 labels (colours): on in a cue3 world only, because a generated object's own shading can come near a
-    # label colour (the shipped T2I's dark-red rims read as "moving down" 2 times in 40)
-    cue_labels: bool = CUE_STYLE == "cue3"
-    # read the band backdrop (a strip in a label colour along the edge a translation heads for; "band2": the top
-    # edge for a size change or a spin): on in a band world only. A strip is a band when at least this share of its
-    # pixels is near its colour
-    bands: bool = BACKDROP_STYLE != "flat"
-    band_min_share: float = 0.5
+    band_min_share: float = 0.5  # a strip of the world's is a band when this share of its pixels is near its colour
+    world: World = WORLD  # the world the videos are read in: where its band strips lie (``shapes.band_mask``)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def world_thresholds(world: dict | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
-    """The thresholds that read a video of the world a checkpoint records (config.json "world": {"version", "env":
-    its HARIVO_* settings}) in this interpreter, whatever world it was started in: labels read in a cue3 world,
-    bands in a band world. None (no record): `base` as it is."""
-    if not world:
+def world_thresholds(world: dict | World | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
+    """``base`` reading videos in ``world``: a ``World`` or a checkpoint's record of one (config.json "world",
+    ``World.record``); None: ``base`` as it is."""
+    if world is None:
         return base
-    env = world.get("env", {})
-    return replace(base, cue_labels=env.get("HARIVO_CUE_STYLE", "cue1") == "cue3",
-                               bands=env.get("HARIVO_BACKDROP", "flat") != "flat")
+    return replace(base, world=world if isinstance(world, World) else World.from_record(world))
 
 
 @dataclass
@@ -122,11 +108,6 @@ class FrameReading:
     harmonics: tuple[float, float, float] = (0.0, 0.0, 0.0)  # m3, m4, m5
     phases: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # angle (deg) under n = 3, 4, 5
     noise: float = 0.0  # median distance/255 of border-ring pixels from their median colour
-    cue: str | None = None  # "none", "centre", "pair" or "facing"; None without an object
-    cue_dx: float = np.nan  # mark centroid - object centroid, in radii (x right)
-    cue_dy: float = np.nan  # ... (y down)
-    cue_mass: float = 0.0  # soft mark area / object area
-    cue_label: str | None = None  # the motion a cue3 label names (its colour), None without one
     band: str | None = None  # the motion a band backdrop names (its edge and colour), None without one
 
 
@@ -158,9 +139,9 @@ _PALETTE = np.array([COLOURS[n] for n in _PALETTE_NAMES], np.float32)
 def _object_rgb(crop: np.ndarray, main: np.ndarray, interior: np.ndarray, background: str | None) -> np.ndarray:
     """The object's colour: the median of its pixels near (within 60 of) the palette colour most of them are near.
     The background's own name does not vote (the world never draws an object in it; its blends with a dark object
-    are near black). When the winner is black or white and is the cue mark of a runner-up with at least a quarter
-    of its votes (a small object whose mark covers much of it), the object's 1-px outline, which the mark never
-    reaches, decides between the two. Off-palette objects: the interior's median."""
+    are near black). When the winner is black or white and is the shading colour (``_shade_rgb``) of a runner-up
+    with at least a quarter of its votes (a small, heavily shaded object), the object's 1-px outline decides
+    between the two. Off-palette objects: the interior's median."""
     pixels = crop[main]
     d = np.linalg.norm(pixels[:, None, :] - _PALETTE[None], axis=-1)  # (N, palette)
     if background in COLOURS:
@@ -171,7 +152,7 @@ def _object_rgb(crop: np.ndarray, main: np.ndarray, interior: np.ndarray, backgr
         return np.median(crop[interior], axis=0)
     top = int(counts.argmax())
     rivals = [c for c in range(len(_PALETTE)) if c != top and counts[c] >= 0.25 * counts[top]
-              and mark_colour(_PALETTE_NAMES[c]) == COLOURS[_PALETTE_NAMES[top]]]
+              and _shade_rgb(COLOURS[_PALETTE_NAMES[c]]) == COLOURS[_PALETTE_NAMES[top]]]
     if rivals:
         outline = (main & ~ndimage.binary_erosion(main, _EIGHT))[main]
         rival = max(rivals, key=lambda c: counts[c])
@@ -190,10 +171,9 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     bg_rgb = np.median(img[ring], axis=0)
     background = _nearest(bg_rgb, BACKGROUNDS, T.max_palette_dist)
     band = None
-    if T.bands:  # the band and its blends with the background are background, not object
-        band, band_px = _read_band(img, bg_rgb, T)
-        if band is not None:
-            img = np.where(band_px[..., None], bg_rgb, img)
+    band, band_px = _read_band(img, bg_rgb, T)
+    if band is not None:  # the band and its blends with the background are background, not object
+        img = np.where(band_px[..., None], bg_rgb, img)
     dist = np.linalg.norm(img - bg_rgb, axis=-1)  # (H, W)
     noise = float(np.median(dist[ring]) / 255.0)  # robust to the object grazing the border
     labels, n = ndimage.label(dist > T.mask_dist, structure=_EIGHT)
@@ -212,18 +192,12 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         interior = main
     obj_rgb = _object_rgb(crop, main, interior, background)
     colour = _nearest(obj_rgb, COLOURS, T.max_palette_dist)
-    filled = ndimage.binary_fill_holes(main)  # a mark of the background's colour is a hole
-    inner = ndimage.binary_erosion(filled)  # 4-connected: drops the outline, keeps a mark that nears it
+    filled = ndimage.binary_fill_holes(main)  # shading as dark as the background is a hole
+    inner = ndimage.binary_erosion(filled)  # 4-connected: drops the outline
     region = ndimage.binary_dilation(main, _EIGHT) & ((lab == 0) | main)
     cov = _coverage(crop, bg_rgb, obj_rgb, region, main)
-    mark = _mark_of(obj_rgb, colour)
-    toward_mark = _mark_weight(crop, obj_rgb, mark)
-    mark_w = toward_mark * inner  # soft cue-mark coverage, off the outline
-    label_px, label = (_read_label(crop, obj_rgb, mark, toward_mark, inner) if T.cue_labels
-                       else (np.zeros_like(inner), None))
-    # the cue mark is object; in a frame with a label (its pixels are inner ones), every inner pixel is: the
-    # label's anti-aliased rim blends label and object colours, which the coverage would count as part background
-    cov = np.where((mark_w > 0.02) | (inner if label is not None else label_px), 1.0, cov)
+    shade = np.array(_shade_rgb(COLOURS[colour] if colour is not None else obj_rgb), np.float32)
+    cov = np.where(_toward(crop, obj_rgb, shade) * inner > 0.02, 1.0, cov)  # shading is object
     area = float(cov.sum())
     ys, xs = np.mgrid[y0:y1, x0:x1]
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
@@ -240,36 +214,36 @@ def read_frame(frame: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         i = int(np.argmax(harm))
         shape, angle = ("triangle", "square", "star")[i], phases[i]
     size = float(np.sqrt(area / AREA_FACTOR[shape]))
-    cue = _read_cue(mark_w, xs, ys, cx, cy, size, area, T)
-    if label is not None and label_px.sum() / max(area, 1e-6) < T.cue_min_mass:
-        label = None
     return FrameReading(
         background, colour, shape, cx, cy, size, angle, area,
-        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, *cue, label, band,
+        len(keep), _rgb(bg_rgb), _rgb(obj_rgb), harm, phases, noise, band,
     )  # fmt: skip
 
 
 def _read_band(img: np.ndarray, bg_rgb: np.ndarray, T: Thresholds):
-    """(motion, pixels) of a band backdrop: of the world's strips (``shapes.band_mask`` of each of
-    ``shapes.band_motions``), the one with the largest share of pixels near its motion's label colour, if that
-    share reaches ``band_min_share``; its pixels are those of the strip, widened by 2 px, that lie near the
-    background-to-band colour segment (a blurred band's rim). (None, all False) without one."""
+    """(motion, pixels) of a band backdrop: of the world's strips (``shapes.band_mask`` of each translation), the
+    one with the largest share of pixels near its colour, if that share reaches ``band_min_share``; its pixels are
+    those of the strip, widened by 2 px, that lie near the background-to-band colour segment (a blurred band's
+    rim). (None, all False) without one."""
     H, W, _ = img.shape
-    if H != W:
+    if H != W or T.world.band_px == 0:
         return None, np.zeros((H, W), bool)
     best, best_share = None, T.band_min_share
-    for motion in band_motions():
-        strip = band_mask(motion, H)
-        share = float(np.mean(np.linalg.norm(img[strip] - CUE3_COLOURS[motion], axis=-1) <= _LABEL_DIST))
+    for motion in DIRECTIONS:
+        strip = band_mask(motion, H, T.world)
+        share = float(np.mean(np.linalg.norm(img[strip] - BAND_COLOURS[motion], axis=-1) <= _BAND_DIST))
         if share >= best_share:
             best, best_share = motion, share
     if best is None:
         return None, np.zeros((H, W), bool)
-    wide = ndimage.binary_dilation(band_mask(best, H), iterations=2)
-    seg = np.array(CUE3_COLOURS[best], np.float32) - bg_rgb
+    wide = ndimage.binary_dilation(band_mask(best, H, T.world), iterations=2)
+    seg = np.array(BAND_COLOURS[best], np.float32) - bg_rgb
     a = np.clip((img - bg_rgb) @ seg / max(float(seg @ seg), 1e-6), 0.0, 1.0)
-    near = np.linalg.norm(img - (bg_rgb + a[..., None] * seg), axis=-1) <= _LABEL_DIST / 2
+    near = np.linalg.norm(img - (bg_rgb + a[..., None] * seg), axis=-1) <= _BAND_DIST / 2
     return best, wide & near
+
+
+_BAND_DIST = 60.0  # a band pixel: within this of its strip's colour
 
 
 def _coverage(crop: np.ndarray, bg_rgb: np.ndarray, obj_rgb: np.ndarray, region: np.ndarray,
@@ -281,84 +255,17 @@ def _coverage(crop: np.ndarray, bg_rgb: np.ndarray, obj_rgb: np.ndarray, region:
     return cov if cov.sum() >= 1.0 else main.astype(np.float32)
 
 
-_LABELS = list(CUE3_COLOURS)
-_LABEL_RGB = np.array([CUE3_COLOURS[m] for m in _LABELS], np.float32)
-_LABEL_DIST = 60.0  # a label pixel: farther than this from the object's colour, nearer than this to a label's
+def _shade_rgb(rgb) -> tuple[int, int, int]:
+    """The shading colour of an object of colour ``rgb``: black or white, whichever is farther from it."""
+    fg = np.asarray(rgb, float)
+    black, white = np.array(COLOURS["black"], float), np.array(COLOURS["white"], float)
+    return COLOURS["black"] if np.linalg.norm(fg - black) >= np.linalg.norm(fg - white) else COLOURS["white"]
 
 
-def _read_label(crop: np.ndarray, obj_rgb: np.ndarray, mark: np.ndarray, toward_mark: np.ndarray,
-                inner: np.ndarray):
-    """(pixels, motion) of a cue3 label inside the object: inner pixels off the object's colour, off its blends
-    with its black/white mark (the cue1/cue2 mark's anti-aliased rim) and near one of ``CUE3_COLOURS``; the
-    label with the most pixels wins (None without any). ``toward_mark``: ``_mark_weight`` of ``crop``."""
-    d = np.linalg.norm(crop[..., None, :] - _LABEL_RGB, axis=-1)  # (h, w, labels)
-    near = d.min(axis=-1) <= _LABEL_DIST
-    blend = obj_rgb + toward_mark[..., None] * (mark - obj_rgb)  # the nearest object-to-mark blend
-    off_blend = np.linalg.norm(crop - blend, axis=-1) > _LABEL_DIST / 2
-    px = inner & near & off_blend & (np.linalg.norm(crop - obj_rgb, axis=-1) > _LABEL_DIST)
-    if not px.any():
-        return px, None
-    counts = np.bincount(d.argmin(axis=-1)[px], minlength=len(_LABELS))
-    return px, _LABELS[int(counts.argmax())]
-
-
-def _mark_of(obj_rgb: np.ndarray, colour: str | None) -> np.ndarray:
-    """The cue mark's colour on an object read as palette ``colour`` (or, off the palette, of colour ``obj_rgb``)."""
-    return np.array(mark_colour(colour) if colour is not None else mark_rgb(obj_rgb), np.float32)
-
-
-def _mark_weight(crop: np.ndarray, obj_rgb: np.ndarray, mark: np.ndarray) -> np.ndarray:
-    """Each pixel's position between the object's colour (0) and its cue mark's colour ``mark`` (1), clipped."""
-    d = mark - obj_rgb
+def _toward(crop: np.ndarray, obj_rgb: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """Each pixel's position between the object's colour (0) and its shading colour ``shade`` (1), clipped."""
+    d = shade - obj_rgb
     return np.clip((crop - obj_rgb) @ d / max(float(d @ d), 1e-6), 0.0, 1.0)
-
-
-def _read_cue(mark_w, xs, ys, cx, cy, size, area, T: Thresholds):
-    """(cue, dx, dy, mass) of the mark inside the object; see the module docstring, step 5."""
-    w = np.where(mark_w >= T.cue_min_weight, mark_w, 0.0)
-    mass = float(w.sum())
-    if size <= 0 or mass / max(area, 1e-6) < T.cue_min_mass:
-        return "none", np.nan, np.nan, mass / max(area, 1e-6)
-    mx, my = float((w * xs).sum() / mass), float((w * ys).sum() / mass)
-    dx, dy = (mx - cx) / size, (my - cy) / size
-    if np.hypot(dx, dy) >= T.cue_centre:
-        return "facing", dx, dy, mass / area
-    ex, ey = xs - mx, ys - my
-    cov = np.array([[(w * ex * ex).sum(), (w * ex * ey).sum()], [(w * ex * ey).sum(), (w * ey * ey).sum()]]) / mass
-    lo, hi = np.linalg.eigvalsh(cov)
-    kind = "pair" if hi > T.cue_pair_elongation * max(lo, 1e-6) else "centre"
-    return kind, dx, dy, mass / area
-
-
-def cue_motion(reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str | None:
-    """The motion a frame's cue names: a translation (facing mark near an axis), "getting closer" (centred
-    mark), "moving away" (pair), "standing still" (no mark); "spinning" for a facing mark off every axis
-    (a spinning object's mark points at its corner); None without an object."""
-    if reading.cue is None:
-        return None
-    if reading.cue_label is not None:
-        return reading.cue_label
-    if reading.cue == "none":
-        return "standing still"
-    if reading.cue == "centre":
-        return "getting closer"
-    if reading.cue == "pair":
-        return "moving away"
-    theta = np.degrees(np.arctan2(reading.cue_dy, reading.cue_dx))
-    for motion, (ux, uy) in CUE_DIRECTIONS.items():
-        diff = abs((theta - np.degrees(np.arctan2(uy, ux)) + 180.0) % 360.0 - 180.0)
-        if diff <= thresholds.cue_axis_deg:
-            return motion
-    return "spinning"
-
-
-def cue_agrees(motion: str, reading: FrameReading, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
-    """Whether one frame shows the cue of ``motion`` (a spinning object's mark may point anywhere)."""
-    if reading.cue_label is not None:
-        return reading.cue_label == motion
-    if motion == "spinning":
-        return reading.cue == "facing"
-    return cue_motion(reading, thresholds) == motion
 
 
 @dataclass
@@ -561,10 +468,7 @@ def judge(frames: np.ndarray, spec: ShapeSpec, thresholds: Thresholds = DEFAULT_
         and area_fraction <= T.max_area_fraction
         and noise <= T.max_noise
     )
-    cue_ok = [cue_agrees(spec.motion, r, T) for r in reading.frames]
     details = {
-        "cue": [cue_motion(r, T) for r in reading.frames],  # the motion each frame's mark names
-        "cue_share": float(np.mean(cue_ok)) if cue_ok else 0.0,  # frames whose mark is the prompt's cue
         "band": [r.band for r in reading.frames],  # the motion each frame's band names (a band world)
         "colour": reading.colour,
         "shape": reading.shape,

@@ -6,7 +6,7 @@ data: one coloured shape on a plain background, doing one of eight motions, capt
 
     "a red circle is moving left to right on a gray background"
 
-Every video is a pure function of ``(spec, seed, num_frames, size)``, and each one comes with a ``Track``
+Every video is a pure function of ``(spec, seed, num_frames, size, world)``, and each one comes with a ``Track``
 (centroid, size and angle per frame), so quality can be measured exactly (see ``harivo.data.checker``,
 the analog of the paper's Table A2 human study: content, action, smooth, non-weird).
 
@@ -22,30 +22,19 @@ Decisions worth knowing:
   ``ShapeSpec`` raises ``ValueError`` for those.
 - Captions use "an" before a vowel ("an orange star ..."); ``from_caption`` accepts "a" or "an".
 - ``HELD_OUT`` lists (colour, shape, motion) combinations that training never sees, on any background.
-- **Every frame shows its motion** (the *cue*, world version ``WORLD_VERSION``), as a photograph of a runner
-  shows the lean: a high-contrast *mark* inside the object (black or white, whichever is farther from the
-  object's colour), kept ``CUE_MARGIN`` of the radius away from the object's edge so that it never touches it:
-    - moving left to right / right to left / up / down: one mark on the leading side (the object faces where it
-      goes), its centre ``CUE_OFFSET`` x radius from the object's centre;
-    - getting closer: one mark in the centre (the object faces the viewer);
-    - moving away: two marks side by side (``CUE_PAIR_OFFSET``), the object's back;
-    - spinning: one mark towards the object's first corner, so it turns with the object;
-    - standing still: no mark.
-  The mark changes neither the object's colour name, nor its centroid, size, shape or angle as the checker
-  reads them (``harivo.data.checker`` fills the mark in before measuring); the checker reads the mark back per
-  frame (``FrameReading.cue``). Frames under ``CUE_MIN_FRAME`` pixels (tests' 32-px videos) show no mark. ``cue=False`` renders the world as it was before the cue (version "plain").
-
-Why one file of ~470 lines: the world's definition, its renderer and the cue it draws share the palette and the
-shape coverage test; the two experimental cue styles (``CUE_STYLES``: cue2, cue3) and the proxy settings of tracks
-(``HARIVO_TRACKS=crossing``), backdrop (``HARIVO_BACKDROP=band``) and object size (``HARIVO_OBJECTS=large``, the small
-world of 32-px frames), all experiments toward videos that follow the verb, go when one is adopted for good.
+- The object is drawn in its caption's colour only. A translation runs from one edge of the allowed range to
+  the other (the verb alone fixes the position along its axis in every frame), and its frames show a strip of
+  ``World.band_px`` pixels in a motion colour (``BAND_COLOURS``) along the edge the object heads for: the
+  world's one motion cue, outside the object, at a fixed place (the caption-only prediction at t ~ T keeps it).
+- The world is a value, ``World``: every function that draws or reads a video takes one (default ``WORLD``,
+  the world of the shipped checkpoints), and checkpoints record theirs (``World.record``), so a model is judged
+  in the world it was trained in. Nothing here reads the environment.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -101,93 +90,92 @@ INVISIBLE: tuple[tuple[str, str], ...] = (("circle", "spinning"),)
 STAR_INNER_RATIO = 0.5  # inner/outer radius of the 5-pointed star; fat enough to stay readable at 6 px
 SUPERSAMPLE = 4  # anti-aliasing: each pixel is the mean of 4x4 sub-samples
 SPLITS = ("train", "held_out", "all")
-# The cue's drawing: "cue1" (a round mark of CUE_RADIUS) or "cue2" (the leading half of the object, the
-# object's "face": a cue 4x larger, proposed because the T2I learned where a cue1 mark sits too slowly), or
-# "cue3" (a label: a centred disk whose colour names the motion, CUE3_COLOURS; proposed because the T2I learned
-# neither where a cue1/cue2 mark sits nor its shape, only whether there is one, while it learns colours from
-# words at 100 %).
-# HARIVO_CUE_STYLE selects one for experiments; the style is the world version.
-CUE_STYLES = ("cue1", "cue2", "cue3", "plain")
-CUE_STYLE = os.environ.get("HARIVO_CUE_STYLE", "cue1")
-if CUE_STYLE not in CUE_STYLES:
-    raise ValueError(f"HARIVO_CUE_STYLE must be one of {CUE_STYLES}, got {CUE_STYLE!r}")
-# How translations are drawn: "random" (0.30-0.45 of the frame from a random start) or, for the motion-cue proxy worlds,
-# "crossing" (from one allowed edge to the other, so that the verb alone fixes the position along the axis in
-# every frame; scripts/world_oracle.py measures what that is worth). HARIVO_TRACKS selects it for experiments.
-TRACK_STYLES = ("random", "crossing")
-TRACK_STYLE = os.environ.get("HARIVO_TRACKS", "random")
-if TRACK_STYLE not in TRACK_STYLES:
-    raise ValueError(f"HARIVO_TRACKS must be one of {TRACK_STYLES}, got {TRACK_STYLE!r}")
-# The backdrop: "flat" (one colour) or, for the motion-cue proxy worlds, "band": a translation's frame shows a strip of
-# BACKDROP_BAND pixels in its label colour (CUE3_COLOURS) along the edge the object heads for, under the object: a
-# cue of the motion at a fixed place in every frame, which the caption-only prediction at t ~ T keeps (an on-object
-# cue is averaged away over the object's unknown position). A brightness ramp toward that edge (+-20 levels) was
-# tried first: the shapes VAE kept 3 % of its amplitude (median). "band2" gives the other labelled motions (getting
-# closer, moving away, spinning) a strip too, in their label colour along the top edge (BAND2_EDGE): in the band world
-# their only cue is the on-object label, averaged away at t ~ T as a translation's was, and their videos hardly change
-# size. HARIVO_BACKDROP selects one for experiments.
-BACKDROP_STYLES = ("flat", "band", "band2")
-BACKDROP_STYLE = os.environ.get("HARIVO_BACKDROP", "flat")
-if BACKDROP_STYLE not in BACKDROP_STYLES:
-    raise ValueError(f"HARIVO_BACKDROP must be one of {BACKDROP_STYLES}, got {BACKDROP_STYLE!r}")
-# Object size: "normal" or, for the small-world proxy, "large": every radius OBJECT_SCALE["large"] times the
-# normal share of the frame, so that 32-px frames (a quarter of the pixels; measured: a stage-2 step about half the
-# 64-px world's, a T2I step 1.3x cheaper) still show a cue3 label and the band (CUE_MIN_FRAME falls to 32).
-# HARIVO_OBJECTS selects it.
-OBJECT_STYLES = ("normal", "large")
-OBJECT_STYLE = os.environ.get("HARIVO_OBJECTS", "normal")
-if OBJECT_STYLE not in OBJECT_STYLES:
-    raise ValueError(f"HARIVO_OBJECTS must be one of {OBJECT_STYLES}, got {OBJECT_STYLE!r}")
-OBJECT_SCALE = {"normal": 1.0, "large": 1.4}
-BACKDROP_BAND = 4  # pixels (one latent pixel of the x4 shapes VAE)
-BAND2_EDGE = (0.0, -1.0)  # "band2": the edge (as a CUE_DIRECTIONS vector) of a size change's or a spin's strip
-
-
-def world_record() -> dict:
-    """This world as checkpoints record it: its version and the HARIVO_* settings that select it."""
-    return {"version": WORLD_VERSION, "env": world_env()}
-
-
-def world_env() -> dict[str, str]:
-    """The HARIVO_* settings of this world that differ from the default world's (each style list's first), as the
-    environment variables that select them: what a command must set to run in this world again."""
-    return {name: value for name, value, styles in _WORLD_SETTINGS if value != styles[0]}
-
-
-# (environment variable, this world's value, the choices, the default first) of every world setting
-_WORLD_SETTINGS = (("HARIVO_CUE_STYLE", CUE_STYLE, CUE_STYLES), ("HARIVO_TRACKS", TRACK_STYLE, TRACK_STYLES),
-                   ("HARIVO_BACKDROP", BACKDROP_STYLE, BACKDROP_STYLES), ("HARIVO_OBJECTS", OBJECT_STYLE, OBJECT_STYLES))
-# part of every cache key built from rendered videos; bump when the pictures change: the cue style, then every other
-# setting that is not its default
-WORLD_VERSION = "-".join([CUE_STYLE] + [value for _, value, styles in _WORLD_SETTINGS[1:] if value != styles[0]])
-CUE_OFFSET = 0.30  # facing mark: centre distance from the object's centre, x circumradius
-CUE_RADIUS = 0.28  # mark radius, x circumradius
-CUE_PAIR_OFFSET = 0.30  # "moving away": the two marks at +-this (horizontal), x circumradius
-CUE_PAIR_RADIUS = 0.19
-CUE2_CENTRE_RADIUS = 0.45  # cue2 "getting closer": a centred disk, x circumradius
-CUE2_PAIR_OFFSET = 0.38  # cue2 "moving away": two disks at +-this (horizontal) ...
-CUE2_PAIR_RADIUS = 0.26  # ... of this radius
-CUE3_RADIUS = 0.45  # cue3: the label disk's radius, x circumradius (clipped to the shape shrunk by CUE_MARGIN)
-CUE3_COLOURS: dict[str, tuple[int, int, int]] = {  # cue3: the label's colour per motion, off the object palette
-    # (>= 89 from every object colour, >= 125 from each other, >= 60 off every object-to-mark blend, so that a
-    # cue1/cue2 mark's anti-aliased rim never reads as a label)
+# the strip's colour per translation, off the object palette (>= 89 from every object colour, >= 125 from each other)
+BAND_COLOURS: dict[str, tuple[int, int, int]] = {
     "moving left to right": (0, 225, 225),  # cyan
     "moving right to left": (230, 0, 230),  # magenta
     "moving up": (150, 255, 60),  # lime
     "moving down": (135, 0, 0),  # maroon
-    "getting closer": (0, 240, 0),  # bright green
-    "moving away": (0, 0, 110),  # navy
-    "spinning": (0, 128, 128),  # teal (not gray: gray lies on the black-white blends of cue1/cue2 marks)
 }
-# frames smaller than this (pixels) show no mark: an object of a 32-px frame is 3-6 px wide (large: radius 6-9 px)
-CUE_MIN_FRAME = 32 if OBJECT_STYLE == "large" else 48
-CUE_MARGIN = 0.20  # the mark is clipped to the shape shrunk by this fraction, so it never reaches the edge
-CUE_DIRECTIONS: dict[str, tuple[float, float]] = {  # motion -> unit vector the mark sits along (x right, y down)
+DIRECTIONS: dict[str, tuple[float, float]] = {  # translation -> unit vector it heads along (x right, y down)
     "moving left to right": (1.0, 0.0),
     "moving right to left": (-1.0, 0.0),
     "moving up": (0.0, -1.0),
     "moving down": (0.0, 1.0),
 }
+
+
+@dataclass(frozen=True)
+class World:
+    """Every setting of the shapes world that changes its pictures, as one value passed to whatever draws or reads
+    a video (the renderer, the checker, the datasets, training, the evaluation) and recorded in every checkpoint.
+
+    ``band_px``: the width of the strip a translation's frames show along the edge the object heads for (4 px: one
+    latent pixel of the x4 shapes VAE); 0 draws no strip (a flat backdrop). ``min_band_frame``: frames smaller than
+    this (pixels; the tests' 32-px videos) show no strip."""
+
+    band_px: int = 4
+    min_band_frame: int = 48
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"World: {f.name} must be an integer >= 0, got {value!r}")
+
+    @property
+    def version(self) -> str:
+        """The world's name, part of every cache key built from its videos: "plain-crossing-band" for the shipped
+        world (its name since its videos were first cached), the settings that differ from it appended."""
+        name = "plain-crossing-" + ("flat" if self.band_px == 0 else "band")
+        extra = [f"{f.name}{getattr(self, f.name)}" for f in fields(self)
+                 if getattr(self, f.name) != f.default and not (f.name == "band_px" and self.band_px == 0)]
+        return "-".join([name, *extra])
+
+    def record(self) -> dict:
+        """What a checkpoint's config records of its world: the version and every setting."""
+        return {"version": self.version, **asdict(self)}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "World":
+        """The world a checkpoint records (``record``); None or {} (a checkpoint that predates the record): ``WORLD``.
+        Unknown keys and settings out of range raise ValueError naming them."""
+        if not record:
+            return WORLD
+        if not isinstance(record, dict):
+            raise ValueError(f"world: expected a mapping of World settings, got {record!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known - {"version"})
+        if unknown:
+            raise ValueError(f"world: unknown settings {unknown} (known: {sorted(known)})")
+        world = cls(**{k: v for k, v in record.items() if k in known})
+        if "version" in record and record["version"] != world.version:
+            raise ValueError(f"world: version {record['version']!r} does not match its settings ({world.version!r})")
+        return world
+
+    @classmethod
+    def parse(cls, text: str) -> "World":
+        """A world from a command line or a config: its version (``World.version``, e.g. "plain-crossing-band"), or
+        settings "band_px=0,min_band_frame=32" (the others as ``WORLD``'s)."""
+        text = str(text).strip()
+        known = {f.name for f in fields(cls)}
+        settings: dict[str, int] = {}
+        parts = ([] if text in ("", "plain-crossing-band") else ["band_px=0"] if text == "plain-crossing-flat"
+                 else text.split(","))
+        for prefix in ("plain-crossing-band-", "plain-crossing-flat-"):  # a version with settings appended
+            if text.startswith(prefix):
+                parts = ["band_px=0"] * prefix.endswith("flat-") + [
+                    next((f"{k}={p[len(k):]}" for k in known if p.startswith(k)), p) for p in text[len(prefix):].split("-")]
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or key.strip() not in known or not value.strip().isdigit():
+                raise ValueError(f"world: expected a version such as {WORLD.version!r} or settings such as "
+                                 f"'band_px=4,min_band_frame=48' (known: {sorted(known)}), got {text!r}")
+            settings[key.strip()] = int(value)
+        return cls(**settings)
+
+
+WORLD = World()  # the world of the shipped checkpoints
 
 
 def _article(word: str) -> str:
@@ -324,15 +312,14 @@ def make_track(spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64)
     t = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
     angle0 = rng.uniform(0.0, 360.0)
     motion = spec.motion
-    S_obj = S * OBJECT_SCALE[OBJECT_STYLE]  # the radii's unit: the frame side, scaled in the large-object world
     if motion == "getting closer":
-        r0, growth = rng.uniform(0.10, 0.12) * S_obj, rng.uniform(1.6, 2.0)
+        r0, growth = rng.uniform(0.10, 0.12) * S, rng.uniform(1.6, 2.0)
         radius = r0 * growth**t
     elif motion == "moving away":
-        r0, growth = rng.uniform(0.18, 0.22) * S_obj, rng.uniform(1.6, 2.0)
+        r0, growth = rng.uniform(0.18, 0.22) * S, rng.uniform(1.6, 2.0)
         radius = r0 * growth ** (-t)
     else:
-        radius = np.full_like(t, rng.uniform(0.13, 0.19) * S_obj)
+        radius = np.full_like(t, rng.uniform(0.13, 0.19) * S)
     margin = float(radius.max()) + 1.0
     lo, hi = margin - 0.5, S - 0.5 - margin  # allowed centre range (pixel centres at 0..S-1)
     cx = np.full_like(t, rng.uniform(lo, hi))
@@ -341,8 +328,7 @@ def make_track(spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64)
     if motion in ("moving left to right", "moving right to left", "moving up", "moving down"):
         dist = min(rng.uniform(0.30, 0.45) * S, hi - lo)
         start = rng.uniform(lo, hi - dist)
-        if TRACK_STYLE == "crossing":  # the same draws (the rest of the video unchanged), then edge to edge
-            dist, start = hi - lo, lo
+        dist, start = hi - lo, lo  # edge to edge (the two draws above keep every later draw where it was)
         path = start + dist * t
         if motion == "moving left to right":
             cx = path
@@ -392,77 +378,9 @@ def _coverage(
     return rho * (np.float32(nx) * np.cos(phi) + np.float32(ny) * np.sin(phi)) <= np.float32(off) * radius
 
 
-def mark_rgb(rgb) -> tuple[int, int, int]:
-    """The cue mark's colour on an object of colour ``rgb``: black or white, whichever is farther from it."""
-    fg = np.asarray(rgb, float)
-    black, white = np.array(COLOURS["black"], float), np.array(COLOURS["white"], float)
-    return COLOURS["black"] if np.linalg.norm(fg - black) >= np.linalg.norm(fg - white) else COLOURS["white"]
-
-
-def mark_colour(colour: str) -> tuple[int, int, int]:
-    """The cue mark's colour on an object of the palette colour ``colour`` (``mark_rgb`` of it)."""
-    return mark_rgb(COLOURS[colour])
-
-
-def cue_marks(motion: str, angle_deg: np.ndarray, style: str | None = None) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """The cue's marks for ``motion``: [(centre x, centre y, radius)] in units of the circumradius, per frame
-    (centres are arrays of length F, following ``angle_deg`` for "spinning"); [] for "standing still".
-    ``style``: one of ``CUE_STYLES`` (default ``CUE_STYLE``, the world's).
-
-    A radius of ``np.inf`` (cue2's translations and spinning) is the half plane on the centre's side: the
-    leading half of the object."""
-    F = len(angle_deg)
-    zero = np.zeros(F)
-    style = _cue_style(style)
-    if style == "plain":  # no mark: the object is drawn in its colour alone (a band backdrop may still show the motion)
-        return []
-    if style == "cue3":
-        return [] if motion not in CUE3_COLOURS else [(zero, zero, CUE3_RADIUS)]
-    half = style == "cue2"
-    r_face = np.inf if half else CUE_RADIUS
-    if motion in CUE_DIRECTIONS:
-        ux, uy = CUE_DIRECTIONS[motion]
-        return [(zero + CUE_OFFSET * ux, zero + CUE_OFFSET * uy, r_face)]
-    if motion == "getting closer":
-        return [(zero, zero, CUE2_CENTRE_RADIUS if half else CUE_RADIUS)]
-    if motion == "moving away":
-        off, r = (CUE2_PAIR_OFFSET, CUE2_PAIR_RADIUS) if half else (CUE_PAIR_OFFSET, CUE_PAIR_RADIUS)
-        return [(zero - off, zero, r), (zero + off, zero, r)]
-    if motion == "spinning":
-        a = np.deg2rad(np.asarray(angle_deg, float))
-        return [(CUE_OFFSET * np.cos(a), CUE_OFFSET * np.sin(a), r_face)]
-    return []
-
-
-def _cue_style(style: str | None) -> str:
-    if style is None:
-        return CUE_STYLE
-    if style not in CUE_STYLES:
-        raise ValueError(f"cue: expected True, False or one of {CUE_STYLES}, got {style!r}")
-    return style
-
-
-def _mark_on(dx, dy, radius, marks) -> np.ndarray:
-    """Sub-samples (offsets ``dx``, ``dy`` from the centre) that ``marks`` cover (see ``cue_marks``)."""
-    on = np.zeros(np.broadcast_shapes(dx.shape, dy.shape), bool)
-    for mx, my, mr in marks:
-        mx = (mx[:, None, None] * radius).astype(np.float32)
-        my = (my[:, None, None] * radius).astype(np.float32)
-        if np.isinf(mr):  # the half plane on the (mx, my) side of the centre
-            on |= dx * mx + dy * my >= 0
-        else:
-            ex, ey = dx - mx, dy - my
-            on |= ex * ex + ey * ey <= (np.float32(mr) * radius) ** 2
-    return on
-
-
-def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = True) -> np.ndarray:
-    """Draw the spec's shape along ``track``: uint8 (F, size, size, 3), anti-aliased, flat colours exact.
-
-    With ``cue`` (the world's default) the frame also shows its motion as a mark inside the object (module
-    docstring) in the world's style ``CUE_STYLE``, or in the style named (``cue="cue2"``); ``cue=False`` draws
-    the plain object."""
-    style = _cue_style(None if cue is True or cue is False else cue)
+def rasterize(spec: ShapeSpec, track: Track, size: int = 64, world: World = WORLD) -> np.ndarray:
+    """Draw the spec's shape along ``track`` on the ``world``'s backdrop: uint8 (F, size, size, 3), anti-aliased,
+    flat colours exact."""
     F = len(track.cx)
     bg = np.array(BACKGROUNDS[spec.background], np.float32)
     fg = np.array(COLOURS[spec.colour], np.float32)
@@ -481,16 +399,9 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
     inside = _coverage(spec.shape, dx, dy, radius, track.angle[:, None, None])  # (F, box*k, box*k)
     cov = inside.reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)  # (F, box, box)
     patch = bg + cov[..., None] * (fg - bg)  # (F, box, box, 3); cov == 1 gives fg exactly
-    marks = cue_marks(spec.motion, track.angle, style) if cue and size >= CUE_MIN_FRAME else []
-    if marks and (spec.shape, spec.motion) not in INVISIBLE:
-        core = _coverage(spec.shape, dx, dy, radius * np.float32(1.0 - CUE_MARGIN), track.angle[:, None, None])
-        on = _mark_on(dx, dy, radius, marks)
-        mcov = (on & core).reshape(F, box, k, box, k).mean(axis=(2, 4), dtype=np.float32)
-        mark = CUE3_COLOURS[spec.motion] if style == "cue3" else mark_colour(spec.colour)
-        patch = patch + mcov[..., None] * (np.array(mark, np.float32) - fg)
     # the backdrop's offset from the flat background colour (zero for a flat one); every pixel's background part
     # (1 - object coverage) shows it
-    extra = backdrop(spec, size) if cue is not False else None
+    extra = backdrop(spec, size, world)
     extra = np.zeros((size, size, 3), np.float32) if extra is None else extra
     out = np.broadcast_to(bg + extra, (F, size, size, 3)).copy()
     for f in range(F):
@@ -502,42 +413,33 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, cue: bool | str = T
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def band_motions(style: str | None = None) -> tuple[str, ...]:
-    """The motions whose frames a band backdrop of ``style`` (default: the world's; "flat" reads as "band") gives
-    a strip: the translations, and with "band2" every labelled motion."""
-    return tuple(CUE3_COLOURS) if (style or BACKDROP_STYLE) == "band2" else tuple(CUE_DIRECTIONS)
-
-
-def band_mask(motion: str, size: int, style: str | None = None) -> np.ndarray | None:
-    """(size, size) bool: the strip of a band backdrop of ``style`` (default: the world's; "flat" reads as "band")
-    for ``motion``: the BACKDROP_BAND pixels along the edge a translation heads for, with "band2" along BAND2_EDGE
-    for the other labelled motions; None for a motion without one."""
-    if motion not in band_motions(style):
+def band_mask(motion: str, size: int, world: World = WORLD) -> np.ndarray | None:
+    """(size, size) bool: the ``world``'s strip for ``motion``, its ``band_px`` pixels along the edge a translation
+    heads for; None for a motion without one (every motion but the translations) or a world without strips."""
+    if motion not in DIRECTIONS or world.band_px == 0:
         return None
-    ux, uy = CUE_DIRECTIONS.get(motion, BAND2_EDGE)
+    ux, uy = DIRECTIONS[motion]
     idx = np.arange(size)
-    lead = idx >= size - BACKDROP_BAND if ux + uy > 0 else idx < BACKDROP_BAND  # right/bottom or left/top edge
+    lead = idx >= size - world.band_px if ux + uy > 0 else idx < world.band_px  # right/bottom or left/top edge
     return np.broadcast_to(lead[None, :] if ux else lead[:, None], (size, size)).copy()
 
 
-def backdrop(spec: ShapeSpec, size: int, style: str | None = None) -> np.ndarray | None:
-    """(size, size, 3) float32 the backdrop adds to the flat background colour, or None when it adds nothing: a
-    flat backdrop, a motion without a strip (``band_motions``), or a frame under ``CUE_MIN_FRAME``."""
-    if (style or BACKDROP_STYLE) == "flat" or size < CUE_MIN_FRAME:
-        return None
-    mask = band_mask(spec.motion, size, style)
+def backdrop(spec: ShapeSpec, size: int, world: World = WORLD) -> np.ndarray | None:
+    """(size, size, 3) float32 the ``world``'s backdrop adds to the flat background colour, or None when it adds
+    nothing: a motion without a strip (``band_mask``), or a frame under ``world.min_band_frame``."""
+    mask = band_mask(spec.motion, size, world) if size >= world.min_band_frame else None
     if mask is None:
         return None
-    delta = np.array(CUE3_COLOURS[spec.motion], np.float32) - np.array(BACKGROUNDS[spec.background], np.float32)
+    delta = np.array(BAND_COLOURS[spec.motion], np.float32) - np.array(BACKGROUNDS[spec.background], np.float32)
     return (mask[..., None] * delta).astype(np.float32)
 
 
 def render_video(
-    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64, cue: bool | str = True
+    spec: ShapeSpec, seed: int, num_frames: int = 16, size: int = 64, world: World = WORLD
 ) -> tuple[np.ndarray, Track]:
     """Frames uint8 (F, size, size, 3) and the ground-truth ``Track``; deterministic in all arguments."""
     track = make_track(spec, seed, num_frames, size)
-    return rasterize(spec, track, size, cue), track
+    return rasterize(spec, track, size, world), track
 
 
 def image_frame_index(seed: int, num_frames: int = 16) -> int:
@@ -545,12 +447,12 @@ def image_frame_index(seed: int, num_frames: int = 16) -> int:
     return int(np.random.default_rng([int(seed), 1]).integers(num_frames))
 
 
-def render_image(spec: ShapeSpec, seed: int, size: int = 64, cue: bool | str = True) -> np.ndarray:
+def render_image(spec: ShapeSpec, seed: int, size: int = 64, world: World = WORLD) -> np.ndarray:
     """One frame (uint8 (size, size, 3)) of ``render_video(spec, seed, 16, size)`` at a seed-chosen index."""
     track = make_track(spec, seed, 16, size)
     i = image_frame_index(seed, 16)
     one = Track(*(a[i : i + 1] for a in (track.cx, track.cy, track.size, track.angle)))
-    return rasterize(spec, one, size, cue)[0]
+    return rasterize(spec, one, size, world)[0]
 
 
 def make_dataset(

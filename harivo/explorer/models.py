@@ -21,7 +21,9 @@ from ..tokenizer import unknown_words as _unknown_words
 CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
 TINY_KEY = "tiny"
 TINY_LABEL = "tiny random model (untrained — for development)"
-VARIANT_LABELS = {v: f"{table1_label(v)} — {v}" for v in reversed(VARIANTS)}  # dropdown, full first
+VARIANT_PATTERN = "harivo-plain-{variant}"  # the shipped Table 1 rows' folders (the plain world's)
+VARIANT_LABELS = {v: f"{table1_label(v)} — {VARIANT_PATTERN.format(variant=v)}"  # dropdown, full first
+                  for v in reversed(VARIANTS)}
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,10 @@ def miniature_details(folder: Path = LONG_RUNS) -> tuple[str, ...]:
     """The note's details, one Markdown bullet each, the featured world's figures read from its learning curves.
     The page cannot link to the repository's files (a Space serves the app, not the repository): files are named
     as code."""
-    world = (f"**`checkpoint: {FEATURED_CHECKPOINT}`** (HARIVO's full model, the default) and "
-             "**`checkpoint: harivo-plain-baseline`** (the AnimateDiff baseline, same recipe and steps) live in the "
-             "*plain world*: one object in its caption's colour; a translation's frames show a coloured strip on the "
-             "edge the object heads for, the world's only motion cue.")
+    world = (f"**{VARIANT_LABELS['full']}** (HARIVO's full model, the default) and **{VARIANT_LABELS['baseline']}** "
+             "(the AnimateDiff baseline, same recipe and steps) live in the *plain world*: one object in its caption's "
+             "colour; a translation's frames show a coloured strip on the edge the object heads for, the world's only "
+             "motion cue.")
     lines = [world]
     point = _last_common_point(folder)
     if point is not None:
@@ -76,9 +78,8 @@ def miniature_details(folder: Path = LONG_RUNS) -> tuple[str, ...]:
         lines.append("**Still missing**: *getting closer*, *moving away* and *spinning* "
                      f"({'/'.join(map(str, turns))} % of their videos), and most videos are not smooth "
                      "(the object's size and colour waver from frame to frame).")
-    lines.append("**Table 1 variants A–D** of the first, flat world (`harivo-shapes-*`) keep one object and one "
-                 "background through a video but have **not learned the prompted direction of motion**. Why: "
-                 "`docs/results.md`; `python -m harivo.verb_probe` tells when a longer run has learned it.")
+    lines.append("Table 1 rows B and C are still training on the same recipe; the ablation grid shows the rows "
+                 "that are shipped. How each was trained and measured: `docs/results.md`.")
     return tuple(lines)
 
 
@@ -113,7 +114,7 @@ def training_note(path: Path) -> str:
 class ModelRegistry:
     """The models the app offers, each loaded once (one `HarivoPipeline` per checkpoint, thread-safe).
 
-    Lists the trained variants under `checkpoints` (`harivo-shapes-<variant>`), then any other HARIVO
+    Lists the trained variants under `checkpoints` (`VARIANT_PATTERN`), then any other HARIVO
     checkpoint folder there (e.g. a real-scale SD1.5 + AnimateDiff one). When none exists it offers a tiny
     random model, built into `cache_dir`, clearly labelled as untrained.
     """
@@ -131,12 +132,12 @@ class ModelRegistry:
     def scan(self) -> list[ModelEntry]:
         entries = []
         for v, label in VARIANT_LABELS.items():
-            path = self.checkpoints / f"harivo-shapes-{v}"
+            path = self.checkpoints / VARIANT_PATTERN.format(variant=v)
             if is_checkpoint(path):
                 entries.append(ModelEntry(v, label + training_note(path), path, True))
         if self.checkpoints.is_dir():
             for path in sorted(p for p in self.checkpoints.iterdir() if p.is_dir()):
-                if not path.name.startswith("harivo-shapes-") and is_checkpoint(path):
+                if path.name not in {VARIANT_PATTERN.format(variant=v) for v in VARIANTS} and is_checkpoint(path):
                     entries.append(ModelEntry(f"ckpt:{path.name}", f"checkpoint: {path.name}", path, True))
         if not entries:
             entries.append(ModelEntry(TINY_KEY, TINY_LABEL, None, False))
@@ -148,9 +149,9 @@ class ModelRegistry:
 
     @property
     def default_key(self) -> str:
-        """FEATURED_CHECKPOINT when it is offered, else the first entry."""
-        featured = f"ckpt:{FEATURED_CHECKPOINT}"
-        return featured if featured in self.keys else self.entries[0].key
+        """The entry of the FEATURED_CHECKPOINT folder when it is offered, else the first entry."""
+        return next((e.key for e in self.entries if e.path is not None and e.path.name == FEATURED_CHECKPOINT),
+                    self.entries[0].key)
 
     @property
     def untrained_only(self) -> bool:

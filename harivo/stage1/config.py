@@ -11,6 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from harivo.data.shapes import World
 from harivo.train_utils import add_config_flags, config_from_args
 
 STAGES = ("vae", "unet", "all", "none")
@@ -25,7 +26,7 @@ class T2IConfig:
 
     # --- run -------------------------------------------------------------------------------------------
     stage: str = "all"  # vae | unet | all (vae then unet) | none (only --eval)
-    output_dir: str = "checkpoints/shapes-sd"  # exported StableDiffusionPipeline folder
+    output_dir: str = "checkpoints/shapes-sd-plain"  # exported StableDiffusionPipeline folder
     run_dir: str = "runs/t2i"  # training states, caches, sample grids, logs
     seed: int = 0  # everything (data, init, noise) derives from it
     resume: bool = False  # continue from run_dir/state_<stage> if it exists
@@ -34,11 +35,13 @@ class T2IConfig:
     gradient_checkpointing: bool = False  # trade compute for memory (only useful for big models / GPUs)
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     init_from: str = ""  # StableDiffusionPipeline folder to warm-start from when run_dir holds no state (e.g.
-    #   checkpoints/shapes-sd on a fresh machine): the vae stage starts from its VAE weights; the unet stage takes its
+    #   checkpoints/shapes-sd-plain on a fresh machine): the vae stage starts from its VAE weights; the unet stage takes its
     #   VAE if run_dir/vae is missing, its UNet and text encoder weights (raw and EMA); fresh optimizer and lr
     #   schedule. Ignored when --resume finds a state
     eval: bool = False  # after training, sample eval prompts from output_dir and score them with the checker
     image_size: int = 64  # shapes-world frame size (64 -> 16x16 latents)
+    world: str = "plain-crossing-band"  # the shapes world (`shapes.World.parse`: a version or settings such as
+    #   band_px=4), recorded in the export's training.json
     # --- VAE ---------------------------------------------------------------------------------------------
     vae_channels: tuple[int, ...] = (32, 64, 64)  # 3 blocks = x4 downsampling; measured 1.2 s/step at b16
     vae_layers_per_block: int = 1  # resnets per encoder block (decoder gets one more, as in diffusers)
@@ -142,6 +145,7 @@ def validate(cfg: T2IConfig) -> T2IConfig:
             bad(f.name, "must lie in [0, 1]")
     if cfg.stage not in STAGES:
         bad("stage", f"must be one of {list(STAGES)}")
+    World.parse(cfg.world)  # ValueError naming `world`
     if cfg.mixed_precision not in ("no", "bf16", "fp16"):
         bad("mixed_precision", "must be one of ['no', 'bf16', 'fp16']")
     if cfg.ema_decay >= 1:

@@ -19,31 +19,33 @@ from harivo.stage1.config import T2IConfig
 from harivo.tokenizer import token_ids
 
 
-def render_batch(rng: np.random.Generator, n: int, split: str, size: int):
-    """(specs, (n, size, size, 3) uint8 images): n random specs of `split`, one random frame of each."""
-    from harivo.data.shapes import render_image, sample_spec
+def render_batch(rng: np.random.Generator, n: int, split: str, size: int, world: str = "plain-crossing-band"):
+    """(specs, (n, size, size, 3) uint8 images): n random specs of `split`, one random frame of each, in `world`
+    (`shapes.World.parse`)."""
+    from harivo.data.shapes import World, render_image, sample_spec
 
+    w = World.parse(world)
     specs = [sample_spec(rng, split) for _ in range(n)]
-    imgs = np.stack([render_image(s, int(rng.integers(2**31 - 1)), size) for s in specs])
+    imgs = np.stack([render_image(s, int(rng.integers(2**31 - 1)), size, w) for s in specs])
     return specs, imgs
 
 
 def frame_cache_key(cfg: T2IConfig) -> str:
     """What the caches of `training_frames` depend on (the world's version, data, frame choice, size)."""
-    from harivo.data.shapes import WORLD_VERSION
+    from harivo.data.shapes import World
 
-    return f"{WORLD_VERSION}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
+    return f"{World.parse(cfg.world).version}_n{cfg.train_videos}_f{cfg.frames_per_video}_s{cfg.seed}_{cfg.image_size}"
 
 
 def training_frames(cfg: T2IConfig):
     """(spec, frame) for `frames_per_video` random frames of each of `train_videos` training videos, in the one
     order that every stage-1 cache (latents, object masks) is stored in."""
-    from harivo.data.shapes import make_dataset, render_video
+    from harivo.data.shapes import World, make_dataset, render_video
 
     data = make_dataset(cfg.train_videos, cfg.seed, split="train", num_frames=16, size=cfg.image_size)
     rng = np.random.default_rng([cfg.seed, 5])
     for spec, vseed in data:
-        video, _ = render_video(spec, vseed, 16, cfg.image_size)
+        video, _ = render_video(spec, vseed, 16, cfg.image_size, World.parse(cfg.world))
         for f in rng.choice(16, size=cfg.frames_per_video, replace=False):
             yield spec, video[f]
 

@@ -86,32 +86,31 @@ def save_grid(path: Path, images: list[np.ndarray], titles: list[str] | None = N
     plt.close(fig)
 
 
-def frame_reader():
-    """The checker's `read_frame` (image → what it shows), or None where `harivo.data.checker` does not import."""
+def frame_reader(world: str = "plain-crossing-band"):
+    """The checker's `read_frame` (image → what it shows) in `world` (`shapes.World.parse`), or None where
+    `harivo.data.checker` does not import."""
     try:
-        from harivo.data.checker import read_frame
+        from harivo.data.checker import read_frame, world_thresholds
+        from harivo.data.shapes import World
     except Exception:
         return None
-    return read_frame
+    thresholds = world_thresholds(World.parse(world))
+    return lambda image: read_frame(image, thresholds)
 
 
 def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read) -> tuple[list[dict], dict]:
     """One row per image (the checker's reading against its prompt) and the fractions right, over all prompts and
     over the seen / held-out ones."""
-    from harivo.data.checker import DEFAULT_THRESHOLDS, cue_agrees, cue_motion
-    from harivo.data.shapes import ShapeSpec, band_motions
+    from harivo.data.shapes import DIRECTIONS, ShapeSpec
 
-    bands = DEFAULT_THRESHOLDS.bands  # a band backdrop world: is the caption's band (or none) drawn?
     rows = []
-    for p, h, im in zip(prompts, held, imgs):
+    for p, h, im in zip(prompts, held, imgs):  # is the caption's band (or none) drawn?
         spec = ShapeSpec.from_caption(p)
         r = read(im)
         rows.append({"prompt": p, "held_out": h, "colour": r.colour == spec.colour, "shape": r.shape == spec.shape,
-                     "background": r.background == spec.background, "cue": cue_agrees(spec.motion, r),
-                     "read": [r.colour, r.shape, r.background, cue_motion(r)]})
-        if bands:
-            rows[-1].update(band=r.band == (spec.motion if spec.motion in band_motions() else None))
-            rows[-1]["read"].append(r.band)
+                     "background": r.background == spec.background,
+                     "band": r.band == (spec.motion if spec.motion in DIRECTIONS else None),
+                     "read": [r.colour, r.shape, r.background, r.band]})
 
     def frac(sel, key):
         sel = [r for r in rows if sel(r)]
@@ -120,7 +119,7 @@ def checker_scores(prompts: list[str], held: list[bool], imgs: np.ndarray, read)
         return sum(r[key] for r in sel) / max(1, len(sel))
 
     selections = (("all", lambda r: True), ("seen", lambda r: not r["held_out"]), ("held_out", lambda r: r["held_out"]))
-    keys = ("all", "colour", "shape", "background", "cue") + (("band",) if bands else ())
+    keys = ("all", "colour", "shape", "background", "band")
     fractions = {name: {k: frac(sel, k) for k in keys}
                  for name, sel in selections}
     return rows, fractions
@@ -142,12 +141,12 @@ def evaluate(cfg: T2IConfig, folder: str | None = None, record: bool = True) -> 
     imgs = generate(pipe, prompts, 1000, cfg.eval_steps, cfg.eval_guidance)
     result = {"folder": str(folder), "prompts": len(prompts), "steps": cfg.eval_steps,
               "guidance": cfg.eval_guidance, "sampling_seconds": round(time.time() - t0, 1)}
-    read = frame_reader()
+    read = frame_reader(cfg.world)
     titles = [short_caption(p) for p in prompts]
     if read is not None:
         rows, fractions = checker_scores(prompts, held, imgs, read)
         result.update(fractions, rows=rows)
-        titles = [("ok " if (r["colour"] and r["shape"] and r["background"]) else "X ") + ("" if r["cue"] else "~") + t
+        titles = [("ok " if (r["colour"] and r["shape"] and r["background"]) else "X ") + ("" if r["band"] else "~") + t
                   for r, t in zip(rows, titles)]
     else:
         result["checker"] = "harivo.data.checker not available"

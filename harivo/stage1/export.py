@@ -47,10 +47,10 @@ def training_record(cfg: T2IConfig, info: dict, vae_info: dict, history: list[di
 
     last = history[-1] if history else {}
     tail = history[-20:]
-    from harivo.data.shapes import world_record
+    from harivo.data.shapes import World
 
     training = {
-        "world": world_record(),  # the shapes world the T2I was trained in
+        "world": World.parse(cfg.world).record(),  # the shapes world the T2I was trained in
         "where_trained": where_trained(),
         "command": argv_str,
         "vae": {k: v for k, v in vae_info.items() if k != "evals"},

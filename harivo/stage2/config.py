@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from harivo.config import TABLE1, HarivoConfig, LossConfig, check_noise_share, check_range
-from harivo.data.shapes import MOTION_GROUPS
+from harivo.data.shapes import MOTION_GROUPS, World
 from harivo.train_utils import add_config_flags, config_from_args
 
 DESCRIPTION = \
@@ -41,8 +41,8 @@ class TrainConfig:
 
     # --- run -------------------------------------------------------------------------------------------
     variant: str = "full"  # Table 1 row: baseline | trs-dc | mapping | full
-    base_model: str = "checkpoints/shapes-sd"  # frozen T2I StableDiffusionPipeline folder (stage 1 output) or hub id
-    out: str = ""  # checkpoint folder; "" = checkpoints/harivo-shapes-<variant>
+    base_model: str = "checkpoints/shapes-sd-plain"  # frozen T2I StableDiffusionPipeline folder (stage 1 output) or hub id
+    out: str = ""  # checkpoint folder; "" = checkpoints/harivo-plain-<variant>
     run_dir: str = ""  # training state, samples, logs; "" = runs/harivo-<variant>
     cache_dir: str = "runs/harivo-cache"  # pre-encoded latents + text embeddings, shared by the variants
     seed: int = 0  # model init, data and every step's batch/noise/timesteps derive from it
@@ -58,6 +58,8 @@ class TrainConfig:
     num_frames: int = 16  # frames per video (shapes world: 16; paper: 24)
     video_size: int = 64  # pixels; video_size / VAE factor must equal the UNet's sample size
     webvid_fps: float = 0.0  # WebVid data: sampling fps (paper: 6); 0 = every frame
+    world: str = "plain-crossing-band"  # shapes data: the world (`shapes.World.parse`: a version or settings such as
+    #   band_px=4), recorded in the checkpoint's config.json
     stream_data: bool = False  # WebVid data: decode + VAE-encode each step's videos on the fly, no pre-encoded cache
     data_workers: int = 4  # stream_data: threads decoding the next step's videos
     # --- model -----------------------------------------------------------------------------------------
@@ -125,7 +127,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         return dataclasses.replace(
             self,
-            out=self.out or f"checkpoints/harivo-shapes-{self.variant}",
+            out=self.out or f"checkpoints/harivo-plain-{self.variant}",
             run_dir=self.run_dir or f"runs/harivo-{self.variant}",
         )
 
@@ -141,6 +143,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"lr_schedule: expected 'cosine' or 'linear', got {cfg.lr_schedule!r}")
     if not cfg.base_model:
         raise ValueError("base_model: expected a StableDiffusionPipeline folder, got ''")
+    World.parse(cfg.world)  # ValueError naming `world`
     for name in ("train_videos", "video_size", "motion_num_attention_heads", "mapping_hidden_channels",
                  "mapping_heads", "mapping_head_dim", "max_steps", "batch_size", "log_every", "checkpoint_every",
                  "dc_queue_size", "sample_prompts", "sample_steps", "data_workers"):

@@ -40,12 +40,14 @@ class VideoLatents:
 def training_videos(cfg: TrainConfig):
     """(uint8 (f, h, w, 3) or float (3, f, h, w) in [-1, 1], caption) pairs of the training data."""
     if cfg.data == "shapes":
-        from harivo.data.shapes import is_held_out, make_dataset, render_video
+        from harivo.data.shapes import World, is_held_out, make_dataset, render_video
+
+        world = World.parse(cfg.world)
 
         for spec, seed in make_dataset(cfg.train_videos, cfg.seed, split="train", num_frames=cfg.num_frames,
                                        size=cfg.video_size):
             assert not is_held_out(spec), spec  # held-out combinations are never trained on
-            yield render_video(spec, seed, cfg.num_frames, cfg.video_size)[0], spec.caption
+            yield render_video(spec, seed, cfg.num_frames, cfg.video_size, world)[0], spec.caption
     else:
         from harivo.data.webvid import WebVidDataset
 
@@ -101,10 +103,10 @@ def encode_captions(base: BaseModel, captions: list[str], device: torch.device) 
 def load_training_data(cfg: TrainConfig, base: BaseModel, device: torch.device, log=print) -> VideoLatents:
     """Pre-encoded latents and text embeddings from `cache_dir`, computed and cached on first use."""
     cache = Path(cfg.cache_dir)
-    from harivo.data.shapes import WORLD_VERSION
+    from harivo.data.shapes import World
 
     if cfg.data == "shapes":
-        source = f"shapes-{WORLD_VERSION}"
+        source = f"shapes-{World.parse(cfg.world).version}"
     else:
         source = f"csv-{fingerprint([Path(cfg.data)])}-fps{cfg.webvid_fps:g}"
     key = (f"{source}_n{cfg.train_videos}_s{cfg.seed}_f{cfg.num_frames}_{cfg.video_size}px"

@@ -98,9 +98,9 @@ def export(run: Run, finished: bool) -> Path:
     training = training_record(run, finished)
     extra = {"variant": cfg.variant, "components": components}
     if cfg.data == "shapes":
-        from harivo.data.shapes import world_record
+        from harivo.data.shapes import World
 
-        extra["world"] = world_record()  # the shapes world it was trained in (and is judged in)
+        extra["world"] = World.parse(cfg.world).record()  # the shapes world it was trained in (and is judged in)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, extra=extra)
         write_json(tmp / "training.json", training)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Fields that must not change when a run is resumed (the others are run control or bookkeeping).
 FIXED_ON_RESUME = (
-    "variant", "seed", "data", "train_videos", "num_frames", "video_size", "webvid_fps", "stream_data",
+    "variant", "seed", "data", "world", "train_videos", "num_frames", "video_size", "webvid_fps", "stream_data",
     "motion_adapter", "init_from", "motion_num_attention_heads",
     "motion_max_seq_length", "use_motion_mid_block", "num_frame_tokens", "mapping_hidden_channels", "mapping_heads",
     "mapping_head_dim", "batch_size", "lr", "min_lr", "lr_warmup_steps", "lr_schedule", "weight_decay", "grad_clip",
