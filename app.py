@@ -120,7 +120,8 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
                 ui["cfg_high"] = Number("cfg_high", d.cfg_high, elem_id="cfg-high")
                 ui["cfg_switch"] = Number("cfg_switch", d.cfg_switch, elem_id="cfg-switch")
                 ui["cfg_low"] = Number("cfg_low", d.cfg_low, elem_id="cfg-low")
-            plot = ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps)
+            plot = ex.render_cfg_schedule(d.cfg_high, d.cfg_switch, d.cfg_low, d.num_inference_steps,
+                                          registry.get(registry.default_key).scheduler.config)
             ui["cfg_plot"] = gr.Image(plot, label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
         with gr.Group():
             ui["use_mapping"] = gr.Checkbox(caps["mapping"], label=LABELS["use_mapping"],
@@ -237,8 +238,12 @@ class Handlers:
             result, views = ex.run_and_render(self.registry, req, opts, cancel)
         for warning in result.warnings:
             gr.Warning(warning)
-        cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps)
+        cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps,
+                                     self.registry.get(req.model).scheduler.config)
         return _show(result, views, cfg)
+
+    def cfg_plot(self, model, high, switch, low, steps):
+        return cfg_plot(self.registry, model, high, switch, low, steps)
 
     def auto_generate(self, auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         if not auto or last is None:  # nothing to compare with yet, or the user switched re-running off
@@ -322,15 +327,16 @@ def sync_choices(result, token, source, step):
             gr.update(choices=ex.step_choices(rec), value=v.step))
 
 
-def cfg_plot(high, switch, low, steps):
-    """The CFG schedule's plot of the values typed so far; a value out of range is refused, naming the field (a box
-    being retyped, empty, is skipped)."""
+def cfg_plot(registry: ex.ModelRegistry, model, high, switch, low, steps):
+    """The CFG schedule's plot of the values typed so far, on the timesteps the selected model's scheduler runs; a
+    value out of range is refused, naming the field (a box being retyped, empty, is skipped)."""
     values = {"cfg_high": high, "cfg_switch": switch, "cfg_low": low, "num_inference_steps": steps}
     if any(v is None for v in values.values()):
         return gr.skip()
     with _session(None, None):
         v = {name: NUMBERS[name].check(value) for name, value in values.items()}
-        return ex.render_cfg_schedule(v["cfg_high"], v["cfg_switch"], v["cfg_low"], v["num_inference_steps"])
+        config = registry.get(model).scheduler.config if model in registry.keys else None
+        return ex.render_cfg_schedule(v["cfg_high"], v["cfg_switch"], v["cfg_low"], v["num_inference_steps"], config)
 
 
 def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
@@ -361,9 +367,9 @@ def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
     for name in ("x_red", "x_green"):
         ui[name].input(h.redraw_slices, [state, ui["x_red"], ui["x_green"]], ui["slices"], api_visibility="private",
                        trigger_mode="always_last")
-    cfg = [ui["cfg_high"], ui["cfg_switch"], ui["cfg_low"], ui["num_inference_steps"]]
+    cfg = [ui["model"], ui["cfg_high"], ui["cfg_switch"], ui["cfg_low"], ui["num_inference_steps"]]
     for control in cfg:
-        control.change(cfg_plot, cfg, ui["cfg_plot"], **hidden)
+        control.change(h.cfg_plot, cfg, ui["cfg_plot"], **hidden)
     ui["model"].change(h.change_model, ui["model"], [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
                                                                        "model_info", "x_red", "x_green",
                                                                        "ablation_rows", *SAMPLING_DEFAULTS)],

@@ -228,7 +228,7 @@ def training_cases(base: BaseModel, accelerator, **overrides) -> tuple[dict[str,
 def small_model_section(quick: bool, frames: int, steps: int, repeats: int, device: torch.device, accelerator,
                         workdir: Path) -> dict:
     """The ratios on the embedded shapes-world model (or the tiny random one)."""
-    embedded = DEFAULT_CHECKPOINTS / "harivo-plain-full"
+    embedded = DEFAULT_CHECKPOINTS / "harivo-shapes-full"
     if not quick and embedded.is_dir():
         pipe, label = HarivoPipeline.from_variant("full"), "embedded shapes-world `full`"
     else:
@@ -241,7 +241,7 @@ def small_model_section(quick: bool, frames: int, steps: int, repeats: int, devi
     del pipe
     free_memory(device)
 
-    base_dir = DEFAULT_CHECKPOINTS / "shapes-sd-plain" if label.startswith("embedded") else workdir / "base"
+    base_dir = DEFAULT_CHECKPOINTS / "shapes-sd" if label.startswith("embedded") else workdir / "base"
     base = load_base(str(base_dir))
     base.unet.to(accelerator.device)
     cases, result["train_step_settings"] = training_cases(base, accelerator, num_frames=frames)

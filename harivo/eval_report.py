@@ -197,7 +197,7 @@ def report_markdown(results: dict, plots: dict[str, str]) -> str:
            if results['timing'].get('videos_from_cache') else "") + ").",
     ]
     if results.get("world"):  # older JSONs predate it
-        pattern = s.get("name_pattern", "harivo-plain-{variant}")
+        pattern = s.get("name_pattern", "harivo-shapes-{variant}")
         lines += ["", f"World `{results['world']}` (the checker and the FVD reference read it; "
                       f"`harivo.data.shapes.World`), rows' checkpoints `{pattern}`."]
     if results["skipped_variants"]:

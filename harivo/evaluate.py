@@ -78,7 +78,7 @@ class EvalConfig:
     """What one evaluation run does (saved in the JSON)."""
 
     checkpoints: str = str(DEFAULT_CHECKPOINTS)  # folder holding the rows' checkpoints, named by `name_pattern`
-    name_pattern: str = "harivo-plain-{variant}"  # a row's checkpoint folder, {variant} replaced
+    name_pattern: str = "harivo-shapes-{variant}"  # a row's checkpoint folder, {variant} replaced
     variants: tuple[str, ...] = EVAL_VARIANTS  # Table A2 / Table 1 rows to evaluate
     out_dir: str = "assets/eval"  # report.md and plots go here
     seen_prompts: int = 16  # training combinations, two per motion (the paper: 100 prompts, App. E)

@@ -86,7 +86,7 @@ def load_pipeline(args: argparse.Namespace) -> HarivoPipeline:
     elif args.checkpoint:
         pipe = HarivoPipeline.from_checkpoint(args.checkpoint, base_model=args.base_model)
     elif args.base_model:  # an embedded variant's HARIVO networks on another base (same shapes-world sizes)
-        pipe = HarivoPipeline.from_checkpoint(DEFAULT_CHECKPOINTS / f"harivo-plain-{args.variant or 'full'}", args.base_model)
+        pipe = HarivoPipeline.from_checkpoint(DEFAULT_CHECKPOINTS / f"harivo-shapes-{args.variant or 'full'}", args.base_model)
     else:
         pipe = HarivoPipeline.from_variant(args.variant or "full")
     if args.dreambooth:

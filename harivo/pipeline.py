@@ -36,7 +36,7 @@ from .attention import AttentionRecord, CrossAttentionRecorder, recording, spati
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
 from .data.shapes import World
-from .losses import mixed_noise
+from .noise import mixed_noise
 from . import fileio
 from .model import CONFIG_NAME, HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
@@ -131,7 +131,7 @@ class HarivoPipeline:
     def from_variant(cls, variant: str, checkpoints: str | os.PathLike = DEFAULT_CHECKPOINTS) -> "HarivoPipeline":
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-        return cls.from_checkpoint(Path(checkpoints) / f"harivo-plain-{variant}")
+        return cls.from_checkpoint(Path(checkpoints) / f"harivo-shapes-{variant}")
 
     @classmethod
     def from_base(cls, base: str, model: HarivoVideoModel, name: str = "", relative_to: Path | None = None) -> "HarivoPipeline":

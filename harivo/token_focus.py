@@ -1,7 +1,7 @@
 """Where do the tokens look? Cross-attention maps measured against the object the checker sees.
 
     python -m harivo.token_focus --variant full [--prompts 12] [--seeds 1] [--steps 25] [--json FILE]
-    python -m harivo.token_focus --checkpoint checkpoints/harivo-plain-full   # in the plain world's environment
+    python -m harivo.token_focus --checkpoint checkpoints/harivo-shapes-full   # in the plain world's environment
 
 For every generated video and every token (the K frame-wise tokens `<f1>`..`<fK>` and the prompt's words), each
 frame's cross-attention map (the mean over steps, layers and heads that the app shows, upsampled to the frame)
@@ -169,7 +169,7 @@ def summarise(per_group: dict[str, dict[str, list]]) -> dict[str, dict]:
 
 def run(variant: str, prompts: int, seeds: int, steps: int, checkpoints: str = "checkpoints",
         checkpoint: str = "") -> dict:
-    """`checkpoint`: a HARIVO checkpoint folder to measure instead of `checkpoints/harivo-plain-<variant>`."""
+    """`checkpoint`: a HARIVO checkpoint folder to measure instead of `checkpoints/harivo-shapes-<variant>`."""
     from pathlib import Path
 
     from .pipeline import GenerationSettings, HarivoPipeline
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="full")
     ap.add_argument("--checkpoints", default="checkpoints")
-    ap.add_argument("--checkpoint", default="", help="a checkpoint folder instead of <checkpoints>/harivo-plain-<variant>")
+    ap.add_argument("--checkpoint", default="", help="a checkpoint folder instead of <checkpoints>/harivo-shapes-<variant>")
     ap.add_argument("--prompts", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=25)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .data.shapes import TRANSLATIONS, all_specs, render_video
-from .losses import mixed_noise
+from .noise import mixed_noise
 from .pixels import to_pixels
 from .sampling import split_prediction
 

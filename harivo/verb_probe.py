@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import fileio
 from .attention import recording, spatial_attention_names
 from .data.shapes import TRANSLATIONS, ShapeSpec, all_specs, render_video
-from .losses import prediction_target
+from .noise import prediction_target
 from .pixels import to_pixels
 
 OPPOSITE = {

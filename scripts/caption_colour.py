@@ -3,7 +3,7 @@ per video, on generated videos of the fixed evaluation prompts (the visitor's-ey
 of another colour on the object shows up here; shading and anti-aliasing do not).
 
     PYTHONPATH=. python scripts/caption_colour.py \\
-        checkpoints/harivo-plain-full [--videos 18] [--json OUT]
+        checkpoints/harivo-shapes-full [--videos 18] [--json OUT]
 
 Per frame: the pixels farther than ``MASK_DIST`` from the border's median colour (the band's strip replaced by the
 background first, as the checker does) form the object; its interior is that mask eroded by one pixel; a pixel is

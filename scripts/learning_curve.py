@@ -1,7 +1,7 @@
 """A long stage-2 run with its learning curve: train a Table 1 row in chunks, and after every chunk score the exported
 checkpoint with the paper's Table A2 analog on a fixed held-out set (`harivo.evaluate`), appending to a JSON curve.
 
-    python scripts/learning_curve.py --variant full --root runs/long --base-model checkpoints/shapes-sd-plain \\
+    python scripts/learning_curve.py --variant full --root runs/long --base-model checkpoints/shapes-sd \\
         --init-from checkpoints/harivo-band-full-verb --chunk 1000 --until 20000
 
 Resumable at every level: the training run resumes from its state (`--resume`, a checkpoint every 100 steps), an
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["baseline", "trs-dc", "mapping", "full"])
     ap.add_argument("--root", default="runs/long", help="folder of the run, its snapshots, evaluations and curve")
-    ap.add_argument("--prefix", default="harivo-plain", help="checkpoint folder names: <prefix>-<variant>")
-    ap.add_argument("--base-model", default="checkpoints/shapes-sd-plain")
+    ap.add_argument("--prefix", default="harivo-shapes", help="checkpoint folder names: <prefix>-<variant>")
+    ap.add_argument("--base-model", default="checkpoints/shapes-sd")
     ap.add_argument("--init-from", default="", help="warm start: a HARIVO checkpoint folder of the same variant")
     ap.add_argument("--step-offset", type=int, default=0, help="steps the --init-from checkpoint had (curve's x)")
     ap.add_argument("--chunk", type=int, default=1000, help="training steps between two curve points")

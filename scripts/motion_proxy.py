@@ -1,6 +1,6 @@
 """Quick proxy during stage 2: do a checkpoint's videos move the prompted way? (no report, no cache)
 
-    python scripts/motion_proxy.py checkpoints/harivo-plain-full [--videos 16] [--steps 15] [--threads 1]
+    python scripts/motion_proxy.py checkpoints/harivo-shapes-full [--videos 16] [--steps 15] [--threads 1]
 
 Samples `--videos` translation / closer / away prompts (`--motions translations|sizes`: of one kind only) of the
 training split (`--split held_out`: of the held-out combinations; seed-fixed, the same for every checkpoint),

@@ -241,7 +241,7 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     import app
 
     assert ex.miniature_note(registry) is None  # the tiny random model has its own warning
-    folder = tmp_path / "harivo-plain-baseline"
+    folder = tmp_path / "harivo-shapes-baseline"
     (folder / "motion_adapter").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "harivo.safetensors").write_bytes(b"")
@@ -265,7 +265,7 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     shutil.copytree(folder, featured)
     reg = ex.ModelRegistry(tmp_path, cache_dir=tmp_path / "cache")
     assert reg.default_key == "full" and reg.keys == ["full", "baseline"]
-    assert reg.entry("full").label == "D · C + frame-wise tokens (HARIVO) — harivo-plain-full"
+    assert reg.entry("full").label == "D · C + frame-wise tokens (HARIVO) — harivo-shapes-full"
 
 
 def test_unfinished_checkpoints_say_so(tmp_path):
@@ -293,7 +293,7 @@ def test_table1_rows_have_one_naming_everywhere(tmp_path):
     labels = {v: table1_label(v) for v in TABLE1}
     assert labels["baseline"] == "A · AnimateDiff baseline" and labels["full+mg"] == "D + MG · D + MG sampling"
     for v in ("baseline", "trs-dc", "mapping", "full"):  # the dropdown shows each shipped variant by its row
-        folder = tmp_path / f"harivo-plain-{v}"
+        folder = tmp_path / f"harivo-shapes-{v}"
         (folder / "motion_adapter").mkdir(parents=True)
         (folder / "config.json").write_text("{}")
         (folder / "harivo.safetensors").write_bytes(b"")
@@ -350,7 +350,7 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
     from harivo.tiny import save_tiny_checkpoint
 
     made = save_tiny_checkpoint(tmp_path / "models")  # models/harivo on models/base
-    for name in ("harivo-band-baseline-verb", "harivo-band-full-verb", "harivo-plain-mapping", "harivo-plain-full"):
+    for name in ("harivo-band-baseline-verb", "harivo-band-full-verb", "harivo-shapes-mapping", "harivo-shapes-full"):
         shutil.copytree(made, made.parent / name)
     reg = ex.ModelRegistry(made.parent, cache_dir=tmp_path / "cache")
     band = "ckpt:harivo-band-full-verb"
@@ -360,7 +360,7 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
     assert family.pattern == "harivo-band-{variant}-verb"
     assert family.members == {"baseline": "ckpt:harivo-band-baseline-verb", "full": band}
     assert family.missing == ("harivo-band-trs-dc-verb", "harivo-band-mapping-verb")
-    assert ex.model_family(reg, "full").pattern == "harivo-plain-{variant}"
+    assert ex.model_family(reg, "full").pattern == "harivo-shapes-{variant}"
     assert ex.model_family(reg, "ckpt:harivo") is None
 
     req = ex.RunRequest(prompt=PROMPT, seed=2, **SMALL)
@@ -386,3 +386,21 @@ def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):
         image, files = Client(address, verbose=False).predict(mode="variants", model=band, prompt=PROMPT, seed=2,
                                                               **SMALL, api_name="/ablation")
     assert np.asarray(Image.open(image)).std() > 0 and len(files) == 2
+
+
+def test_the_cfg_plot_runs_on_the_selected_models_timesteps(registry):
+    """The plot shows the steps the model's own scheduler runs: with trailing spacing (the shipped T2I's) 5 steps
+    are 999 … 199 and two of them lie above 0.7T; SD1.5's leading spacing gives 801 … 1 and one."""
+    import app
+    from harivo.explorer.views import schedule_timesteps
+    from harivo.tiny import scheduler_config
+
+    trailing = {**scheduler_config(), "timestep_spacing": "trailing"}
+    assert schedule_timesteps(5, trailing) == [999, 799, 599, 399, 199]
+    assert schedule_timesteps(5) == [801, 601, 401, 201, 1]
+    key = registry.default_key
+    config = registry.get(key).scheduler.config
+    assert np.array_equal(app.cfg_plot(registry, key, 12.5, 0.7, 7.5, 5),
+                          ex.render_cfg_schedule(12.5, 0.7, 7.5, 5, config))
+    assert not np.array_equal(ex.render_cfg_schedule(12.5, 0.7, 7.5, 5, trailing),
+                              ex.render_cfg_schedule(12.5, 0.7, 7.5, 5, scheduler_config()))

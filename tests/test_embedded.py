@@ -18,7 +18,7 @@ from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, H
 from harivo.sampling import CFGSchedule, MGConfig
 from harivo.stage2.base import load_base
 
-T2I = "shapes-sd-plain"  # the plain world's T2I, every shipped row's frozen base
+T2I = "shapes-sd"  # the plain world's T2I, every shipped row's frozen base
 SHIPPED = [v for v in VARIANTS if (DEFAULT_CHECKPOINTS / VARIANT_PATTERN.format(variant=v) / "config.json").is_file()]
 pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINTS / T2I / "unet").is_dir(),
                                 reason="no embedded checkpoints in this checkout")

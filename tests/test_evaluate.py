@@ -272,7 +272,7 @@ class StubPipeline:
         return SimpleNamespace(frames=video.astype(np.float32) / 255.0)
 
 
-def stub_checkpoints(tmp_path, monkeypatch, pattern="harivo-plain-{variant}"):
+def stub_checkpoints(tmp_path, monkeypatch, pattern="harivo-shapes-{variant}"):
     """baseline and full folders with the files find_checkpoints looks for; loading one gives a StubPipeline."""
     ckpts = tmp_path / "ckpts"
     names = {pattern.replace("{variant}", v): v for v in ("baseline", "full")}
@@ -324,9 +324,9 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
 
 def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     ckpts = stub_checkpoints(tmp_path, monkeypatch, pattern="harivo-band-{variant}-verb")
-    (ckpts / "harivo-plain-mapping").mkdir()  # another family's row: not this pattern's
-    (ckpts / "harivo-plain-mapping" / "config.json").write_text("{}")
-    (ckpts / "harivo-plain-mapping" / "harivo.safetensors").write_text("")
+    (ckpts / "harivo-shapes-mapping").mkdir()  # another family's row: not this pattern's
+    (ckpts / "harivo-shapes-mapping" / "config.json").write_text("{}")
+    (ckpts / "harivo-shapes-mapping" / "harivo.safetensors").write_text("")
     found, skipped = evaluate.find_checkpoints(ckpts, evaluate.EVAL_VARIANTS, "harivo-band-{variant}-verb")
     assert found == {"baseline": ckpts / "harivo-band-baseline-verb", "full": ckpts / "harivo-band-full-verb",
                      "full+mg": ckpts / "harivo-band-full-verb"}
@@ -350,7 +350,7 @@ def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     assert {k: v for k, v in asdict(again).items() if k not in where} == \
         {k: v for k, v in asdict(cfg).items() if k not in where}
     assert f"World `{shapes.WORLD.record()}`" in md
-    for bad in ("harivo-plain", "{variant}-{variant}", "x/{variant}"):
+    for bad in ("harivo-shapes", "{variant}-{variant}", "x/{variant}"):
         with pytest.raises(ValueError, match="name_pattern"):
             evaluate.EvalConfig(name_pattern=bad).validate()
 
@@ -407,7 +407,7 @@ def test_the_run_cache_is_keyed_on_the_declared_judging_version_and_the_world():
 def make_tiny_checkpoints(root, variants=("baseline", "full")):
     harivo = save_tiny_checkpoint(root, num_frames=4)
     for v in variants:
-        shutil.copytree(harivo, root / f"harivo-plain-{v}")
+        shutil.copytree(harivo, root / f"harivo-shapes-{v}")
     shutil.rmtree(harivo)
     return root
 
@@ -458,7 +458,7 @@ def test_cli_without_any_checkpoint_exits_with_a_clear_error(tmp_path, capsys):
     rc = evaluate.main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and "error: checkpoints: no HARIVO checkpoint" in err and str(tmp_path) in err
-    assert "harivo-plain-full" in err  # full+mg is looked for under full's folder
+    assert "harivo-shapes-full" in err  # full+mg is looked for under full's folder
     assert not (tmp_path / "o").exists()
 
 

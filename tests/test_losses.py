@@ -8,8 +8,9 @@ from diffusers import DDPMScheduler
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import (NegativeQueue, dc_loss, draw_timesteps, mixed_noise, reg_loss, simple_loss,
-                           timestep_weights, training_step)
+from harivo.losses import (NegativeQueue, dc_loss, draw_timesteps, reg_loss, simple_loss, timestep_weights,
+                           training_step)
+from harivo.noise import mixed_noise
 from harivo.tiny import scheduler_config
 from harivo.trs import TRSRecorder
 

@@ -1,6 +1,6 @@
 """The shipped world (`shapes.WORLD`: objects in their caption's colour alone; a translation's frames show a strip on
-the edge the object heads for; translations run edge to edge) and its shipped models: `checkpoints/shapes-sd-plain`,
-`checkpoints/harivo-plain-<variant>`, their learning curves in `assets/long-runs/`."""
+the edge the object heads for; translations run edge to edge) and its shipped models: `checkpoints/shapes-sd`,
+`checkpoints/harivo-shapes-<variant>`, their learning curves in `assets/long-runs/`."""
 
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ def test_the_world_draws_each_object_in_its_caption_colour():
 
 
 def test_shipped_t2i_is_the_worlds_and_its_eval_reproduces(tmp_path):
-    """checkpoints/shapes-sd-plain/eval.json (stock StableDiffusionPipeline, 143 prompts, checker-judged) is what the
+    """checkpoints/shapes-sd/eval.json (stock StableDiffusionPipeline, 143 prompts, checker-judged) is what the
     weights draw today."""
     from harivo.stage1.config import T2IConfig
     from harivo.stage1.evaluation import evaluate
 
-    folder = shipped("shapes-sd-plain")
+    folder = shipped("shapes-sd")
     recorded = json.loads((folder / "eval.json").read_text())
     assert json.loads((folder / "training.json").read_text())["world"] == WORLD.record()
     assert recorded["prompts"] == 143  # asked for 160 (--eval-prompts 160): 107 seen + all 36 held-out combinations
@@ -63,7 +63,7 @@ def test_shipped_t2i_is_the_worlds_and_its_eval_reproduces(tmp_path):
 def test_shipped_models_name_their_world_sampling_and_learning_curve(variant):
     """Each shipped row records its world and the sampling it was measured at (the app and the CLI start there), and
     its weights are the last point of its learning curve (assets/long-runs/curve-<row>.json)."""
-    folder = shipped(f"harivo-plain-{variant}")
+    folder = shipped(f"harivo-shapes-{variant}")
     config = json.loads((folder / "config.json").read_text())
     assert config["world"] == WORLD.record() and config["variant"] == variant
     assert HarivoPipeline.from_checkpoint(folder).world == WORLD
@@ -84,7 +84,7 @@ def test_the_verb_not_the_seed_sets_the_direction():
 
     from harivo.verb_probe import swap_verb
 
-    pipe = HarivoPipeline.from_checkpoint(shipped("harivo-plain-full"))
+    pipe = HarivoPipeline.from_checkpoint(shipped("harivo-shapes-full"))
     spec = ShapeSpec("red", "circle", "moving left to right", "gray")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

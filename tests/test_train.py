@@ -226,7 +226,7 @@ def test_yaml_then_cli_precedence(tmp_path):
     (tmp_path / "c.yaml").write_text("batch_size: 8\nlr: 2.0e-4\nvariant: baseline\n")
     cfg = parse_config(["--config", str(tmp_path / "c.yaml"), "--batch-size", "2", "--variant", "mapping"])
     assert (cfg.batch_size, cfg.lr, cfg.variant) == (2, 2e-4, "mapping")
-    assert cfg.out == "checkpoints/harivo-plain-mapping" and cfg.run_dir == "runs/harivo-mapping"
+    assert cfg.out == "checkpoints/harivo-shapes-mapping" and cfg.run_dir == "runs/harivo-mapping"
 
 
 def test_lr_schedule():

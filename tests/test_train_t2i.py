@@ -435,7 +435,7 @@ def test_zero_snr_schedule_v_target_and_weights_by_hand(tmp_path):
     from diffusers import DDPMScheduler
 
     from harivo.stage1.evaluation import ddim_scheduler
-    from harivo.losses import prediction_target
+    from harivo.noise import prediction_target
     from harivo.t2i_models import min_snr_weights, schedule
 
     sched = DDPMScheduler(**schedule(True))

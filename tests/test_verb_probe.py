@@ -166,7 +166,7 @@ def test_time_reversal_score_is_one_for_the_video_minus_one_backwards_zero_for_a
 def test_predicted_x0_inverts_the_training_target(kind):
     from diffusers import DDPMScheduler
 
-    from harivo.losses import prediction_target
+    from harivo.noise import prediction_target
     from harivo.trajectory_probe import predicted_x0
 
     sched = DDPMScheduler(num_train_timesteps=1000, prediction_type=kind, rescale_betas_zero_snr=True)

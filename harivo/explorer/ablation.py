@@ -2,7 +2,7 @@
 exported as one PNG + PDF figure; also `python -m harivo.explorer ablation ...` (no UI).
 
 The Table 1 rows are the chosen model's *family*: a checkpoint folder named `<prefix><variant><suffix>`
-(`harivo-plain-full`: family `harivo-plain-{variant}`; `my-run-full-v2`: `my-run-{variant}-v2`)
+(`harivo-shapes-full`: family `harivo-shapes-{variant}`; `my-run-full-v2`: `my-run-{variant}-v2`)
 has as rows the members of its family found in the checkpoints folder (`model_family`)."""
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ..tokenizer import unknown_words as _unknown_words
 CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
 TINY_KEY = "tiny"
 TINY_LABEL = "tiny random model (untrained — for development)"
-VARIANT_PATTERN = "harivo-plain-{variant}"  # the shipped Table 1 rows' folders (the plain world's)
+VARIANT_PATTERN = "harivo-shapes-{variant}"  # the shipped Table 1 rows' folders (the plain world's)
 VARIANT_LABELS = {v: f"{table1_label(v)} — {VARIANT_PATTERN.format(variant=v)}"  # dropdown, full first
                   for v in reversed(VARIANTS)}
 
@@ -36,7 +36,7 @@ class ModelEntry:
 
 # The model the app opens with when it is shipped: HARIVO's full model of the plain world (objects in their caption's
 # colour, a strip on the edge a translation heads for), trained longest; otherwise the first Table 1 variant found.
-FEATURED_CHECKPOINT = "harivo-plain-full"
+FEATURED_CHECKPOINT = "harivo-shapes-full"
 LONG_RUNS = Path(__file__).resolve().parents[2] / "assets" / "long-runs"  # learning curves of the featured world
 
 # The note above the app's tabs while a shapes-world model is offered: one line, then the details, folded away.

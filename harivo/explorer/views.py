@@ -176,17 +176,20 @@ def render_slices(result: RunResult, x_red: int | None = None, x_green: int | No
 
 
 def schedule_timesteps(num_steps: int, config: dict | None = None) -> list[int]:
-    """The DDIM timesteps of `num_steps` steps (SD1.5 scheduler settings unless a config is given)."""
+    """The DDIM timesteps of `num_steps` steps under a model's scheduler `config` (`pipe.scheduler.config`: its
+    spacing, e.g. "trailing", sets which timesteps run); SD1.5's scheduler settings without one."""
     from diffusers import DDIMScheduler
 
-    scheduler = DDIMScheduler(**(config or scheduler_config()))
+    scheduler = DDIMScheduler.from_config(config) if config else DDIMScheduler(**scheduler_config())
     scheduler.set_timesteps(max(1, int(num_steps)))
     return [int(t) for t in scheduler.timesteps]
 
 
-def render_cfg_schedule(cfg_high: float, cfg_switch: float, cfg_low: float, num_steps: int) -> np.ndarray:
+def render_cfg_schedule(cfg_high: float, cfg_switch: float, cfg_low: float, num_steps: int,
+                        scheduler_config: dict | None = None) -> np.ndarray:
+    """The CFG scale at each DDIM step that a model with `scheduler_config` runs (see `schedule_timesteps`)."""
     cfg = CFGSchedule(float(cfg_high), float(cfg_low), float(cfg_switch))
-    timesteps = schedule_timesteps(num_steps)
+    timesteps = schedule_timesteps(num_steps, scheduler_config)
     return viz.figure_to_array(viz.cfg_schedule_figure(cfg.scales(timesteps), timesteps, cfg.switch))
 
 

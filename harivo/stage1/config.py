@@ -26,7 +26,7 @@ class T2IConfig:
 
     # --- run -------------------------------------------------------------------------------------------
     stage: str = "all"  # vae | unet | all (vae then unet) | none (only --eval)
-    output_dir: str = "checkpoints/shapes-sd-plain"  # exported StableDiffusionPipeline folder
+    output_dir: str = "checkpoints/shapes-sd"  # exported StableDiffusionPipeline folder
     run_dir: str = "runs/t2i"  # training states, caches, sample grids, logs
     seed: int = 0  # everything (data, init, noise) derives from it
     resume: bool = False  # continue from run_dir/state_<stage> if it exists
@@ -35,7 +35,7 @@ class T2IConfig:
     gradient_checkpointing: bool = False  # trade compute for memory (only useful for big models / GPUs)
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     init_from: str = ""  # StableDiffusionPipeline folder to warm-start from when run_dir holds no state (e.g.
-    #   checkpoints/shapes-sd-plain on a fresh machine): the vae stage starts from its VAE weights; the unet stage takes its
+    #   checkpoints/shapes-sd on a fresh machine): the vae stage starts from its VAE weights; the unet stage takes its
     #   VAE if run_dir/vae is missing, its UNet and text encoder weights (raw and EMA); fresh optimizer and lr
     #   schedule. Ignored when --resume finds a state
     eval: bool = False  # after training, sample eval prompts from output_dir and score them with the checker

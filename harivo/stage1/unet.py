@@ -35,7 +35,7 @@ def unet_loss(step, cfg, latents, cap_index, cap_ids, empty_ids, sf, noise_sched
     ((captions, 4), `caption_labels`), loss += text_probe_weight × the probe's cross-entropy on the batch's
     non-empty captions; it draws no random numbers, so the batch, noise and timesteps are those of a run without.
     """
-    from harivo.losses import offset_noise, prediction_target
+    from harivo.noise import offset_noise, prediction_target
     from harivo.t2i_models import min_snr_weights
 
     device = acc.device

@@ -41,8 +41,8 @@ class TrainConfig:
 
     # --- run -------------------------------------------------------------------------------------------
     variant: str = "full"  # Table 1 row: baseline | trs-dc | mapping | full
-    base_model: str = "checkpoints/shapes-sd-plain"  # frozen T2I StableDiffusionPipeline folder (stage 1 output) or hub id
-    out: str = ""  # checkpoint folder; "" = checkpoints/harivo-plain-<variant>
+    base_model: str = "checkpoints/shapes-sd"  # frozen T2I StableDiffusionPipeline folder (stage 1 output) or hub id
+    out: str = ""  # checkpoint folder; "" = checkpoints/harivo-shapes-<variant>
     run_dir: str = ""  # training state, samples, logs; "" = runs/harivo-<variant>
     cache_dir: str = "runs/harivo-cache"  # pre-encoded latents + text embeddings, shared by the variants
     seed: int = 0  # model init, data and every step's batch/noise/timesteps derive from it
@@ -127,7 +127,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         return dataclasses.replace(
             self,
-            out=self.out or f"checkpoints/harivo-plain-{self.variant}",
+            out=self.out or f"checkpoints/harivo-shapes-{self.variant}",
             run_dir=self.run_dir or f"runs/harivo-{self.variant}",
         )
 
