@@ -164,8 +164,8 @@ def run_trace(args: argparse.Namespace) -> dict:
           + (f", CPU-time ratio {cpu:.3f}" if cpu else ""))
     for size, part in result.get("sd15", {}).items():
         if size.endswith("px"):
-            print(f"  sd15 {size}: " + (part["error"] if "error" in part else f"trace_overhead {part['trace_overhead']:.3f}"
-                                          f" ({scale_line(part)})"))
+            line = part.get("error") or f"trace_overhead {part['trace_overhead']:.3f} ({scale_line(part)})"
+            print(f"  sd15 {size}: {line}")
     return result
 
 

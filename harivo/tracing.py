@@ -205,7 +205,7 @@ class _DiffusersTracer:
         if self.pending is not None or self.recorder is None:
             states = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
             self.start(sample, states)
-        self.recorder.begin_step(self.steps, int(timestep))
+        self.recorder.begin_step(self.steps, int(timestep.flatten()[0]) if torch.is_tensor(timestep) else int(timestep))
         self.steps += 1
 
     def start(self, sample: torch.Tensor, states: torch.Tensor | None) -> None:

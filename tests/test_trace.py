@@ -22,7 +22,8 @@ def pipes(tiny):
     """HarivoPipeline (everything but capture off) and stock AnimateDiffPipeline on the very same UNet."""
     pipe = build_pipeline(tiny)
     ad = AnimateDiffPipeline(vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer,
-                             unet=pipe.model.unet, motion_adapter=None, scheduler=DDIMScheduler(**pipe.scheduler.config))
+                             unet=pipe.model.unet, motion_adapter=None,
+                             scheduler=DDIMScheduler(**pipe.scheduler.config))
     ad.set_progress_bar_config(disable=True)
     return pipe, ad
 
@@ -121,6 +122,9 @@ def test_prompt_index_picks_one_prompts_videos(pipes):
     with harivo.trace(ad, prompt_index=1):
         with pytest.raises(ValueError, match="^prompt_index:"):
             stock(ad)  # one prompt only
+    with harivo.trace(ad) as tr:  # no CFG: the batch is the conditional videos alone
+        ad(prompts, num_frames=FRAMES, num_inference_steps=2, guidance_scale=1.0, output_type="latent")
+    assert tr.prompt == PROMPT and tr.maps().shape == (1, FRAMES, 8, 8, 15) and len(tr.record.timesteps) == 2
 
 
 def test_bad_arguments_name_themselves(pipes):
@@ -147,8 +151,10 @@ def test_an_image_pipeline_is_traced_as_one_frame_videos_and_embeddings_as_key_p
                                  unet=tiny.unet, scheduler=tiny.scheduler, safety_checker=None,
                                  feature_extractor=None, requires_safety_checker=False)
     sd.set_progress_bar_config(disable=True)
-    run = lambda **kw: sd(num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np",  # noqa: E731
-                          **kw).images
+
+    def run(**kwargs):
+        return sd(num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
+
     untraced = run(prompt=PROMPT, num_images_per_prompt=2)
     with harivo.trace(sd) as tr:
         assert np.array_equal(run(prompt=PROMPT, num_images_per_prompt=2), untraced)
