@@ -169,6 +169,19 @@ def layer_resolution(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ cross attention
+def token_label(token: str) -> str:
+    """A CLIP token as the views show it: <sot> / <eot>, the word-end mark `</w>` dropped."""
+    return {"<|startoftext|>": "<sot>", "<|endoftext|>": "<eot>"}.get(token, token.replace("</w>", ""))
+
+
+def text_token_columns(tokenizer, ids: torch.Tensor) -> tuple[list[int], list[str]]:
+    """The key positions worth showing of one prompt's (M,) input ids, the real text tokens <sot> … <eot> (not
+    the padding after them), and their labels."""
+    eos = tokenizer.eos_token_id
+    n_text = int((ids == eos).nonzero()[0]) + 1 if (ids == eos).any() else len(ids)
+    return list(range(n_text)), [token_label(t) for t in tokenizer.convert_ids_to_tokens(ids[:n_text].tolist())]
+
+
 @dataclass
 class AttentionRecord:
     """Frame-wise cross-attention maps of one generation (conditional branch).

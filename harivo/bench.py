@@ -11,6 +11,8 @@ Figures (with the project's targets, checked in the JSON as `checks`):
 - `full_vs_baseline`      mapping network + frame tokens on ÷ off (inference; MG, CFG and capture equal)
 - `mg_overhead`, `capture_overhead`, `cfg_schedule_overhead`   MG α = 40 / attention capture / App. D schedule,
                           each on ÷ off
+- `trace_overhead`        diffusers `AnimateDiffPipeline` inside `harivo.trace` (record read back) ÷ without;
+                          `--trace` measures it alone (with `--device cuda` also on SD1.5-sized weights)
 - `train_step_full_vs_baseline`   one optimizer step of the `full` variant (all four losses of Eq. 5, two UNet
                           passes) ÷ one of the `baseline` variant (L_simple only); the L_reg branch alone is ~0.9
 - `app_request_seconds`   one app request, `explorer.run_and_render` with the default settings (16 frames,
@@ -43,13 +45,14 @@ import torch
 
 from . import fileio
 from .bench_cases import (app_request_section, load_section, make_accelerator, peak_rss_mb, scale_section,
-                          small_model_section, world_section)
+                          small_model_section, trace_section, world_section)
 
 TARGETS = {  # figure -> upper bound (the project's targets)
     "sampler_vs_diffusers": 1.05,
     "full_vs_baseline": 1.15,
     "mg_overhead": 1.02,
     "capture_overhead": 1.25,
+    "trace_overhead": 1.25,  # issue 31: tracing adds at most 25 % to the sampling time
     "cfg_schedule_overhead": 1.02,  # ours: the schedule is a lookup per step, it should cost nothing
     "train_step_full_vs_baseline": 2.0,
     "app_request_seconds": 10.0,
@@ -144,6 +147,28 @@ def scale_line(part: dict) -> str:
                       for k, v in part["seconds"].items())
 
 
+def run_trace(args: argparse.Namespace) -> dict:
+    """`--trace`: the trace figure alone, printed and returned."""
+    dev = torch.device(args.device)
+    sizes = (args.sd15_sizes or [256]) if dev.type == "cuda" else []
+    steps = args.steps or (10 if args.quick else 25)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"quick": args.quick, "frames": args.frames, "steps": steps, "repeats": args.repeats or 7,
+                  "machine": machine_info(dev),
+                  **trace_section(args.quick, args.frames, steps, args.repeats or 7, dev, Path(tmp), sizes,
+                                  getattr(torch, args.sd15_dtype))}
+    result["checks"] = checks(result, {"trace_overhead": TARGETS["trace_overhead"]})
+    cpu = result.get("cpu_time_ratios", {}).get("trace_overhead")
+    print(f"{result['model']} · {args.frames} frames · {steps} steps · {result['repeats']} rounds · {dev}: "
+          f"trace_overhead {result['trace_overhead']:.3f} (target ≤ {TARGETS['trace_overhead']:g})"
+          + (f", CPU-time ratio {cpu:.3f}" if cpu else ""))
+    for size, part in result.get("sd15", {}).items():
+        if size.endswith("px"):
+            line = part.get("error") or f"trace_overhead {part['trace_overhead']:.3f} ({scale_line(part)})"
+            print(f"  sd15 {size}: {line}")
+    return result
+
+
 def parse_sizes(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -166,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load", action="store_true",
                    help="only the load figure: whole `python -m harivo.generate` runs idle and beside one busy "
                         "process, with the CLI's thread choice and with one thread per CPU (a few minutes)")
+    p.add_argument("--trace", action="store_true",
+                   help="only `trace_overhead`: AnimateDiffPipeline inside `harivo.trace` ÷ without (cuda: also the "
+                        "SD1.5-sized weights at --sd15-sizes)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.load:
@@ -185,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         validate(args.device, args.frames, args.steps, args.repeats, args.sd15_sizes)
     except ValueError as e:
         p.error(str(e))
+    if args.trace:
+        result = run_trace(args)
+        if args.json:
+            fileio.write_json(args.json, result)
+        return 0
     result = run(args.quick, args.device, args.frames, args.steps, args.repeats, args.sd15_sizes, args.sd15_dtype)
     print(summary(result))
     if args.json:

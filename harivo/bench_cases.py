@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from .stage2.config import TrainConfig, validate
 from .stage2.run import Run, train_step
 from .stage2.training_module import build_training_module
 from .threads import default_num_threads, usable_cpus
+from .tracing import trace
 from .tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config, word_tokenizer
 from .train_utils import WarmupDecay, step_generator
 
@@ -45,8 +46,10 @@ INFERENCE_RATIOS = {
     "mg_overhead": ("harivo_mg", "harivo_off"),
     "capture_overhead": ("harivo_capture", "harivo_off"),
     "cfg_schedule_overhead": ("harivo_cfg_schedule", "harivo_off"),
+    "trace_overhead": ("diffusers_traced", "diffusers"),  # `harivo.trace` around the stock pipeline
     "all_on_vs_diffusers": ("harivo_all_on", "diffusers"),  # context: the app's defaults, no target
 }
+TRACE_CASES = INFERENCE_RATIOS["trace_overhead"]
 
 # Real SD1.5 / AnimateDiff configs (as tests/test_real_scale.py), random weights: no download.
 SD15_UNET = dict(  # runwayml/stable-diffusion-v1-5 unet/config.json
@@ -166,10 +169,16 @@ def inference_cases(pipe: HarivoPipeline, frames: int, steps: int, size: int | N
         "harivo_all_on": GenerationSettings(prompt=PROMPT, seed=0, num_frames=frames, num_inference_steps=steps,
                                             height=size, width=size),  # the app's defaults
     }
-    cases: dict[str, Callable] = {
-        "diffusers": lambda: ad(PROMPT, num_frames=frames, num_inference_steps=steps, guidance_scale=7.5, height=size,
-                                width=size, generator=torch.Generator(pipe.device).manual_seed(0), output_type="np"),
-    }
+    def diffusers():
+        return ad(PROMPT, num_frames=frames, num_inference_steps=steps, guidance_scale=7.5, height=size, width=size,
+                  generator=torch.Generator(pipe.device).manual_seed(0), output_type="np")
+
+    def diffusers_traced():
+        with trace(ad) as tr:
+            diffusers()
+        return tr.record  # read back, as a notebook does
+
+    cases: dict[str, Callable] = {"diffusers": diffusers, "diffusers_traced": diffusers_traced}
     cases.update({name: (lambda s=s: pipe(s)) for name, s in settings.items()})
     return cases
 
@@ -225,15 +234,20 @@ def training_cases(base: BaseModel, accelerator, **overrides) -> tuple[dict[str,
 
 
 # ------------------------------------------------------------------------------------------------ sections
-def small_model_section(quick: bool, frames: int, steps: int, repeats: int, device: torch.device, accelerator,
-                        workdir: Path) -> dict:
-    """The ratios on the embedded shapes-world model (or the tiny random one)."""
+def small_pipeline(quick: bool, frames: int, device: torch.device, workdir: Path) -> tuple[HarivoPipeline, str]:
+    """The embedded shapes-world `full` model (the tiny random one with `quick` or when it is absent), on `device`."""
     embedded = DEFAULT_CHECKPOINTS / "harivo-shapes-full"
     if not quick and embedded.is_dir():
         pipe, label = HarivoPipeline.from_variant("full"), "embedded shapes-world `full`"
     else:
         pipe, label = HarivoPipeline.from_checkpoint(save_tiny_checkpoint(workdir, num_frames=frames)), "tiny random"
-    pipe.to(device)
+    return pipe.to(device), label
+
+
+def small_model_section(quick: bool, frames: int, steps: int, repeats: int, device: torch.device, accelerator,
+                        workdir: Path) -> dict:
+    """The ratios on the embedded shapes-world model (or the tiny random one)."""
+    pipe, label = small_pipeline(quick, frames, device, workdir)
     result: dict = {"model": label}
     timings = interleaved(inference_cases(pipe, frames, steps), repeats, device, desc="inference rounds")
     result.update({name: ratio(timings, *cases) for name, cases in INFERENCE_RATIOS.items()})
@@ -336,22 +350,58 @@ def scale_section(sizes: list[int], frames: int, steps: int, repeats: int, devic
         free_memory(device, accelerator)
 
     # inference: the same weights cast to `dtype` (after training, which needs them in fp32)
-    model = HarivoVideoModel.from_unet2d(c["unet"], c["adapter"], HarivoConfig(num_frames=frames))
-    pipe = HarivoPipeline(c["vae"], c["text_encoder"], c["tokenizer"], model.eval(), DDIMScheduler(**scheduler_config()))
-    pipe.to(device, dtype)
+    pipe = scale_pipeline(c, frames, device, dtype)
 
     def inference_part(size: int) -> dict:
         every = inference_cases(pipe, frames, steps, size)
         full = GenerationSettings(prompt=PROMPT, seed=0, num_frames=frames, num_inference_steps=steps,
                                   capture_attention=False, height=size, width=size)
-        cases = {"diffusers": every["diffusers"], "harivo_full": lambda: pipe(full)}
+        cases = {"diffusers": every["diffusers"], "harivo_full": lambda: pipe(full),
+                 "diffusers_traced": every["diffusers_traced"]}
         t = interleaved(cases, repeats, device, desc=f"{size}px inference")
-        return {"seconds": t, "full_vs_diffusers": ratio(t, "harivo_full", "diffusers")}
+        return {"seconds": t, "full_vs_diffusers": ratio(t, "harivo_full", "diffusers"),
+                "trace_overhead": ratio(t, *TRACE_CASES)}
 
     for size in sizes:
         out[f"{size}px"]["inference"] = guarded(lambda: inference_part(size))
         free_memory(device)
     return out
+
+
+def scale_pipeline(c: dict, frames: int, device: torch.device, dtype: torch.dtype) -> HarivoPipeline:
+    """A HarivoPipeline (full model) over `scale_components`, cast to `dtype` on `device`."""
+    model = HarivoVideoModel.from_unet2d(c["unet"], c["adapter"], HarivoConfig(num_frames=frames))
+    pipe = HarivoPipeline(c["vae"], c["text_encoder"], c["tokenizer"], model.eval(), DDIMScheduler(**scheduler_config()))
+    return pipe.to(device, dtype)
+
+
+def trace_section(quick: bool, frames: int, steps: int, repeats: int, device: torch.device, workdir: Path,
+                  sd15_sizes: Sequence[int] = (), dtype: torch.dtype = torch.float16,
+                  configs: ScaleConfigs = ScaleConfigs()) -> dict:
+    """`trace_overhead` alone (`python -m harivo.bench --trace`): stock AnimateDiffPipeline inside `harivo.trace` ÷
+    without, interleaved, on the small model (`small_pipeline`); per size of `sd15_sizes` also on SD1.5-sized
+    random weights in `dtype` (16 frames, 25 steps, as the `sd15` section)."""
+    pipe, label = small_pipeline(quick, frames, device, workdir)
+    cases = inference_cases(pipe, frames, steps)
+    t = interleaved({name: cases[name] for name in TRACE_CASES}, repeats, device, desc="trace rounds")
+    result: dict = {"model": label, "trace_overhead": ratio(t, *TRACE_CASES), "seconds": t}
+    if device.type == "cpu":
+        result["cpu_time_ratios"] = {"trace_overhead": ratio(t, *TRACE_CASES, clock="cpu_s")}
+    del pipe, cases
+    free_memory(device)
+    if sd15_sizes:
+        pipe = scale_pipeline(scale_components(configs), 16, device, dtype)
+
+        def sd15_part(size: int) -> dict:
+            every = inference_cases(pipe, 16, 25, size)
+            t = interleaved({name: every[name] for name in TRACE_CASES}, repeats, device, desc=f"{size}px trace")
+            return {"seconds": t, "trace_overhead": ratio(t, *TRACE_CASES)}
+
+        result["sd15"] = {"dtype": str(dtype).removeprefix("torch."), "frames": 16, "steps": 25}
+        for size in sd15_sizes:
+            result["sd15"][f"{size}px"] = guarded(lambda: sd15_part(size))
+            free_memory(device)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ load section

@@ -32,7 +32,8 @@ from diffusers import AutoencoderKL, DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .attention import AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names
+from .attention import (AttentionRecord, CrossAttentionRecorder, recording, spatial_attention_names,
+                        text_token_columns)
 from .conditions import merge_unet_kwargs, validate_conditions
 from .config import HarivoConfig, check_range
 from .data.shapes import World
@@ -56,10 +57,6 @@ class HarivoOutput:
     settings: dict  # GenerationSettings.to_dict() of the settings in effect (`HarivoPipeline.in_effect`)
     notes: list[str] = field(default_factory=list)  # things the UI should say (e.g. frame tokens resampled)
     cancelled: bool = False  # stopped early by `cancel()`
-
-
-def token_label(token: str) -> str:
-    return {"<|startoftext|>": "<sot>", "<|endoftext|>": "<eot>"}.get(token, token.replace("</w>", ""))
 
 
 SAMPLING_DEFAULTS = ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha")  # what a checkpoint may recommend
@@ -273,11 +270,8 @@ class HarivoPipeline:
 
     def attention_tokens(self, ids: torch.Tensor, frame_tokens: bool) -> tuple[list[int], list[str], list[str]]:
         """Key positions worth showing: the real text tokens (<sot> … <eot>) and the K frame tokens."""
-        eos = self.tokenizer.eos_token_id
-        n_text = int((ids == eos).nonzero()[0]) + 1 if (ids == eos).any() else len(ids)
-        index = list(range(n_text))
-        labels = [token_label(t) for t in self.tokenizer.convert_ids_to_tokens(ids[:n_text].tolist())]
-        kinds = ["text"] * n_text
+        index, labels = text_token_columns(self.tokenizer, ids)
+        kinds = ["text"] * len(index)
         if frame_tokens:
             M, K = len(ids), self.model.config.num_frame_tokens
             index += list(range(M, M + K))

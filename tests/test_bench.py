@@ -101,7 +101,23 @@ def test_sd15_section_dry_run_on_tiny_configs():
         train_part, infer_part = out[size]["train_step"], out[size]["inference"]
         assert set(train_part["seconds"]) == {"baseline", "full"} and train_part["full_vs_baseline"] > 0
         assert train_part["settings"]["video_size"] == int(size[:-2]) and train_part["settings"]["batch_size"] == 1
-        assert set(infer_part["seconds"]) == {"diffusers", "harivo_full"} and infer_part["full_vs_diffusers"] > 0
+        assert set(infer_part["seconds"]) == {"diffusers", "harivo_full", "diffusers_traced"}
+        assert infer_part["full_vs_diffusers"] > 0 and infer_part["trace_overhead"] > 0
+
+
+def test_trace_option_measures_the_trace_figure_alone(tmp_path, capsys):
+    """`--trace`: stock AnimateDiffPipeline with ÷ without `harivo.trace`, side by side; the SD1.5-sized part on tiny
+    configs (what `--device cuda` adds)."""
+    out = bench_cases.trace_section(True, frames=3, steps=2, repeats=1, device=CPU, workdir=tmp_path,
+                                    sd15_sizes=[16], dtype=torch.float32, configs=TINY)
+    assert set(out["seconds"]) == {"diffusers", "diffusers_traced"} and out["model"] == "tiny random"
+    assert out["trace_overhead"] == out["seconds"]["diffusers_traced"]["wall_s"] / out["seconds"]["diffusers"]["wall_s"]
+    assert out["cpu_time_ratios"]["trace_overhead"] > 0 and out["sd15"]["16px"]["trace_overhead"] > 0
+    assert bench.main(["--trace", "--quick", "--frames", "3", "--steps", "1", "--repeats", "1",
+                       "--json", str(tmp_path / "trace.json")]) == 0
+    assert "trace_overhead" in capsys.readouterr().out
+    result = json.loads((tmp_path / "trace.json").read_text())
+    assert set(result["checks"]) == {"trace_overhead"} and "train_step_full_vs_baseline" not in result
 
 
 def test_out_of_memory_is_recorded_not_raised():
