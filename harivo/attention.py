@@ -3,7 +3,7 @@
 - `CrossAttentionRecorder`: probabilities of the spatial cross-attention layers (`attn2` of the T2I transformer
   blocks, never `motion_modules.*`, whose attn2 is temporal self-attention), conditional branch only, per frame,
   for the text tokens and the K frame-wise tokens (Fig. 6b). Aggregated per resolution per step and per layer.
-- the L_TRS recorder (`harivo.trs.TRSRecorder`, beside the losses): spatial self-attention maps (`attn1`) of
+- the L_TRS recorder (`harivo.train.trs.TRSRecorder`, beside the losses): spatial self-attention maps (`attn1`) of
   the decoder, with gradients, reduced on the fly to the frame-difference terms of Eq. 3; with `chunk_size > 0`
   it computes each layer's attention itself (`attend`) and the maps are never kept.
 
@@ -43,7 +43,7 @@ class RecordingAttnProcessor:
     computation (SDPA) plus its backward would only double the work. Otherwise the output comes from SDPA,
     bit-identical to the default processor (capture on/off gives the same video).
 
-    A recorder with `chunk_size > 0` (memory-efficient L_TRS, `harivo.trs`) never sees the maps: its `attend`
+    A recorder with `chunk_size > 0` (memory-efficient L_TRS, `harivo.train.trs`) never sees the maps: its `attend`
     returns the layer's attention output and keeps what it needs of the maps itself.
     """
 

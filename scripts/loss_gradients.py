@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harivo.losses import NegativeQueue, training_step  # noqa: E402
-from harivo.stage2.config import TrainConfig  # noqa: E402
-from harivo.stage2.run import is_motion_module, make_batch, setup  # noqa: E402
-from harivo.train_utils import step_generator  # noqa: E402
+from harivo.train.losses import NegativeQueue, training_step  # noqa: E402
+from harivo.train.stage2.config import TrainConfig  # noqa: E402
+from harivo.train.stage2.run import is_motion_module, make_batch, setup  # noqa: E402
+from harivo.train.utils import step_generator  # noqa: E402
 
 
 def grads(params: dict, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -27,7 +27,7 @@ from harivo.data.shapes import DIRECTIONS, MOTION_GROUPS, TRANSLATIONS, ShapeSpe
 from harivo.fileio import load_tensors
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import MGConfig
-from harivo.verb_probe import swap_verb
+from harivo.evaluate.verb_probe import swap_verb
 
 
 def proxy_specs(n: int, seed: int = 0, split: str = "train", motions: str = "directed") -> list[ShapeSpec]:

@@ -1,32 +1,37 @@
-"""The package's import graph, read from the source (AST, every import: module-level and inside functions).
+"""The package's layers, read from its folders, and its import graph, read from the source (AST, every import:
+module-level and inside functions).
+
+Layers by folder: `harivo/data/` the shapes world (generator, checker, data loaders); `harivo/train/` training
+(stage 1, stage 2, the losses); `harivo/evaluate/` and `harivo/bench/` evaluation and benchmarks; `harivo/explorer/`
+and `app.py` the explorer; every other module of `harivo/` is the core (inference: model, pipeline, sampling,
+attention, settings, tracing, the CLI ...), so a new module is placed by where it is put, not by a list here.
 
 - no import cycle among harivo's modules and app.py;
-- the core (model, sampler, pipeline, add-ons, outputs, data ...) imports nothing of the app, the CLI, training or
-  evaluation;
-- the outer layers do not lean on each other, and nothing imports a training module for a helper; the two
-  exceptions are benchmarks that time the very thing they import (listed in ALLOWED, with the reason).
+- the core and the world import nothing of training, evaluation or the explorer;
+- training, evaluation and the explorer do not lean on each other; the exceptions are benchmarks that time the very
+  thing they import (listed in ALLOWED, with the reason);
+- no module over 500 lines, no function over 80.
 """
 
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "app"
-CLI = {"harivo.generate"}
-TRAIN = {"harivo.train", "harivo.train_t2i", "harivo.train_utils", "harivo.t2i_models"}
-TRAIN_PACKAGES = ("harivo.stage1", "harivo.stage2")  # stage 1 and stage 2, split by concern
-EVAL = {"harivo.evaluate", "harivo.eval_metrics", "harivo.eval_report", "harivo.eval_stats", "harivo.bench",
-        "harivo.bench_cases", "harivo.verb_probe", "harivo.token_focus"}
+FOLDERS = {"harivo.data": "world", "harivo.train": "train", "harivo.evaluate": "eval", "harivo.bench": "eval",
+           "harivo.explorer": "app"}
+MAY_IMPORT = {"core": {"core", "world"}, "world": {"world", "core"}, "train": {"train", "core", "world"},
+              "eval": {"eval", "core", "world"}, "app": {"app", "core", "world"}}
 ALLOWED = {  # (importer, imported): why
-    ("harivo.bench_cases", "harivo.stage2.run"): "the benchmark times one stage-2 training step itself",
-    ("harivo.bench_cases", "harivo.stage2.base"): "... on the base model stage 2 loads",
-    ("harivo.bench_cases", "harivo.stage2.config"): "... with stage 2's config and its validation",
-    ("harivo.bench_cases", "harivo.stage2.training_module"): "... and the module stage 2 trains",
-    ("harivo.bench_cases", "harivo.train_utils"): "... built as stage 2 builds it (lr schedule, step RNG)",
-    ("harivo.bench_cases", "harivo.explorer"): "the benchmark times one app request (explorer.run_and_render)",
+    ("harivo.bench.cases", "harivo.train.stage2.run"): "the benchmark times one stage-2 training step itself",
+    ("harivo.bench.cases", "harivo.train.stage2.base"): "... on the base model stage 2 loads",
+    ("harivo.bench.cases", "harivo.train.stage2.config"): "... with stage 2's config and its validation",
+    ("harivo.bench.cases", "harivo.train.stage2.training_module"): "... and the module stage 2 trains",
+    ("harivo.bench.cases", "harivo.train.utils"): "... built as stage 2 builds it (lr schedule, step RNG)",
+    ("harivo.bench.cases", "harivo.explorer"): "the benchmark times one app request (explorer.run_and_render)",
 }
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 80
 
 
 def module_name(path: Path) -> str:
@@ -41,15 +46,11 @@ def modules() -> dict[str, Path]:
 
 
 def layer(name: str) -> str:
-    if name == APP or name == "harivo.explorer" or name.startswith("harivo.explorer."):
+    """The layer of a module: the one of the folder it lies in (`FOLDERS`), the core for the rest of harivo/."""
+    if name == APP:
         return "app"
-    if name in CLI:
-        return "cli"
-    if name in TRAIN or any(name == p or name.startswith(p + ".") for p in TRAIN_PACKAGES):
-        return "train"
-    if name in EVAL:
-        return "eval"
-    return "core"
+    return next((kind for folder, kind in FOLDERS.items() if name == folder or name.startswith(folder + ".")),
+                "core")
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
@@ -122,13 +123,22 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_reader_sees_function_level_imports():
     g = graph()
-    assert "harivo.tokenizer" in g["harivo.stage1.data"]  # `from harivo.tokenizer import ...` inside a function
-    assert "harivo.data.checker" in g["harivo.stage1.evaluation"]  # inside a function, inside a loop
+    assert "harivo.tokenizer" in g["harivo.train.stage1.data"]  # `from harivo.tokenizer import ...` in a function
+    assert "harivo.data.checker" in g["harivo.train.stage1.evaluation"]  # inside a function, inside a loop
     assert "harivo.pipeline" in g["harivo.compat"] and "harivo.compat" not in g["harivo.pipeline"]
     assert "harivo.explorer.models" in g["harivo.explorer"]  # the package's face, through its __init__
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert "harivo.stage2.run" not in g["harivo.stage2.resume"]  # only under `if TYPE_CHECKING:`
-    assert layer("harivo.stage1.unet") == layer("harivo.stage2") == "train"
+    assert "harivo.train.stage2.run" not in g["harivo.train.stage2.resume"]  # only under `if TYPE_CHECKING:`
+
+
+def test_layers_come_from_the_folders():
+    assert layer("harivo.train.stage1.unet") == layer("harivo.train.losses") == layer("harivo.train") == "train"
+    assert layer("harivo.evaluate.metrics") == layer("harivo.bench.cases") == layer("harivo.evaluate") == "eval"
+    assert layer("harivo.data.checker") == "world" and layer("harivo.explorer.views") == layer(APP) == "app"
+    assert layer("harivo.pipeline") == layer("harivo.tracing") == layer("harivo.noise") == "core"
+    assert layer("harivo.a_module_added_tomorrow") == "core"
+    top = sorted(p.stem for p in (ROOT / "harivo").glob("*.py"))
+    assert "losses" not in top and "evaluate" not in top and "train" not in top  # training / evaluation: folders
 
 
 def test_no_import_cycle():
@@ -136,15 +146,30 @@ def test_no_import_cycle():
     assert not found, f"import cycles: {found}"
 
 
-@pytest.mark.parametrize("outer", ["app", "cli", "train", "eval"])
-def test_core_imports_nothing_of_the_outer_layers(outer):
-    g = graph()
-    bad = sorted((a, b) for a, targets in g.items() if layer(a) == "core" for b in targets if layer(b) == outer)
-    assert not bad, f"core modules import {outer} modules: {bad}"
-
-
-def test_outer_layers_do_not_lean_on_each_other():
+def test_each_layer_imports_only_what_it_may():
+    """Inference (the core) and the world import nothing of training, evaluation or the explorer; those three do
+    not lean on each other (ALLOWED: the benchmarks that time training and the app)."""
     g = graph()
     bad = sorted((a, b) for a, targets in g.items() for b in targets
-                 if layer(a) not in ("core", layer(b)) and layer(b) != "core" and (a, b) not in ALLOWED)
-    assert not bad, f"imports across app / CLI / training / evaluation: {bad}"
+                 if layer(b) not in MAY_IMPORT[layer(a)] and (a, b) not in ALLOWED)
+    assert not bad, f"imports across layers: {bad}"
+    assert not [(a, b) for a, b in ALLOWED if b not in g.get(a, ())], "an ALLOWED import that is gone: remove it"
+
+
+def _sources() -> dict[str, Path]:
+    return modules()
+
+
+def test_no_module_over_500_lines_and_no_function_over_80():
+    long_modules, long_functions = [], []
+    for name, path in _sources().items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append((name, len(text.splitlines())))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append((f"{name}.{node.name}", n))
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"

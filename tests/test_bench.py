@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from harivo import bench, bench_cases, fileio
+from harivo import bench, fileio
+from harivo.bench import cases as bench_cases
 
 TINY = bench_cases.ScaleConfigs(
     unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
@@ -132,7 +133,7 @@ def test_load_section_runs_generate_idle_and_beside_a_busy_process(tmp_path, mon
     four cases interleaved and the ratio taken of medians."""
     import subprocess
 
-    from harivo import bench_cases
+    from harivo.bench import cases as bench_cases
 
     calls, busy = [], []
 

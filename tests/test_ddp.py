@@ -15,11 +15,11 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from harivo import train
-from harivo.stage2.base import load_base, model_folder
-from harivo.stage2.config import TrainConfig, validate
-from harivo.stage2.run import make_batch, setup
-from harivo.stage2.training_module import build_training_module
+from harivo.train import loop as train
+from harivo.train.stage2.base import load_base, model_folder
+from harivo.train.stage2.config import TrainConfig, validate
+from harivo.train.stage2.run import make_batch, setup
+from harivo.train.stage2.training_module import build_training_module
 from harivo.tiny import save_tiny_checkpoint
 
 from test_webvid import write_csv, write_video
@@ -118,7 +118,7 @@ def small_cfg(root, **overrides) -> TrainConfig:
 
 
 def test_streamed_batches_equal_the_cached_ones(webvid_world, tmp_path):
-    from harivo.train_utils import step_generator
+    from harivo.train.utils import step_generator
 
     quiet = lambda *_: None  # noqa: E731
     cached = setup(small_cfg(webvid_world, run_dir=str(tmp_path / "a")), log=quiet)

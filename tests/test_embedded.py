@@ -16,7 +16,7 @@ from harivo.explorer import training_note
 from harivo.explorer.models import VARIANT_PATTERN
 from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
-from harivo.stage2.base import load_base
+from harivo.train.stage2.base import load_base
 
 T2I = "shapes-sd"  # the plain world's T2I, every shipped row's frozen base
 SHIPPED = [v for v in VARIANTS if (DEFAULT_CHECKPOINTS / VARIANT_PATTERN.format(variant=v) / "config.json").is_file()]

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harivo import eval_report, evaluate
+from harivo import evaluate
+from harivo.evaluate import cli
+from harivo.evaluate import report as eval_report
 from harivo.data import shapes
 from harivo.data.checker import DEFAULT_THRESHOLDS, Thresholds
 from harivo.data.shapes import BACKGROUNDS, HELD_OUT, MOTIONS, ShapeSpec, all_specs, is_held_out, render_video
-from harivo.eval_metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features
-from harivo.eval_report import fmt_fvd, fmt_pct
-from harivo.eval_stats import (
+from harivo.evaluate.metrics import FEATURE_NAMES, QUESTIONS, score_video, video_features
+from harivo.evaluate.report import fmt_fvd, fmt_pct
+from harivo.evaluate.stats import (
     bootstrap_fd,
     feature_stats,
     frechet_distance,
@@ -258,7 +260,7 @@ class StubPipeline:
     calls: ClassVar[list] = []  # (variant, prompt, seed, α, CFG schedule) of every video asked for
 
     def __init__(self, variant: str):
-        self.variant = variant
+        self.variant, self.world = variant, None  # a checkpoint that records no world
 
     def __call__(self, s):
         StubPipeline.calls.append((self.variant, s.prompt, s.seed, s.mg.alpha if s.mg.enabled else 0.0,
@@ -318,7 +320,7 @@ def test_evaluate_numbers_on_stub_models(tmp_path, monkeypatch):
     assert n_calls == 5 * len(specs) * 2 == results["timing"]["videos_generated"]
     assert list(examples) == ["generator", "baseline", "full", "full+mg"]
 
-    report = evaluate.write_report(results, examples, tmp_path / "out")
+    report = eval_report.write_report(results, examples, tmp_path / "out")
     check_report_matches_json(report.read_text(), json.loads(json.dumps(results)))
 
 
@@ -339,17 +341,17 @@ def test_rows_are_found_by_the_name_pattern(tmp_path, monkeypatch):
     assert {(c[0], c[3]) for c in StubPipeline.calls} == {("baseline", 0.0), ("full", 40.0)}
     assert results["settings"]["name_pattern"] == "harivo-band-{variant}-verb"
     assert results["world"] == shapes.WORLD.record()
-    md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
+    md = eval_report.write_report(results, {}, tmp_path / "out").read_text()
     command = (f"python -m harivo.evaluate --checkpoints {ckpts} --name-pattern 'harivo-band-{{variant}}-verb' "
                "--variants baseline,full+mg --seen-prompts 2 --held-out-prompts 1 --seeds 1 --reference-seeds 2 "
                "--bootstrap 0 --no-sweep")
     assert results["command"] == command and f"`{command}`: 3 prompts" in md
-    args = evaluate.build_parser().parse_args(command.replace("'", "").split()[3:])  # the command reruns cfg
-    again = evaluate.config_from_args(args)
+    args = cli.build_parser().parse_args(command.replace("'", "").split()[3:])  # the command reruns cfg
+    again = cli.config_from_args(args)
     where = ("cache_dir",)  # where earlier runs are kept, not what is measured (the rows' folder is in the command)
     assert {k: v for k, v in asdict(again).items() if k not in where} == \
         {k: v for k, v in asdict(cfg).items() if k not in where}
-    assert f"World `{shapes.WORLD.record()}`" in md
+    assert f"World `{shapes.WORLD.version}`" in md
     for bad in ("harivo-shapes", "{variant}-{variant}", "x/{variant}"):
         with pytest.raises(ValueError, match="name_pattern"):
             evaluate.EvalConfig(name_pattern=bad).validate()
@@ -415,7 +417,7 @@ def make_tiny_checkpoints(root, variants=("baseline", "full")):
 def test_cli_on_tiny_random_checkpoints(tmp_path, capsys):
     ckpts = make_tiny_checkpoints(tmp_path / "ckpts")
     out, js = tmp_path / "eval", tmp_path / "summary.json"
-    rc = evaluate.main(["--checkpoints", str(ckpts), "--out-dir", str(out), "--json", str(js), "--seen-prompts", "2",
+    rc = cli.main(["--checkpoints", str(ckpts), "--out-dir", str(out), "--json", str(js), "--seen-prompts", "2",
                         "--held-out-prompts", "1", "--seeds", "2", "--steps", "2", "--frames", "4",
                         "--alphas", "0,40,300", "--reference-seeds", "3", "--bootstrap", "20",
                         "--cache-dir", str(tmp_path / "cache")])
@@ -448,14 +450,14 @@ def test_cli_on_tiny_random_checkpoints(tmp_path, capsys):
     ],
 )
 def test_cli_bad_input_exits_2_naming_the_argument(argv, argument, tmp_path, capsys):
-    assert evaluate.main(["--checkpoints", str(tmp_path), "--out-dir", str(tmp_path / "o"), *argv]) == 2
+    assert cli.main(["--checkpoints", str(tmp_path), "--out-dir", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {argument}:") and "Traceback" not in err
 
 
 def test_cli_without_any_checkpoint_exits_with_a_clear_error(tmp_path, capsys):
     argv = ["--checkpoints", str(tmp_path), "--variants", "baseline,full+mg", "--out-dir", str(tmp_path / "o")]
-    rc = evaluate.main(argv)
+    rc = cli.main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and "error: checkpoints: no HARIVO checkpoint" in err and str(tmp_path) in err
     assert "harivo-shapes-full" in err  # full+mg is looked for under full's folder
@@ -495,7 +497,7 @@ def hand_report_results(variants: dict) -> dict:
 def test_report_gives_both_actions_by_hand(tmp_path):
     """Four hand-made videos: the paper's action (kind) and ours (direction) side by side, AVG over ours; a summary
     cached before action_kind existed prints dashes there and keeps its other numbers."""
-    from harivo.eval_stats import motion_breakdown
+    from harivo.evaluate.stats import motion_breakdown
 
     def rec(content, kind, action, smooth, non_weird, held_out):
         return {"prompt": SPEC.caption, "held_out": held_out, "content": content, "action_kind": kind,
@@ -538,7 +540,7 @@ def test_report_gives_both_actions_by_hand(tmp_path):
 
 def test_motion_along_prompt_by_hand():
     """The 'along' value reads the features the prompted way: signed shifts, signed zoom, turns, still = length."""
-    from harivo.eval_stats import motion_along_prompt, motion_breakdown
+    from harivo.evaluate.stats import motion_along_prompt, motion_breakdown
 
     f = np.zeros((2, len(FEATURE_NAMES)))
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -566,7 +568,7 @@ def test_motion_along_prompt_by_hand():
 
 def test_translation_summary_by_hand():
     """Pooled over the translations: moved = mean shift length, right way = % with the prompted sign."""
-    from harivo.eval_stats import motion_breakdown
+    from harivo.evaluate.stats import motion_breakdown
 
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     shifts = [(0.3, 0.0), (-0.1, 0.0), (0.0, 0.0), (0.0, -0.4)]  # right way, wrong way, still; then up, right way
@@ -586,7 +588,7 @@ def test_translation_summary_by_hand():
 def test_generator_videos_move_the_prompted_way():
     """On the generator's own videos every motion's 'along' is clearly positive (still: clearly ~0): the scale
     the report prints beside the models."""
-    from harivo.eval_stats import motion_breakdown
+    from harivo.evaluate.stats import motion_breakdown
 
     specs = [ShapeSpec("red", "square", m, "gray") for m in MOTIONS]
     feats = reference_features(specs, 2, 1, 16, 64)
@@ -637,25 +639,25 @@ def test_shipped_reports_match_their_json(folder):
 def test_a_cfg_schedule_off_app_d_is_run_recorded_and_rerun(tmp_path, monkeypatch):
     """--cfg-high/--cfg-low/--cfg-switch set every row's schedule; the command reruns it, and the report names App. D
     only when it is App. D (eval_report.APP_D_CFG, which must be sampling.CFGSchedule's defaults)."""
-    from harivo import eval_report
+    from harivo.evaluate import report as eval_report
     from harivo.sampling import CFGSchedule
 
     d = CFGSchedule()
     assert eval_report.APP_D_CFG == (d.high, d.low, d.switch)
     ckpts = stub_checkpoints(tmp_path, monkeypatch)
     StubPipeline.calls = []
-    args = evaluate.build_parser().parse_args(["--checkpoints", str(ckpts), "--variants", "full+mg", "--seen-prompts",
+    args = cli.build_parser().parse_args(["--checkpoints", str(ckpts), "--variants", "full+mg", "--seen-prompts",
                                                "1", "--held-out-prompts", "1", "--seeds", "1", "--reference-seeds",
                                                "2", "--bootstrap", "0", "--no-sweep", "--cfg-low", "2.5",
                                                "--cache-dir", ""])
-    cfg = evaluate.config_from_args(args)
+    cfg = cli.config_from_args(args)
     assert cfg.cfg == CFGSchedule(high=12.5, low=2.5, switch=0.7)
     results, _ = evaluate.evaluate(cfg)
     assert {c[4] for c in StubPipeline.calls} == {cfg.cfg}
     assert results["command"].endswith("--cfg-low 2.5 --no-sweep")
     assert f"python -m harivo.evaluate --checkpoints {ckpts} --variants full+mg " in results["command"]
-    md = evaluate.write_report(results, {}, tmp_path / "out").read_text()
+    md = eval_report.write_report(results, {}, tmp_path / "out").read_text()
     assert "CFG 12.5 → 2.5 at 0.7T." in md.splitlines()[2] and "App. D" not in md.splitlines()[2]
-    default = evaluate.config_from_args(evaluate.build_parser().parse_args(["--no-sweep"]))
+    default = cli.config_from_args(cli.build_parser().parse_args(["--no-sweep"]))
     assert default.cfg == CFGSchedule() and "--cfg" not in evaluate.command_line(default)
     assert "--checkpoints" not in evaluate.command_line(default)  # the shipped folder is the default

@@ -8,11 +8,11 @@ from diffusers import DDPMScheduler
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import (NegativeQueue, dc_loss, draw_timesteps, reg_loss, simple_loss, timestep_weights,
+from harivo.train.losses import (NegativeQueue, dc_loss, draw_timesteps, reg_loss, simple_loss, timestep_weights,
                            training_step)
 from harivo.noise import mixed_noise
 from harivo.tiny import scheduler_config
-from harivo.trs import TRSRecorder
+from harivo.train.trs import TRSRecorder
 
 from conftest import build_model
 
@@ -329,7 +329,7 @@ def test_noise_offset_must_be_non_negative():
 
 def test_simple_loss_regresses_v_on_a_v_prediction_base(tiny):
     """On a zero-terminal-SNR base L_simple is ‖v − v_θ‖²: recomputed by hand from the recorded noise and t."""
-    from harivo.t2i_models import schedule
+    from harivo.train.t2i_models import schedule
 
     model = build_model(tiny, use_frame_tokens=False, use_mapping=False)
     latents, text = make_batch(2)

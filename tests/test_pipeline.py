@@ -44,7 +44,7 @@ def test_matches_animatediff_pipeline(tiny):
 def test_matches_animatediff_pipeline_on_a_zero_snr_v_prediction_base(tiny):
     """The oracle on a zero-terminal-SNR, v-prediction, trailing-timestep scheduler (`t2i_models.schedule(True)`)."""
     from harivo.pipeline import HarivoPipeline
-    from harivo.t2i_models import schedule
+    from harivo.train.t2i_models import schedule
 
     pipe = build_pipeline(tiny)
     sched = DDIMScheduler(**{**tiny.scheduler.config, **schedule(True)})

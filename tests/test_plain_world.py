@@ -44,8 +44,8 @@ def test_the_world_draws_each_object_in_its_caption_colour():
 def test_shipped_t2i_is_the_worlds_and_its_eval_reproduces(tmp_path):
     """checkpoints/shapes-sd/eval.json (stock StableDiffusionPipeline, 143 prompts, checker-judged) is what the
     weights draw today."""
-    from harivo.stage1.config import T2IConfig
-    from harivo.stage1.evaluation import evaluate
+    from harivo.train.stage1.config import T2IConfig
+    from harivo.train.stage1.evaluation import evaluate
 
     folder = shipped("shapes-sd")
     recorded = json.loads((folder / "eval.json").read_text())
@@ -82,7 +82,7 @@ def test_the_verb_not_the_seed_sets_the_direction():
     import torch
     from motion_proxy import along_track
 
-    from harivo.verb_probe import swap_verb
+    from harivo.evaluate.verb_probe import swap_verb
 
     pipe = HarivoPipeline.from_checkpoint(shipped("harivo-shapes-full"))
     spec = ShapeSpec("red", "circle", "moving left to right", "gray")

@@ -8,8 +8,8 @@ from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditi
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from harivo.attention import spatial_attention_names
-from harivo.bench_cases import ANIMATEDIFF_V2, SD15_UNET, SD15_VAE
-from harivo.bench_cases import SD15_TEXT as _SD15_TEXT
+from harivo.bench.cases import ANIMATEDIFF_V2, SD15_UNET, SD15_VAE
+from harivo.bench.cases import SD15_TEXT as _SD15_TEXT
 from harivo.config import HarivoConfig
 from harivo.model import HarivoVideoModel
 from harivo.pipeline import GenerationSettings, HarivoPipeline
@@ -130,7 +130,7 @@ def test_sd15_training_step_all_four_losses(sd15):
     from diffusers import DDPMScheduler
 
     from harivo.config import LossConfig
-    from harivo.losses import NegativeQueue, training_step
+    from harivo.train.losses import NegativeQueue, training_step
 
     model = HarivoVideoModel.from_unet2d(sd15["unet"], sd15["adapter"], HarivoConfig(num_frames=2))
     model.config.hspace_size = 1

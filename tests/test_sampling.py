@@ -113,7 +113,7 @@ def test_cfg_schedule():
 
 
 def zero_snr_scheduler(**overrides) -> DDIMScheduler:
-    from harivo.t2i_models import schedule
+    from harivo.train.t2i_models import schedule
 
     return DDIMScheduler(**{**scheduler_config(), **schedule(True), **overrides})
 

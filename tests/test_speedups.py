@@ -7,10 +7,10 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import reg_loss, simple_loss, training_step
+from harivo.train.losses import reg_loss, simple_loss, training_step
 from harivo.modules import LowRankSelfAttnProcessor, MappingNetwork
 from harivo.tiny import scheduler_config
-from harivo.trs import TRSRecorder, frame_difference_l1
+from harivo.train.trs import TRSRecorder, frame_difference_l1
 
 from conftest import build_model
 

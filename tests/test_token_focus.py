@@ -1,10 +1,10 @@
-"""harivo.token_focus: attention maps against the object, on hand-made maps and masks."""
+"""harivo.evaluate.token_focus: attention maps against the object, on hand-made maps and masks."""
 
 import numpy as np
 import pytest
 
 from harivo.data.shapes import BACKGROUNDS, ShapeSpec
-from harivo.token_focus import map_focus, measure_video, object_mask, summarise, token_groups, trajectory_correlation
+from harivo.evaluate.token_focus import map_focus, measure_video, object_mask, summarise, token_groups, trajectory_correlation
 
 
 def _mask(h=8, w=8, box=(2, 4, 2, 4)):

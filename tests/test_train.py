@@ -13,15 +13,15 @@ import pytest
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
-from harivo import train
-from harivo.stage2.config import VARIANTS, TrainConfig, parse_config, validate
-from harivo.stage2.export import hspace_stats
-from harivo.stage2.run import fixed_batch_loss, make_batch, setup, train_step
+from harivo.train import loop as train
+from harivo.train.stage2.config import VARIANTS, TrainConfig, parse_config, validate
+from harivo.train.stage2.export import hspace_stats
+from harivo.train.stage2.run import fixed_batch_loss, make_batch, setup, train_step
 from harivo.model import HarivoVideoModel
 from harivo.pipeline import GenerationSettings, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
 from harivo.tiny import save_tiny_checkpoint
-from harivo.train_utils import WarmupDecay, load_training_state, save_training_state, step_generator
+from harivo.train.utils import WarmupDecay, load_training_state, save_training_state, step_generator
 
 TINY = dict(train_videos=6, num_frames=4, video_size=16, batch_size=2, mapping_hidden_channels=8, mapping_heads=2,
             mapping_head_dim=8, motion_num_attention_heads=2, sample_every=0, log_every=1, checkpoint_every=2,
@@ -210,7 +210,7 @@ def test_bad_config_names_the_field(world, tmp_path):
         setup(tiny_cfg(world, base_model=str(tmp_path / "nothing"), run_dir=str(tmp_path / "r")), log=quiet)
 
 
-@pytest.mark.parametrize("module", ["harivo.train", "harivo.train_t2i"])
+@pytest.mark.parametrize("module", ["harivo.train", "harivo.train.t2i"])
 def test_cli_reports_a_bad_flag_in_one_line(module):
     # the scripts' entry point: exit status 2 and one 'error: <field>: ...' line, no traceback
     import subprocess
@@ -242,7 +242,7 @@ def test_verb_phase_trains_on_translations_at_late_timesteps_and_extends_a_finis
     """After max_steps, verb_phase_steps more steps: translation videos only, t >= verb_phase_min_timestep, constant
     verb_phase_lr. A finished run resumed with a verb phase continues exactly as one run with it from the start."""
     from harivo.data.shapes import TRANSLATIONS, ShapeSpec
-    from harivo.stage2.run import verb_phase_pool
+    from harivo.train.stage2.run import verb_phase_pool
 
     whole = train.main(cli(world, "baseline", "--max-steps", "2", "--verb-phase-steps", "2",
                            "--verb-phase-lr", "5e-4", "--lr", "1e-3", name="verb-whole"))
@@ -308,7 +308,7 @@ def test_verb_phase_directed_pool_and_motion_only_training(world):
     only the motion modules in the verb phase (mapping network, frame-token generator and projection head keep
     their phase-1 weights), while phase 1 trains everything; both may be chosen when a finished run is resumed."""
     from harivo.data.shapes import MOTIONS, ShapeSpec
-    from harivo.stage2.run import is_motion_module, verb_phase_pool
+    from harivo.train.stage2.run import is_motion_module, verb_phase_pool
 
     run = setup(tiny_cfg(world, "full", run_dir=str(world / "verb-directed"), max_steps=1, verb_phase_steps=2,
                          verb_phase_motions="directed", verb_phase_train="motion"), log=quiet)

@@ -1,4 +1,4 @@
-"""Stage-1 training (harivo.train_t2i) on tiny configs: losses go down, export loads with stock diffusers,
+"""Stage-1 training (harivo.train.t2i) on tiny configs: losses go down, export loads with stock diffusers,
 resume reproduces an uninterrupted run, bad config values are rejected by name."""
 
 import json
@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from harivo import train_t2i as T
+from harivo.train import t2i as T
 from harivo.fileio import read_json
 from harivo.pixels import to_pixels
-from harivo.stage1.config import parse_config
-from harivo.stage1.data import render_batch
-from harivo.stage1.evaluation import evaluate
-from harivo.stage1.unet import unet_loss
-from harivo.stage1.vae import object_weights, vae_loss
+from harivo.train.stage1.config import parse_config
+from harivo.train.stage1.data import render_batch
+from harivo.train.stage1.evaluation import evaluate
+from harivo.train.stage1.unet import unet_loss
+from harivo.train.stage1.vae import object_weights, vae_loss
 from harivo.tokenizer import token_ids
-from harivo.train_utils import make_accelerator, stage_step_generator
+from harivo.train.utils import make_accelerator, stage_step_generator
 
 TINY = [
     "--vae-channels", "8,16,16", "--vae-norm-groups", "8", "--vae-batch-size", "4", "--vae-eval-images", "8",
@@ -47,7 +47,7 @@ def trained(tmp_path_factory):
 
 
 def test_vae_steps_lower_loss_on_fixed_batch(tmp_path):
-    from harivo.t2i_models import make_vae
+    from harivo.train.t2i_models import make_vae
 
     cfg = tiny_cfg(tmp_path)
     acc = make_accelerator(cfg)
@@ -69,7 +69,7 @@ def test_vae_steps_lower_loss_on_fixed_batch(tmp_path):
 def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import SCHEDULE, make_text_encoder, make_unet
+    from harivo.train.t2i_models import SCHEDULE, make_text_encoder, make_unet
     from harivo.tokenizer import build_tokenizer
 
     cfg = tiny_cfg(tmp_path)
@@ -97,7 +97,7 @@ def test_unet_steps_lower_loss_on_fixed_batch(tmp_path):
 def test_noise_offset_adds_one_constant_per_sample_and_channel(tmp_path):
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import SCHEDULE
+    from harivo.train.t2i_models import SCHEDULE
 
     class Recording(DDPMScheduler):
         def add_noise(self, original, noise, timesteps):
@@ -150,7 +150,7 @@ def test_export_loads_with_stock_diffusers(trained):
 
 
 def test_unet_is_motion_adapter_compatible():
-    from harivo.t2i_models import check_motion_compatible, make_unet
+    from harivo.train.t2i_models import check_motion_compatible, make_unet
 
     unet = make_unet((32, 32, 32), 1, 16, 2, 32, 16, 4)
     assert check_motion_compatible(unet, 1) > 0
@@ -272,7 +272,7 @@ def test_caption_labels_and_probe_loss_by_hand():
     """Labels are the attributes' indices in the world's lists; zero logits give CE = ln(classes) per attribute."""
     import math
 
-    from harivo.t2i_models import CaptionProbe, attribute_values, caption_labels
+    from harivo.train.t2i_models import CaptionProbe, attribute_values, caption_labels
 
     labels = caption_labels(["a red circle is moving up on a gray background",
                              "an orange star is standing still on a black background"])
@@ -299,7 +299,7 @@ def test_text_probe_adds_its_loss_and_teaches_the_encoder_the_verb(tmp_path):
     random numbers drawn), and training on it makes the text encoder tell verbs apart."""
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import SCHEDULE, CaptionProbe, caption_labels, make_text_encoder, make_unet, verb_separation
+    from harivo.train.t2i_models import SCHEDULE, CaptionProbe, caption_labels, make_text_encoder, make_unet, verb_separation
     from harivo.tokenizer import build_tokenizer
 
     tok = build_tokenizer(tmp_path / "tok")
@@ -347,7 +347,7 @@ def test_object_weighted_unet_loss_by_hand(tmp_path):
     per image; w = 1 (or no masks) is the plain ε-MSE, and the batch/noise/timesteps are those of a run without."""
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import SCHEDULE
+    from harivo.train.t2i_models import SCHEDULE
 
     pred = {}
 
@@ -434,9 +434,9 @@ def test_zero_snr_schedule_v_target_and_weights_by_hand(tmp_path):
     min-SNR weight min(SNR + 1, γ) / (SNR + 1) (1 at the terminal step), and the exported DDIM is v/trailing."""
     from diffusers import DDPMScheduler
 
-    from harivo.stage1.evaluation import ddim_scheduler
+    from harivo.train.stage1.evaluation import ddim_scheduler
     from harivo.noise import prediction_target
-    from harivo.t2i_models import min_snr_weights, schedule
+    from harivo.train.t2i_models import min_snr_weights, schedule
 
     sched = DDPMScheduler(**schedule(True))
     ac = sched.alphas_cumprod
@@ -464,7 +464,7 @@ def test_zero_snr_unet_loss_regresses_v(tmp_path):
     """A UNet that outputs exactly v has zero v-loss; the same UNet scored as epsilon does not."""
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import schedule
+    from harivo.train.t2i_models import schedule
 
     latents = torch.randn(8, 4, 16, 16)
     cfg = tiny_cfg(tmp_path)

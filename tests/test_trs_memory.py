@@ -7,9 +7,9 @@ from diffusers import DDPMScheduler
 
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
-from harivo.losses import NegativeQueue, training_step
+from harivo.train.losses import NegativeQueue, training_step
 from harivo.tiny import scheduler_config
-from harivo.trs import TRSRecorder, frame_difference_l1, trs_attention
+from harivo.train.trs import TRSRecorder, frame_difference_l1, trs_attention
 
 from conftest import build_model
 

@@ -1,4 +1,4 @@
-"""harivo.verb_probe: the three measurements on hand-computed inputs and a tiny model."""
+"""harivo.evaluate.verb_probe: the three measurements on hand-computed inputs and a tiny model."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from conftest import build_model
 
 from harivo.data.shapes import ShapeSpec
-from harivo.verb_probe import _int_list, feature_change, frame_token_stats, gap_noise, oracle_gain, swap_gap, swap_verb
+from harivo.evaluate.verb_probe import _int_list, feature_change, frame_token_stats, gap_noise, oracle_gain, swap_gap, swap_verb
 
 
 def test_swap_verb_pairs_and_rejects_unknown():
@@ -97,7 +97,7 @@ def test_feature_change_sees_every_motion_module(tiny):
 
 
 def test_cli_refuses_bad_arguments_before_loading_anything(capsys):
-    from harivo.verb_probe import main
+    from harivo.evaluate.verb_probe import main
 
     assert main(["--variants", "baseline,nope"]) == 2
     assert "--variants: expected a comma-separated subset of" in capsys.readouterr().err
@@ -139,7 +139,7 @@ def test_swap_gap_on_a_v_prediction_base_scores_v():
     mean(x0²) and predicting 1 costs mean((1 + x0)²)."""
     from diffusers import DDPMScheduler
 
-    from harivo.t2i_models import schedule
+    from harivo.train.t2i_models import schedule
 
     latents = torch.randn(3, 4, 2, 2, 2, generator=torch.Generator().manual_seed(5))
     true, swapped = torch.zeros(3, 5, 6), torch.ones(3, 5, 6)
@@ -149,7 +149,7 @@ def test_swap_gap_on_a_v_prediction_base_scores_v():
 
 
 def test_time_reversal_score_is_one_for_the_video_minus_one_backwards_zero_for_a_still():
-    from harivo.trajectory_probe import reversal_scores
+    from harivo.evaluate.trajectory_probe import reversal_scores
 
     x0 = torch.randn(3, 4, 6, 5, 5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(reversal_scores(x0, x0), torch.ones(3))
@@ -167,7 +167,7 @@ def test_predicted_x0_inverts_the_training_target(kind):
     from diffusers import DDPMScheduler
 
     from harivo.noise import prediction_target
-    from harivo.trajectory_probe import predicted_x0
+    from harivo.evaluate.trajectory_probe import predicted_x0
 
     sched = DDPMScheduler(num_train_timesteps=1000, prediction_type=kind, rescale_betas_zero_snr=True)
     g = torch.Generator().manual_seed(1)
@@ -187,7 +187,7 @@ def test_trajectory_probe_scores_the_rendered_videos_in_frame_order(tmp_path):
     """End to end on a tiny random checkpoint: at t = 0 the noisy input is the video itself, so whatever the
     (untrained) model predicts, x̂0 is the video played forwards (s ≈ 1) for both branches; the counts add up."""
     from harivo.tiny import save_tiny_checkpoint
-    from harivo.trajectory_probe import probe
+    from harivo.evaluate.trajectory_probe import probe
 
     checkpoint = save_tiny_checkpoint(tmp_path, num_frames=4)
     out = probe(str(checkpoint), videos=3, split="train", timesteps=(0, 500), num_frames=4, size=16)

@@ -74,7 +74,7 @@ def test_no_world_setting_comes_from_the_environment():
     if not hits:
         pytest.skip("not a git checkout")
     files = {h.split(":")[0] for h in hits}
-    assert files <= {"harivo/explorer/models.py", "harivo/threads.py", "harivo/bench_cases.py"}, hits
+    assert files <= {"harivo/explorer/models.py", "harivo/threads.py", "harivo/bench/cases.py"}, hits
 
 
 @pytest.mark.parametrize("motion, rows, cols", [

@@ -1,0 +1,7 @@
+"""`python -m harivo.bench [--quick] --json FILE`: see `harivo.bench`."""
+
+import sys
+
+from harivo.bench import main
+
+sys.exit(main())
