@@ -215,9 +215,10 @@ def _ablation_rows(registry: ex.ModelRegistry, key: str) -> str:
 
 
 # Keyword names of the handlers = RunRequest fields (+ mg_variant): they are the documented API's parameter names.
-SETTINGS = ("model", "prompt", "negative_prompt", "seed", "num_frames", "num_inference_steps", "fps", "cfg_high",
-            "cfg_switch", "cfg_low", "use_mg", "mg_alpha", "mg_variant", "use_mapping", "use_frame_tokens",
-            "use_motion")
+# the request's inputs by name: RunRequest's fields (the generation settings are declared in harivo.settings), the MG
+# gradient as the "mg_variant" radio instead of the mg_symmetric flag
+SETTINGS = ("model", *(m for n in ex.REQUEST_SETTINGS  # the API's parameter order: fps after the steps
+                       for m in {"num_inference_steps": (n, "fps"), "mg_symmetric": ("mg_variant",)}.get(n, (n,))))
 VIEW = {"token": "token", "attention_source": "source", "attention_step": "step", "grid_rows": "rows",
         "x_red": "x_red", "x_green": "x_green", "attention_overlay": "attention_overlay"}  # API name -> component
 OUTPUTS = ("video", "strip", "overlay", "grid", "slices", "cfg_plot", "diagnostics", "flicker", "info", "bundle")
@@ -451,9 +452,12 @@ SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "
 
 
 def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:
-    return (str(result.video), views["strip"], views["token"], views["grid"], views["slices"], cfg_plot,
-            views["diagnostics"], None if result.flicker != result.flicker else round(result.flicker, 4),
-            ex.summary(result), str(result.bundle) if result.bundle else None, result)
+    """A result's outputs, named as in OUTPUTS (which orders them for Gradio and the API), then the state."""
+    named = {"video": str(result.video), "strip": views["strip"], "overlay": views["token"], "grid": views["grid"],
+             "slices": views["slices"], "cfg_plot": cfg_plot, "diagnostics": views["diagnostics"],
+             "flicker": None if result.flicker != result.flicker else round(result.flicker, 4),
+             "info": ex.summary(result), "bundle": str(result.bundle) if result.bundle else None}
+    return (*(named[name] for name in OUTPUTS), result)
 
 
 def __getattr__(name: str):

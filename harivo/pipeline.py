@@ -40,7 +40,7 @@ from .data.shapes import World
 from .noise import mixed_noise
 from . import fileio
 from .model import CONFIG_NAME, HarivoVideoModel, load_motion_adapter, load_unet2d
-from .sampling import PREDICTION_TYPES, StepInfo, sample_ddim
+from .sampling import PREDICTION_TYPES, DDIMSchedule, StepInfo, sample_ddim
 from .settings import GenerationSettings
 from .tokenizer import token_count, token_ids
 
@@ -346,15 +346,10 @@ class HarivoPipeline:
 
         unet_for_capture = model.unet if s.use_motion else model.t2i_unet
         names = spatial_attention_names(unet_for_capture, "attn2") if recorder is not None else []
-        clip = self.scheduler.config.clip_sample_range if self.scheduler.config.clip_sample else None
-        if self.scheduler.config.thresholding:
-            raise ValueError("scheduler: dynamic thresholding is not supported by the HARIVO sampler")
+        schedule = DDIMSchedule.from_scheduler(self.scheduler, self.device)
         with recording(unet_for_capture, names, recorder) if recorder is not None else contextlib.nullcontext():
-            latents = sample_ddim(
-                denoise, latents, timesteps, self.scheduler.alphas_cumprod.to(self.device),
-                self.scheduler.final_alpha_cumprod.to(self.device), self.scheduler.config.num_train_timesteps,
-                s.cfg, s.mg if s.mg.enabled else None, clip, on_step, cancel, self.scheduler.config.prediction_type,
-            )
+            latents = sample_ddim(denoise, latents, schedule, cfg=s.cfg, mg=s.mg if s.mg.enabled else None,
+                                  callback=on_step, cancel=cancel)
         cancelled = len(steps) < len(timesteps)
         if cancelled:
             notes.append(f"cancelled after {len(steps)} of {len(timesteps)} steps")

@@ -169,28 +169,50 @@ class StepInfo:
     mg: dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class DDIMSchedule:
+    """The noise schedule a DDIM loop walks: its timesteps (descending), ᾱ per training timestep, ᾱ past the last
+    step, T, what the model predicts ("epsilon" or "v_prediction") and the x̂_0 clip range (None: no clipping).
+    `from_scheduler` reads them off a diffusers `DDIMScheduler` after `set_timesteps`."""
+
+    timesteps: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    final_alpha_cumprod: torch.Tensor | float
+    num_train_timesteps: int
+    prediction_type: str = "epsilon"
+    clip_sample_range: float | None = None
+
+    @classmethod
+    def from_scheduler(cls, scheduler, device: torch.device | str | None = None) -> "DDIMSchedule":
+        c = scheduler.config
+        if c.thresholding:
+            raise ValueError("scheduler: dynamic thresholding is not supported by the HARIVO sampler")
+        final = scheduler.final_alpha_cumprod
+        return cls(scheduler.timesteps, scheduler.alphas_cumprod.to(device),
+                   final.to(device) if isinstance(final, torch.Tensor) else final, c.num_train_timesteps,
+                   c.prediction_type, c.clip_sample_range if c.clip_sample else None)
+
+
 @torch.no_grad()
 def sample_ddim(
     denoise: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
     latents: torch.Tensor,
-    timesteps: torch.Tensor,
-    alphas_cumprod: torch.Tensor,
-    final_alpha_cumprod: torch.Tensor | float,
-    num_train_timesteps: int,
+    schedule: DDIMSchedule,
+    *,
     cfg: CFGSchedule,
     mg: MGConfig | None = None,
-    clip_sample_range: float | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """DDIM loop with the CFG schedule and MG. `denoise(x_t, t, cfg_scale)` returns the guided model output (ε, or
-    v with `prediction_type="v_prediction"`). MG changes nothing at steps with ᾱ_t < `MG_MIN_ALPHA_PROD`.
+    """DDIM loop with the CFG schedule and MG over `schedule`. `denoise(x_t, t, cfg_scale)` returns the guided model
+    output (ε, or v with `schedule.prediction_type="v_prediction"`). MG changes nothing at steps with ᾱ_t < `MG_MIN_ALPHA_PROD`.
 
     The previous timestep follows `DDIMScheduler.step`: t − T/N, or `final_alpha_cumprod` past the end.
     `callback(info)` runs after each step; `cancel()` is asked before each step and stops the loop when true
     (the latents reached so far are returned).
     """
+    timesteps, alphas_cumprod, num_train_timesteps = schedule.timesteps, schedule.alphas_cumprod, \
+        schedule.num_train_timesteps
     step = num_train_timesteps // len(timesteps)
     x = latents
     for i, t in enumerate(timesteps):
@@ -202,10 +224,10 @@ def sample_ddim(
         out = denoise(x, t, scale)
         alpha_prod_t = alphas_cumprod[t_int]
         prev_t = t_int - step
-        alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else final_alpha_cumprod
+        alpha_prod_prev = alphas_cumprod[prev_t] if prev_t >= 0 else schedule.final_alpha_cumprod
         # ε keeps the paper's path bit for bit (x̂_0 from ε in ddim_step); v gives x̂_0 directly
-        x0, eps = (None, out) if prediction_type == "epsilon" else split_prediction(x, out, alpha_prod_t,
-                                                                                     prediction_type)
+        x0, eps = (None, out) if schedule.prediction_type == "epsilon" else split_prediction(
+            x, out, alpha_prod_t, schedule.prediction_type)
         # 2. mitigating gradient on ε (Algorithm 1, lines 2–5)
         diagnostics: dict[str, torch.Tensor] = {}
         if mg is not None and mg.enabled:
@@ -214,7 +236,7 @@ def sample_ddim(
                 x0 = x0 - ((1 - alpha_prod_t) / alpha_prod_t) ** 0.5 * (new_eps - eps)
             eps = new_eps
         # 3. DDIM update x_t → x_{t−1}
-        x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, clip_sample_range, x0)
+        x, x0 = ddim_step(x, eps, alpha_prod_t, alpha_prod_prev, schedule.clip_sample_range, x0)
         if callback is not None:
             callback(StepInfo(i, t_int, scale, x, x0, diagnostics))
     return x

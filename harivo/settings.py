@@ -11,6 +11,8 @@ CLI flags of the documented interface from them (docs/design.md §3).
 from __future__ import annotations
 
 import argparse
+import math
+import typing
 from dataclasses import asdict, dataclass, field
 
 from .config import check_fields, field_range, setting
@@ -112,6 +114,44 @@ class GenerationSettings:
 def defaults() -> dict:
     """{flat name: default}: read the defaults from here (or the dataclasses), never restate a number."""
     return GenerationSettings().flat()
+
+
+def flat_type(name: str) -> type:
+    """The type of the flat setting `name` (its dataclass field's: int, float, bool or str; `int | None` is int)."""
+    path = FLAT[name].path
+    owner = NESTED[path[0]] if len(path) == 2 else GenerationSettings
+    kind = typing.get_type_hints(owner)[path[-1]]
+    return next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+
+
+def whole_number(name: str, value) -> int:
+    """An int from a UI number (gr.Number sends floats) or an API string; whole numbers only (an int as it is: a
+    float cannot hold the largest seed). ValueError naming `name` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}") from None
+    if not math.isfinite(f) or f != int(f):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}")
+    return int(f)
+
+
+def coerce(name: str, value):
+    """`value` as the type of the flat setting `name` (`flat_type`): how the app's request and API read their
+    values. ValueError naming the setting when it is not one."""
+    kind = flat_type(name)
+    if kind is int:
+        return whole_number(name, value)
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if kind is bool:
+        return bool(value)
+    return "" if value is None else str(value)
 
 
 def flat_range(name: str, slider: bool = False) -> tuple[float | None, float | None]:

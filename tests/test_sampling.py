@@ -143,7 +143,7 @@ def test_ddim_step_on_v_prediction_equals_diffusers():
 
 def test_mg_on_v_equals_mg_on_the_same_eps():
     """One sampling step with MG from v equals the step from the ε that v stands for (ᾱ well above the floor)."""
-    from harivo.sampling import sample_ddim, split_prediction
+    from harivo.sampling import DDIMSchedule, sample_ddim, split_prediction
 
     x_t, eps, _ = mg_setup(f=5)
     ac = torch.linspace(0.9, 0.2, 1000, dtype=torch.float64)  # any schedule: ᾱ_999 = 0.2
@@ -152,9 +152,10 @@ def test_mg_on_v_equals_mg_on_the_same_eps():
     assert torch.allclose(split_prediction(x_t, v, a, "v_prediction")[1], eps)
     cfg, mg = CFGSchedule.constant(1.0), MGConfig(alpha=40.0)
     ts = torch.tensor([999])
-    from_eps = sample_ddim(lambda x, t, s: eps, x_t, ts, ac, 1.0, 1000, cfg, mg)
-    from_v = sample_ddim(lambda x, t, s: v, x_t, ts, ac, 1.0, 1000, cfg, mg, prediction_type="v_prediction")
-    no_mg = sample_ddim(lambda x, t, s: eps, x_t, ts, ac, 1.0, 1000, cfg, None)
+    eps_schedule, v_schedule = DDIMSchedule(ts, ac, 1.0, 1000), DDIMSchedule(ts, ac, 1.0, 1000, "v_prediction")
+    from_eps = sample_ddim(lambda x, t, s: eps, x_t, eps_schedule, cfg=cfg, mg=mg)
+    from_v = sample_ddim(lambda x, t, s: v, x_t, v_schedule, cfg=cfg, mg=mg)
+    no_mg = sample_ddim(lambda x, t, s: eps, x_t, eps_schedule, cfg=cfg, mg=None)
     assert torch.allclose(from_v, from_eps, atol=1e-9)
     assert (from_eps - no_mg).abs().max() > 1e-3  # MG did act
 
@@ -162,7 +163,7 @@ def test_mg_on_v_equals_mg_on_the_same_eps():
 def test_mg_skips_steps_with_less_signal_than_sd_ever_leaves():
     """Below MG_MIN_ALPHA_PROD (zero-SNR's first steps: ᾱ_999 = 0, ᾱ_959 = 0.00038) MG changes nothing and reports
     zeros; SD v1's own schedule (ᾱ_999 = 0.00466) is never below it."""
-    from harivo.sampling import MG_MIN_ALPHA_PROD, sample_ddim
+    from harivo.sampling import MG_MIN_ALPHA_PROD, DDIMSchedule, sample_ddim
 
     assert float(DDIMScheduler(**scheduler_config()).alphas_cumprod[999]) > MG_MIN_ALPHA_PROD
     sched = zero_snr_scheduler()
@@ -173,10 +174,9 @@ def test_mg_skips_steps_with_less_signal_than_sd_ever_leaves():
     cfg = CFGSchedule.constant(1.0)
     for t in sched.timesteps[:4]:
         ts = t.view(1)
-        args = (x_t, ts, ac, float(sched.final_alpha_cumprod), 1000, cfg)
-        with_mg = sample_ddim(lambda x, t, s: v, *args, MGConfig(alpha=40.0), callback=seen.append,
-                              prediction_type="v_prediction")
-        without = sample_ddim(lambda x, t, s: v, *args, None, prediction_type="v_prediction")
+        schedule = DDIMSchedule(ts, ac, float(sched.final_alpha_cumprod), 1000, "v_prediction")
+        with_mg = sample_ddim(lambda x, t, s: v, x_t, schedule, cfg=cfg, mg=MGConfig(alpha=40.0), callback=seen.append)
+        without = sample_ddim(lambda x, t, s: v, x_t, schedule, cfg=cfg, mg=None)
         skipped = float(ac[int(t)]) < MG_MIN_ALPHA_PROD
         assert skipped == (int(t) in (999, 959, 919))
         assert torch.isfinite(with_mg).all()

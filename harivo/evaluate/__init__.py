@@ -59,7 +59,7 @@ from harivo.evaluate.stats import (bootstrap_fd, feature_stats, frechet_distance
 from harivo.outputs import versions
 from harivo.pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 from harivo.sampling import CFGSchedule, MGConfig
-from harivo.settings import GenerationSettings, flat_range
+from harivo.settings import FLAT, GenerationSettings, flat_range
 
 EVAL_VARIANTS = (*VARIANTS, "full+mg")  # Table 1 rows A–D, then D + MG sampling
 TABLE1_ROW = {v: row for v, (row, _) in TABLE1.items()}  # config.TABLE1: one naming of the rows
@@ -132,6 +132,11 @@ def quick_config(**overrides) -> EvalConfig:
     return EvalConfig(**{**quick, **overrides})
 
 
+# EvalConfig fields that are generation settings -> their flags (the CLI takes them from settings.FLAT)
+GENERATION_FLAGS = {"steps": FLAT["num_inference_steps"].flag, "num_frames": FLAT["num_frames"].flag,
+                    "mg_alpha": FLAT["mg_alpha"].flag}
+
+
 def command_line(cfg: EvalConfig) -> str:
     """The command that reruns `cfg`: `python -m harivo.evaluate` with a flag for each setting off its default (the
     --quick defaults with --quick)."""
@@ -143,9 +148,9 @@ def command_line(cfg: EvalConfig) -> str:
         flags.append(f"--checkpoints {cfg.checkpoints}")
     for name, flag in (("name_pattern", "--name-pattern"), ("variants", "--variants"), ("out_dir", "--out-dir"),
                        ("seen_prompts", "--seen-prompts"), ("held_out_prompts", "--held-out-prompts"),
-                       ("seeds", "--seeds"), ("sweep_seeds", "--sweep-seeds"), ("steps", "--steps"),
-                       ("num_frames", "--frames"), ("mg_alpha", "--alpha"), ("alphas", "--alphas"),
-                       ("reference_seeds", "--reference-seeds"), ("bootstrap", "--bootstrap")):
+                       ("seeds", "--seeds"), ("sweep_seeds", "--sweep-seeds"), ("alphas", "--alphas"),
+                       ("reference_seeds", "--reference-seeds"), ("bootstrap", "--bootstrap"),
+                       *GENERATION_FLAGS.items()):
         value = getattr(cfg, name)
         if value != getattr(base, name):
             text = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value) \
@@ -154,7 +159,7 @@ def command_line(cfg: EvalConfig) -> str:
     for name in ("high", "low", "switch"):
         value = getattr(cfg.cfg, name)
         if value != getattr(base.cfg, name):
-            flags.append(f"--cfg-{name} {value:g}")
+            flags.append(f"{FLAT[f'cfg_{name}'].flag} {value:g}")
     if not cfg.sweep:
         flags.append("--no-sweep")
     return " ".join(["python -m harivo.evaluate", *flags])

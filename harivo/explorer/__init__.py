@@ -48,7 +48,7 @@ from .models import (
     miniature_note,
     training_note,
 )
-from .request import RunRequest, check_request
+from .request import REQUEST_SETTINGS, UI_ONLY, RunRequest, check_request
 from .runs import BUNDLE_FILES, CancelFlags, RunResult, load_bundle, run_generation
 from .views import (
     AUTO_TOKEN,
@@ -91,7 +91,9 @@ __all__ = [
     "ModelEntry",
     "ModelRegistry",
     "NumberField",
+    "REQUEST_SETTINGS",
     "RunRequest",
+    "UI_ONLY",
     "RunResult",
     "ViewOptions",
     "ablation_plan",

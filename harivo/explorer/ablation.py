@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import viz
+from .. import settings, viz
 from ..config import TABLE1, table1_label
 from ..pipeline import VARIANTS
 from ..sampling import MGConfig
@@ -166,18 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("ablation", help="export the ablation grid figure (PNG + PDF)")
     a.add_argument("--mode", choices=list(ABLATION_MODES), default="variants")
-    a.add_argument("--prompt", default=RunRequest.prompt)
-    a.add_argument("--seed", type=int, default=RunRequest.seed)
-    a.add_argument("--frames", type=int, default=RunRequest.num_frames)
-    a.add_argument("--steps", type=int, default=RunRequest.num_inference_steps)
+    # --prompt, --seed, --frames, --steps: the generation settings' own flags; unset, the app's first request's values
+    settings.add_arguments(a, required=(), only=("prompt", "seed", "num_frames", "num_inference_steps"),
+                           with_defaults=False)
     a.add_argument("--model", default="", help="registry key (default: the first available)")
     a.add_argument("--checkpoints", default=None,
                    help=f"checkpoints folder (default: ${CHECKPOINTS_ENV} or checkpoints/)")
     a.add_argument("--out", required=True, help="output stem: writes STEM.png and STEM.pdf")
     args = p.parse_args(argv)
     registry = ModelRegistry(args.checkpoints)
-    req = RunRequest(prompt=args.prompt, seed=args.seed, num_frames=args.frames, num_inference_steps=args.steps,
-                     model=args.model)
+    given = {n: getattr(args, n) for n in ("prompt", "seed", "num_frames", "num_inference_steps")
+             if getattr(args, n) is not None}
+    req = RunRequest(**given, model=args.model)
     res = run_ablation(registry, args.mode, req, out_stem=args.out)
     models = ", ".join(dict.fromkeys(folder_name(registry, r.model) for _, r in res.rows))
     print(f"wrote {res.png} and {res.pdf} ({len(res.rows)} rows, models: {models})")

@@ -4,14 +4,12 @@ documented API's parameter names, `settings.FLAT`; defaults from `GenerationSett
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
-import numpy as np
+from dataclasses import field, make_dataclass
 
 from ..config import check_fields
 from ..outputs import VideoOptions
 from ..pipeline import HarivoPipeline
-from ..settings import GenerationSettings, defaults
+from ..settings import GenerationSettings, coerce, defaults, flat_type, whole_number
 from .models import ModelRegistry, unknown_words
 
 _D = defaults()
@@ -20,56 +18,31 @@ EXAMPLE_PROMPT = "a red circle is moving left to right on a gray background"  # 
 # circle right across the frame from each of seeds 0-7 (0.58-0.67 of the frame, colour, shape and direction right in
 # 8/8, none judged smooth: the largest frame-to-frame step is 0.11-0.18 of the frame); seed 0 has the smallest step
 EXAMPLE_SEED = 0
+# the generation settings a visitor sets, by their flat names (settings.FLAT); RunRequest adds the UI-only fields
+REQUEST_SETTINGS = ("prompt", "negative_prompt", "seed", "num_frames", "num_inference_steps", "cfg_high", "cfg_switch",
+                    "cfg_low", "use_mg", "mg_alpha", "mg_symmetric", "use_mapping", "use_frame_tokens", "use_motion")
 UI_ONLY = ("model", "fps")  # RunRequest fields that are not generation settings
+as_int = whole_number  # the app's name for it
 
 
-@dataclass
-class RunRequest:
-    """The UI's values for one generation (everything a user can set)."""
-
-    prompt: str = EXAMPLE_PROMPT
-    model: str = ""  # ModelRegistry key; "" = the registry's default
-    negative_prompt: str = _D["negative_prompt"]
-    seed: int = EXAMPLE_SEED
-    num_frames: int = _D["num_frames"]
-    num_inference_steps: int = _D["num_inference_steps"]
-    fps: int = VideoOptions.fps
-    cfg_high: float = _D["cfg_high"]
-    cfg_switch: float = _D["cfg_switch"]
-    cfg_low: float = _D["cfg_low"]
-    use_mg: bool = _D["use_mg"]
-    mg_alpha: float = _D["mg_alpha"]
-    mg_symmetric: bool = _D["mg_symmetric"]
-    use_mapping: bool = _D["use_mapping"]
-    use_frame_tokens: bool = _D["use_frame_tokens"]
-    use_motion: bool = _D["use_motion"]
-
+class _Request:
     def settings(self, capture_attention: bool = True, keep_per_step: bool = True) -> GenerationSettings:
-        """The GenerationSettings of this request (UI numbers arrive as floats or strings: converted)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in UI_ONLY}
-        for name in ("seed", "num_frames", "num_inference_steps"):
-            values[name] = as_int(name, values[name])
-        for name in ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha"):
-            values[name] = float(values[name])
-        for name in ("use_mg", "mg_symmetric", "use_mapping", "use_frame_tokens", "use_motion"):
-            values[name] = bool(values[name])
-        values["negative_prompt"] = values["negative_prompt"] or ""
+        """The GenerationSettings of this request; UI numbers arrive as floats or strings, converted by each
+        setting's type (`settings.coerce`)."""
+        values = {name: coerce(name, getattr(self, name)) for name in REQUEST_SETTINGS}
         return GenerationSettings.from_flat(**values, capture_attention=capture_attention,
                                             keep_attention_per_step=keep_per_step)
 
 
-def as_int(name: str, value) -> int:
-    """UI numbers arrive as floats (gr.Number) or strings (API); accept whole numbers only (an int as it is: a
-    float cannot hold the largest seed)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a whole number, got {value!r}") from None
-    if not np.isfinite(f) or f != int(f):
-        raise ValueError(f"{name}: expected a whole number, got {value!r}")
-    return int(f)
+# The UI's values for one generation (everything a user can set): each generation setting of REQUEST_SETTINGS under
+# its flat name, typed and defaulted by GenerationSettings (the app's first prompt and seed excepted), then the model
+# (a ModelRegistry key; "" = the registry's default) and the video's fps. Declared once, in settings.py.
+RunRequest = make_dataclass("RunRequest", [
+    *[(name, flat_type(name), field(default={"prompt": EXAMPLE_PROMPT, "seed": EXAMPLE_SEED}.get(name, _D[name])))
+      for name in REQUEST_SETTINGS],
+    ("model", str, field(default="")), ("fps", int, field(default=VideoOptions.fps))], bases=(_Request,))
+RunRequest.__module__ = __name__
+RunRequest.__doc__ = "The UI's values for one generation: REQUEST_SETTINGS (settings.FLAT), model and fps."
 
 
 def check_request(registry: ModelRegistry, req: RunRequest) -> tuple[HarivoPipeline, GenerationSettings, list[str]]:
