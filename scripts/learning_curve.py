@@ -155,6 +155,32 @@ def plot(out: str, paths: list[str]) -> None:
     fig.savefig(out, dpi=110)
 
 
+def table(paths: list[str]) -> str:
+    """The curves as one Markdown table, by step then Table 1 row (docs/results.md's first table)."""
+    curves = [json.loads(Path(p).read_text()) for p in paths]
+    head = ("| steps | Table 1 row | content | action | smooth | non-weird | AVG (95 % CI) | FVD ↓ | translations | "
+            "closer / away / spinning | train min | s / step |\n|" + "---|" * 12)
+    rows = []
+    for c in curves:
+        for p in c["points"]:
+            minutes = p.get("train_minutes", 0.0)  # the run's total so far (training.json "minutes")
+            by = p["action_by_motion"]
+            moves = [by.get(m) for m in ("moving left to right", "moving right to left", "moving up", "moving down")]
+            moves = [m for m in moves if m is not None]
+            turns = " / ".join(f"{by[m]:.0f}" if m in by else "–" for m in ("getting closer", "moving away", "spinning"))
+            rows.append((p["step"], c["row"], f"| {p['step']} | {table1_label(c['row'])} | {p['content']:.1f} | "
+                         f"{p['action']:.1f} | {p['smooth']:.1f} | {p['non_weird']:.1f} | **{p['avg']:.1f}** "
+                         f"({p['avg_ci'][0]:.1f}–{p['avg_ci'][1]:.1f}) | {p['fvd']:.1f} | "
+                         f"{sum(moves) / max(len(moves), 1):.0f} % | {turns} | {minutes:.0f} | "
+                         f"{p['sec_per_step']:.2f} |" if "sec_per_step" in p else
+                         f"| {p['step']} | {table1_label(c['row'])} | {p['content']:.1f} | {p['action']:.1f} | "
+                         f"{p['smooth']:.1f} | {p['non_weird']:.1f} | **{p['avg']:.1f}** ({p['avg_ci'][0]:.1f}–"
+                         f"{p['avg_ci'][1]:.1f}) | {p['fvd']:.1f} | {sum(moves) / max(len(moves), 1):.0f} % | "
+                         f"{turns} | {minutes:.0f} | – |"))
+    order = {"baseline": 0, "trs-dc": 1, "mapping": 2, "full": 3, "full+mg": 4}
+    return "\n".join([head] + [r for _, _, r in sorted(rows, key=lambda r: (r[0], order.get(r[1], 9)))])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["baseline", "trs-dc", "mapping", "full"])
@@ -167,7 +193,11 @@ def main(argv=None) -> int:
     ap.add_argument("--until", type=int, default=20000, help="steps of this run (without the offset)")
     ap.add_argument("--train-args", default="", help="more harivo.train flags (recorded in the curve)")
     ap.add_argument("--plot", nargs="+", metavar=("OUT.png", "CURVE.json"), help="draw curves and exit")
+    ap.add_argument("--table", nargs="+", metavar="CURVE.json", help="print the curves as a Markdown table and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     if args.plot:
         if len(args.plot) < 2:
             ap.error("--plot: expected OUT.png and at least one curve JSON")

@@ -111,10 +111,10 @@ def test_a_map_that_moves_with_the_object_correlates():
     assert trajectory_correlation(per["shape"]["maps"][:2], 0) is None  # too few frames
 
 
-def test_the_band_worlds_strip_is_not_the_object(monkeypatch):
-    """In the band world a translation's frames carry a strip on the leading edge (shapes.band_mask, 4 px); the
-    object's mask leaves it out, so a map on the strip does not count as a map on the object."""
-    from harivo.data import shapes
+def test_the_band_worlds_strip_is_not_the_object():
+    """A translation's frames carry a strip on the leading edge (shapes.band_mask, 4 px); the object's mask leaves it
+    out, so a map on the strip does not count as a map on the object. (8-px frames: a world drawing strips there.)"""
+    from harivo.data.shapes import World
 
     spec = ShapeSpec("red", "square", "moving left to right", "gray")
     frames = np.zeros((2, 8, 8, 3), np.uint8)
@@ -123,8 +123,7 @@ def test_the_band_worlds_strip_is_not_the_object(monkeypatch):
     frames[:, :, 4:] = (0, 220, 220)  # the strip (band_mask(motion, 8): the right 4 columns)
     maps = np.zeros((2, 8, 8, 1))
     maps[:, :, 4:, 0] = 1.0  # looks at the strip only
-    flat = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec))
-    monkeypatch.setattr(shapes, "BACKDROP_STYLE", "band")
-    band = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec))
+    flat = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec, World(band_px=0)))
+    band = summarise(measure_video(frames, maps, ["<f1>"], ["frame"], spec, World(min_band_frame=8)))
     assert flat["frame tokens"]["lift_mean"] > 1  # in a flat world the strip's pixels would be "object"
     assert band["frame tokens"]["lift_mean"] == pytest.approx(0.0)

@@ -415,8 +415,9 @@ def rasterize(spec: ShapeSpec, track: Track, size: int = 64, world: World = WORL
 
 def band_mask(motion: str, size: int, world: World = WORLD) -> np.ndarray | None:
     """(size, size) bool: the ``world``'s strip for ``motion``, its ``band_px`` pixels along the edge a translation
-    heads for; None for a motion without one (every motion but the translations) or a world without strips."""
-    if motion not in DIRECTIONS or world.band_px == 0:
+    heads for; None where no strip is drawn: a motion without one (every motion but the translations), a world
+    without strips, a frame under ``world.min_band_frame``."""
+    if motion not in DIRECTIONS or world.band_px == 0 or size < world.min_band_frame:
         return None
     ux, uy = DIRECTIONS[motion]
     idx = np.arange(size)
@@ -427,7 +428,7 @@ def band_mask(motion: str, size: int, world: World = WORLD) -> np.ndarray | None
 def backdrop(spec: ShapeSpec, size: int, world: World = WORLD) -> np.ndarray | None:
     """(size, size, 3) float32 the ``world``'s backdrop adds to the flat background colour, or None when it adds
     nothing: a motion without a strip (``band_mask``), or a frame under ``world.min_band_frame``."""
-    mask = band_mask(spec.motion, size, world) if size >= world.min_band_frame else None
+    mask = band_mask(spec.motion, size, world)
     if mask is None:
         return None
     delta = np.array(BAND_COLOURS[spec.motion], np.float32) - np.array(BACKGROUNDS[spec.background], np.float32)

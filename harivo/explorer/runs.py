@@ -138,8 +138,9 @@ def write_bundle_files(result: RunResult, out) -> Path:
     result.bundle = d / f"harivo-{_slug(s.get('prompt', 'video'))}-seed{s.get('seed', 0)}.zip"
     with zipfile.ZipFile(result.bundle, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in BUNDLE_FILES:
-            if (d / name).exists():
-                z.write(d / name, arcname=name)
+            if (d / name).exists():  # compressed formats are stored as they are (deflating them again gains nothing)
+                z.write(d / name, arcname=name, compress_type=zipfile.ZIP_STORED if name.endswith(
+                    (".npz", ".mp4", ".gif")) else zipfile.ZIP_DEFLATED)
     return result.bundle
 
 
