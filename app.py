@@ -76,7 +76,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
             with gr.Tab("Ablation grid", elem_id="tab-ablation"):
                 ui.update(_ablation_tab(registry))
         _wire(ui, state, Handlers(registry, ex.CancelFlags()))
-    demo.queue(default_concurrency_limit=2, max_size=32)  # 2 CPU cores on a basic Space
+    demo.queue(default_concurrency_limit=registry.concurrency, max_size=32)  # 2 on a CPU Space, 1 on a GPU
     return demo
 
 

@@ -96,6 +96,12 @@ def test_components_a_model_lacks_are_off_with_the_reason(registry):
     info = ex.model_info(plain)
     assert "Mapping network and frame-wise tokens off: no HARIVO weights (plain AnimateDiff)." in info
     assert "runs on cpu, float32" in info and "Up to 32 frames, 64×64 px" in info
+    import app  # the page: both toggles off and disabled, the reason under each
+
+    updates = app.Handlers(registry, ex.CancelFlags()).change_model("real:animatediff-tiny")
+    for toggle in updates[1:3]:
+        assert (toggle["value"], toggle["interactive"]) == (False, False)
+        assert toggle["info"] == "no HARIVO weights (plain AnimateDiff)"
     full = registry.capabilities("real:harivo-tiny")
     assert full["mapping"] and full["frame_tokens"] and full["missing"] == {}
     assert (full["width"], full["size_multiple"], full["max_frames"]) == (64, 64, 32)
@@ -178,7 +184,7 @@ def test_a_bad_model_list_is_refused_naming_the_entry_and_field(tmp_path, text, 
         ex.read_models(path)
 
 
-def test_the_app_takes_the_clis_model_flags(folder, capsys):
+def test_the_app_takes_the_clis_model_flags(folder, registry):
     base, adapter = str(folder / "real" / "base"), str(folder / "real" / "motion_adapter")
     flags = ["--base-model", base, "--motion-adapter", adapter, "--dtype", "float32", "--no-vae-slicing",
              "--decode-chunk-size", "4", "--cpu-offload", "--lora", "x", "--lora-scale", "0.3"]
@@ -201,6 +207,9 @@ def test_the_app_takes_the_clis_model_flags(folder, capsys):
         ex.models_from_args(ex.build_parser().parse_args(["--base-model", base]), env={})
     with pytest.raises(ValueError, match="default: expected one of"):
         ex.ModelRegistry(folder / "checkpoints", models=ex.ModelList(default="nope"))
+    gpu = ex.ModelList([sources.ModelSpec(name="g", harivo_weights="w", device="cuda")])
+    assert ex.ModelRegistry(folder / "checkpoints", models=gpu).concurrency == 1  # one 512² run at a time on a GPU
+    assert registry.concurrency == 2  # CPUs: 2 (a basic Space's cores)
 
 
 @pytest.mark.slow
@@ -227,6 +236,8 @@ def test_sd15_animatediff_configuration_in_the_app(tmp_path):
     result = ex.load_bundle(bundle)
     assert result.frames.shape == (2, 64, 64, 3) and result.attention.resolutions == RESOLUTIONS
     assert np.asarray(Image.open(overlay)).std() > 0 and np.asarray(Image.open(slices)).std() > 0
+    for r in RESOLUTIONS:  # every resolution's maps, drawn from the bundle as the page draws them
+        assert ex.render_attention(result, source=f"resolution {r}")["token"].std() > 0
     assert open(video, "rb").read()[4:8] == b"ftyp"
 
 

@@ -181,6 +181,12 @@ class ModelRegistry:
                     self.entries[0].key)
 
     @property
+    def concurrency(self) -> int:
+        """Runs at once: 2 on CPUs (a basic Space's 2 cores), 1 where a model runs on a GPU (two 512² runs at once
+        would need twice the activations' memory)."""
+        return 1 if any(e.spec is not None and e.spec.resolved_device().type == "cuda" for e in self.entries) else 2
+
+    @property
     def untrained_only(self) -> bool:
         return not any(e.trained for e in self.entries)
 
