@@ -481,8 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = ex.build_parser()
     args = parser.parse_args(argv)
     try:
-        threads.apply(args.threads)  # half the CPUs (HARIVO_THREADS overrides): a shared 2-core Space must not
-        # oversubscribe
+        threads.apply(args.threads)  # half the CPUs ($HARIVO_THREADS overrides): a 2-core Space is shared
         demo = build_demo(ex.ModelRegistry(args.checkpoints, models=ex.models_from_args(args)))  # loads the default
     except ValueError as e:
         parser.error(str(e))
