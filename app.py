@@ -1,7 +1,8 @@
 """HARIVO Explorer: a Gradio app that shows why each HARIVO video looks the way it does.
 
 Layout and event wiring only; everything else is `harivo.explorer` (runs, models, bundles) and `harivo.viz`
-(pictures). `python app.py` serves on http://127.0.0.1:7860. The documented API endpoint is `/generate`:
+(pictures). `python app.py` serves on http://127.0.0.1:7860 with the embedded models and any real ones its flags
+or a YAML list name (`python app.py --help`; `harivo/explorer/specs.py`). The documented API endpoint is `/generate`:
 
     from gradio_client import Client
     video, frames, attention, grid, slices, cfg, mg, flicker, summary, bundle = Client("http://127.0.0.1:7860/").predict(
@@ -31,7 +32,8 @@ def Number(name: str, value, high: float | int | None = None, **kwargs) -> gr.Nu
     label and the range (`ex.check_values`), and nothing changes it behind the visitor's back."""
     f = NUMBERS[name]
     kwargs.setdefault("min_width", 100)  # three to a row in the settings column
-    return gr.Number(value, label=f.label, info=f.span(high), step=f.step, precision=None, **kwargs)
+    kwargs.setdefault("info", f.span(high))
+    return gr.Number(value, label=f.label, step=f.step, precision=None, **kwargs)
 
 
 def _checked_by_handler(component):
@@ -74,7 +76,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
             with gr.Tab("Ablation grid", elem_id="tab-ablation"):
                 ui.update(_ablation_tab(registry))
         _wire(ui, state, Handlers(registry, ex.CancelFlags()))
-    demo.queue(default_concurrency_limit=2, max_size=32)  # 2 CPU cores on a basic Space
+    demo.queue(default_concurrency_limit=registry.concurrency, max_size=32)  # 2 on a CPU Space, 1 on a GPU
     return demo
 
 
@@ -102,6 +104,8 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
         with gr.Row():  # right under the prompt: visible on the first screen
             ui["run"] = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
             ui["stop"] = gr.Button("Cancel", variant="secondary", size="sm", scale=1, elem_id="cancel")
+        ui["cost"] = gr.Markdown(ex.cost_note(caps, registry.costs.last(registry.default_key), d.num_frames,
+                                              d.num_inference_steps), elem_id="cost")
         gr.Examples([[p] for p in seen], [ui["prompt"]], label="Prompts seen in training", cache_examples=False,
                     examples_per_page=6)
         gr.Examples([[p] for p in held_out], [ui["prompt"]], label="Held-out combinations (never seen in training)",
@@ -115,6 +119,9 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
                                       elem_id="frames")
             ui["num_inference_steps"] = Number("num_inference_steps", d.num_inference_steps, elem_id="steps")
             ui["fps"] = Number("fps", d.fps, elem_id="fps")
+        with gr.Row():  # 0: the model's size
+            for name in ex.SIZES:
+                ui[name] = Number(name, 0, info=ex.size_info(name, caps), elem_id=name)
         with gr.Accordion("CFG schedule (App. D)", open=False):
             with gr.Row():
                 ui["cfg_high"] = Number("cfg_high", d.cfg_high, elem_id="cfg-high")
@@ -124,16 +131,17 @@ def _explore_controls(registry: ex.ModelRegistry, caps: dict, d: ex.RunRequest) 
                                           registry.get(registry.default_key).scheduler.config)
             ui["cfg_plot"] = gr.Image(plot, label="CFG schedule", format="png", interactive=False, elem_id="cfg-plot")
         with gr.Group():
-            ui["use_mapping"] = gr.Checkbox(caps["mapping"], label=LABELS["use_mapping"],
-                                            interactive=caps["mapping"], elem_id="use-mapping")
+            ui["use_mapping"] = gr.Checkbox(caps["mapping"], label=LABELS["use_mapping"], interactive=caps["mapping"],
+                                            info=caps["missing"].get("mapping"), elem_id="use-mapping")
             ui["use_frame_tokens"] = gr.Checkbox(caps["frame_tokens"], label=LABELS["use_frame_tokens"],
-                                                 interactive=caps["frame_tokens"], elem_id="use-tokens")
+                                                 interactive=caps["frame_tokens"],
+                                                 info=caps["missing"].get("frame_tokens"), elem_id="use-tokens")
             ui["use_motion"] = gr.Checkbox(d.use_motion, label=LABELS["use_motion"])
             ui["use_mg"] = gr.Checkbox(d.use_mg, label=LABELS["use_mg"], elem_id="use-mg")
             ui["mg_alpha"] = Number("mg_alpha", d.mg_alpha, elem_id="alpha")
             ui["mg_variant"] = _checked_by_handler(gr.Radio(MG_VARIANTS, value=MG_VARIANTS[d.mg_symmetric],
                                                             label=LABELS["mg_variant"]))
-        ui["model_info"] = gr.Markdown(_model_info(caps))
+        ui["model_info"] = gr.Markdown(ex.model_info(caps), elem_id="model-info")
         ui["auto"] = gr.Checkbox(True, label="re-run on the same seed when a component or α changes",
                                  elem_id="auto-rerun")
     return ui
@@ -156,7 +164,7 @@ def _explore_results(caps: dict) -> dict:
                     ui["token"] = gr.Dropdown([ex.AUTO_TOKEN], value=ex.AUTO_TOKEN, label="Token",
                                               allow_custom_value=True, elem_id="token")
                     ui["source"] = gr.Dropdown([ex.MEAN_SOURCE], value=ex.MEAN_SOURCE, label="Resolution / layer",
-                                               allow_custom_value=True)
+                                               allow_custom_value=True, elem_id="source")
                     ui["step"] = gr.Dropdown([ex.MEAN_STEP], value=ex.MEAN_STEP, label="Step", allow_custom_value=True)
                     ui["attention_overlay"] = gr.Checkbox(True, label="maps on the frames (off: the maps alone)",
                                                           elem_id="attention-overlay")
@@ -283,20 +291,31 @@ class Handlers:
             views = ex.render_attention(result, token, source, step, grid_rows, overlay)
         return views["token"], views["grid"]
 
-    def change_model(self, key):
-        """The fields that follow the model: the frame range, the components it has, the columns, the ablation
-        grid's rows and the sampling it was measured best at (a frame count it cannot make stays, and is refused
-        by Generate, naming the range)."""
+    def change_model(self, key, frames=None, steps=None, height=None, width=None):
+        """The fields that follow the model: the frame range, the components it has (and why one is off), the
+        sizes, the columns, the cost note, the ablation grid's rows and the sampling it was measured best at (a
+        frame count it cannot make stays, and is refused by Generate, naming the range)."""
         with _session(None, None):
             c = self.registry.capabilities(key)
-        r, g = ex.default_columns(c["width"])
         sampling = {name: c["sampling"].get(name, getattr(ex.RunRequest, name)) for name in SAMPLING_DEFAULTS}
-        columns = NUMBERS["x_red"].span(c["width"] - 1)
         return (gr.update(info=NUMBERS["num_frames"].span(c["max_frames"])),
-                gr.update(value=c["mapping"], interactive=c["mapping"]),
-                gr.update(value=c["frame_tokens"], interactive=c["frame_tokens"]), _model_info(c),
-                gr.update(info=columns, value=r), gr.update(info=columns, value=g),
-                _ablation_rows(self.registry, key), *(gr.update(value=v) for v in sampling.values()))
+                *(gr.update(value=c[k], interactive=c[k], info=c["missing"].get(k)) for k in ("mapping",
+                                                                                               "frame_tokens")),
+                ex.model_info(c), *self.columns(key, width), _ablation_rows(self.registry, key),
+                *(gr.update(info=ex.size_info(n, c)) for n in ex.SIZES),
+                self.cost(key, frames, steps, height, width), *(gr.update(value=v) for v in sampling.values()))
+
+    def cost(self, key, frames, steps, height, width):
+        """The cost note of the values typed so far (skipped while a box holds a value the run would refuse)."""
+        note = ex.typed_cost(self.registry, key, frames, steps, height, width)
+        return gr.skip() if note is None else note
+
+    def columns(self, key, width):
+        """The slice columns' defaults and range for a newly typed width (skipped while it is being retyped)."""
+        width = ex.typed_width(self.registry, key, width)
+        if width is None:
+            return gr.skip(), gr.skip()
+        return tuple(gr.update(info=NUMBERS["x_red"].span(width - 1), value=x) for x in ex.default_columns(width))
 
     def compare(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         """A vs B on the same prompt, seed and schedule: the `a_*`/`b_*` values override the shared ones."""
@@ -347,9 +366,11 @@ def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
     outputs = [ui[name] for name in OUTPUTS] + [state]
     choices = [ui["token"], ui["source"], ui["step"]]  # refreshed from the new result (not part of the API)
     hidden = dict(api_visibility="private", show_progress="hidden")
+    sized = [ui[n] for n in ("model", "num_frames", "num_inference_steps", "height", "width")]  # what the cost needs
 
     def then_sync(event):
         event.then(sync_choices, [state] + choices, choices, **hidden)
+        event.then(h.cost, sized, ui["cost"], **hidden)  # the estimate from the run just measured
         # the flicker box appears with the first result: before a run it would read "0" (Gradio draws None as 0)
         event.then(lambda st: gr.Number(visible=st is not None), state, ui["flicker"], **hidden)
 
@@ -371,10 +392,13 @@ def _wire(ui: dict, state: gr.State, h: Handlers) -> None:
     cfg = [ui["model"], ui["cfg_high"], ui["cfg_switch"], ui["cfg_low"], ui["num_inference_steps"]]
     for control in cfg:
         control.change(h.cfg_plot, cfg, ui["cfg_plot"], **hidden)
-    ui["model"].change(h.change_model, ui["model"], [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
-                                                                       "model_info", "x_red", "x_green",
-                                                                       "ablation_rows", *SAMPLING_DEFAULTS)],
+    ui["model"].change(h.change_model, sized, [ui[n] for n in ("num_frames", "use_mapping", "use_frame_tokens",
+                                                               "model_info", "x_red", "x_green", "ablation_rows",
+                                                               *ex.SIZES, "cost", *SAMPLING_DEFAULTS)],
                        api_visibility="private")
+    for name in ("num_frames", "num_inference_steps", "height", "width"):
+        ui[name].change(h.cost, sized, ui["cost"], **hidden)
+    ui["width"].change(h.columns, [ui["model"], ui["width"]], [ui["x_red"], ui["x_green"]], **hidden)
     ui["dice"].click(lambda: random.randrange(2**31), None, ui["seed"], queue=False, api_visibility="private")
     columns = {"x_red": ui["x_red"], "x_green": ui["x_green"]}
     ui["compare_button"].click(h.compare, inputs_kwargs={**settings, **ui["sides"], **columns},
@@ -435,22 +459,6 @@ def _side_outputs(name: str) -> tuple:
     return video, slices, text
 
 
-def _model_info(caps: dict) -> str:
-    missing = [n for n, k in (("mapping network", "mapping"), ("frame-wise tokens", "frame_tokens")) if not caps[k]]
-    text = f"Trained for {caps['trained_frames']} frames (up to {caps['max_frames']}), {caps['width']}×{caps['height']} px."
-    if missing:
-        text += f" This model has no {' and no '.join(missing)}: the toggle is disabled."
-    if caps["sampling"]:
-        text += " Starts from the sampling it was measured best at: " + ", ".join(
-            f"{SAMPLING_LABELS[k]} {v:g}" for k, v in caps["sampling"].items()) + "."
-    if caps["known_words"] is not None:
-        text += f" Known words: {', '.join(caps['known_words'])}."
-    return text
-
-
-SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "CFG switch", "mg_alpha": "MG α"}
-
-
 def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:
     """A result's outputs, named as in OUTPUTS (which orders them for Gradio and the API), then the state."""
     named = {"video": str(result.video), "strip": views["strip"], "overlay": views["token"], "grid": views["grid"],
@@ -468,7 +476,17 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-if __name__ == "__main__":
-    threads.apply()  # half the CPUs (HARIVO_THREADS overrides): a shared 2-core Space must not oversubscribe
-    demo = build_demo()
+def main(argv: list[str] | None = None) -> None:
+    """`python app.py [--models models.yaml] [--base-model ... --motion-adapter ...]`: `--help` lists the flags."""
+    parser = ex.build_parser()
+    args = parser.parse_args(argv)
+    try:
+        threads.apply(args.threads)  # half the CPUs ($HARIVO_THREADS overrides): a 2-core Space is shared
+        demo = build_demo(ex.ModelRegistry(args.checkpoints, models=ex.models_from_args(args)))  # loads the default
+    except ValueError as e:
+        parser.error(str(e))
     demo.launch(theme=THEME)
+
+
+if __name__ == "__main__":
+    main()

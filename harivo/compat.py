@@ -56,8 +56,11 @@ def load_lora(pipe, source, *, weight_name: str | None = None, adapter_name: str
     src = source
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         src, weight_name = str(Path(source).parent), Path(source).name
-    try:
-        state, alphas = Loader.lora_state_dict(src if isinstance(src, dict) else str(src), weight_name=weight_name)
+    if weight_name is not None and not str(weight_name).endswith(".safetensors"):
+        raise ValueError(f"lora: expected a .safetensors file (no pickled weights), got {weight_name!r}")
+    try:  # safetensors only: diffusers falls back to pickled .bin files unless told otherwise
+        state, alphas = Loader.lora_state_dict(src if isinstance(src, dict) else str(src), weight_name=weight_name,
+                                               use_safetensors=True)
     except (OSError, ValueError, EnvironmentError) as e:
         raise ValueError(f"lora: cannot read LoRA weights from {source!r} ({e})") from None
     unet_state = {k: v for k, v in state.items() if k.startswith("unet.")}

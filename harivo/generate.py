@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 from tqdm.auto import tqdm
 
-from . import compat, settings, threads
+from . import compat, settings, sources, threads
 from .config import check_fields
 from .outputs import VideoOptions, save_output
-from .pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
+from .pipeline import HarivoPipeline
 from .settings import GenerationSettings
 
 
@@ -43,26 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                            with_defaults=False)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: $HARIVO_THREADS, else half the CPUs; harivo/threads.py)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--variant", choices=VARIANTS, help="embedded shapes-world model (default: full)")
-    src.add_argument("--checkpoint", "--harivo-weights", dest="checkpoint",
-                     help="a HARIVO checkpoint folder (motion_adapter/, harivo.safetensors, config.json)")
-    src.add_argument("--motion-adapter", help="plain AnimateDiff: a diffusers MotionAdapter folder or hub id (needs --base-model)")
-    p.add_argument("--base-model", help="SD1.5-family diffusers folder or hub id (overrides the checkpoint's base)")
     p.add_argument("--fps", type=int, default=VideoOptions.fps, help="frames per second of video.mp4")
     p.add_argument("--out", required=True, help="output folder")
-    mem = p.add_argument_group("device and memory")
-    mem.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda if available)")
-    mem.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="model weights (fp16/bf16 on a GPU)")
-    mem.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU, each on the GPU only while it runs")
-    mem.add_argument("--attention-slicing", action="store_true", help="spatial attention a few heads at a time")
-    mem.add_argument("--vae-slicing", action="store_true", help="decode one frame at a time")
-    mem.add_argument("--decode-chunk-size", type=int, default=16, help="frames per VAE decode call")
-    add = p.add_argument_group("add-ons on the frozen T2I model (harivo.compat)")
-    add.add_argument("--lora", help="LoRA folder, .safetensors file or hub id (diffusers format)")
-    add.add_argument("--lora-weight-name", help="file name inside a LoRA folder / hub repo")
-    add.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength")
-    add.add_argument("--dreambooth", help="another SD1.5-family folder (DreamBooth): its UNet and text encoder")
+    sources.add_model_arguments(p, sources.CLI_DEFAULTS)
+    add = p.add_argument_group("conditions on the frozen T2I model (harivo.compat)")
     add.add_argument("--controlnet", help="diffusers ControlNetModel folder or hub id")
     add.add_argument("--control-images", nargs="+", help="condition images (one per conditioned frame) or one .npy of frames")
     add.add_argument("--control-frames", help="comma-separated frame indices the images condition (default: all frames)")
@@ -75,43 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 def load_pipeline(args: argparse.Namespace) -> HarivoPipeline:
-    if args.motion_adapter:
-        if not args.base_model:
-            raise ValueError("base_model: --motion-adapter needs --base-model (an SD1.5-family folder or hub id)")
-        pipe = HarivoPipeline.from_animatediff(args.base_model, args.motion_adapter)
-    elif args.checkpoint:
-        pipe = HarivoPipeline.from_checkpoint(args.checkpoint, base_model=args.base_model)
-    elif args.base_model:  # an embedded variant's HARIVO networks on another base (same shapes-world sizes)
-        pipe = HarivoPipeline.from_checkpoint(DEFAULT_CHECKPOINTS / f"harivo-shapes-{args.variant or 'full'}", args.base_model)
-    else:
-        pipe = HarivoPipeline.from_variant(args.variant or "full")
-    if args.dreambooth:
-        pipe = compat.swap_base_model(pipe, args.dreambooth)
-    if args.lora:
-        compat.load_lora(pipe, args.lora, weight_name=args.lora_weight_name, scale=args.lora_scale)
+    """The model of the flags (`harivo.sources`), with an IP-Adapter when asked, placed on its device."""
+    spec = sources.spec_from_args(args)
+    pipe = sources.build(spec)
     if args.ip_adapter:
         compat.load_ip_adapter(pipe, args.ip_adapter, weight_name=args.ip_adapter_weight_name, scale=args.ip_scale)
-    return place(pipe, args)
-
-
-def place(pipe: HarivoPipeline, args: argparse.Namespace) -> HarivoPipeline:
-    """Device, dtype and the memory switches."""
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.decode_chunk_size < 1:
-        raise ValueError(f"decode_chunk_size: expected an integer >= 1, got {args.decode_chunk_size}")
-    pipe.to(None if args.cpu_offload else device, DTYPES[args.dtype])
-    if args.cpu_offload:
-        pipe.enable_cpu_offload(device)
-    if args.attention_slicing:
-        pipe.enable_attention_slicing()
-    if args.vae_slicing:
-        pipe.enable_vae_slicing()
-    pipe.decode_chunk_size = args.decode_chunk_size
-    return pipe
+    return sources.place(pipe, spec)
 
 
 def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, s: GenerationSettings) -> list:
@@ -161,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=s.num_inference_steps, desc="sampling", unit="step")
         out = pipe(s, callback=lambda info: bar.update(1), conditions=conditions)
         bar.close()
-        path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.checkpoint,
+        path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.harivo_weights,
                                                                "variant": args.variant, "args": vars(args)})
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -116,3 +116,62 @@ def save_tiny_checkpoint(root, seed: int = 0, num_frames: int = 4, **config) -> 
     model = HarivoVideoModel.from_unet2d(c.unet, c.motion_adapter, HarivoConfig(**cfg))
     model.save_pretrained(root / "harivo")
     return root / "harivo"
+
+
+# SD1.5 / AnimateDiff's block structure (4 UNet levels, 3 with cross-attention, 2 layers per block, a mid block with
+# motion modules, a 4-level VAE: 8× downsampling) with tiny channels: a "real-shaped" model for fast tests of what
+# a real model goes through (folders, loaders, attention at every resolution). The real configs (random weights) are
+# harivo.bench.cases' SD15_*.
+REAL_SHAPED = dict(
+    unet=dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(8, 8, 16, 16),
+              down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+              up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=16,
+              attention_head_dim=2, norm_num_groups=4),
+    vae=dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(4, 4, 8, 8), layers_per_block=1,
+             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64,
+             norm_num_groups=4, scaling_factor=0.18215),
+    text=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+              max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=16),
+    adapter=dict(block_out_channels=(8, 8, 16, 16), motion_layers_per_block=2, motion_num_attention_heads=2,
+                 motion_norm_num_groups=4, motion_max_seq_length=32, use_motion_mid_block=True),
+)
+
+
+def save_real_shaped(root, configs: dict | None = None, seed: int = 0, harivo: dict | None = None) -> "Path":
+    """Random weights in the layout of a real model, offline: `root/base` (a StableDiffusionPipeline folder with
+    the word tokenizer), `root/motion_adapter` (a MotionAdapter folder) and, with `harivo` (HarivoConfig fields),
+    `root/harivo` (a HARIVO checkpoint on `../base`). `configs`: unet / vae / text / adapter keyword arguments
+    (default `REAL_SHAPED`; `harivo.bench.cases`' SD15_* give SD1.5 + AnimateDiff v2). Each part is written and
+    freed before the next, so an SD1.5-sized model never holds two copies. Returns `root`."""
+    import gc
+    from pathlib import Path
+
+    from diffusers import StableDiffusionPipeline
+
+    from .config import HarivoConfig
+    from .model import HarivoVideoModel
+
+    root, c = Path(root), {**REAL_SHAPED, **(configs or {})}
+    torch.manual_seed(seed)
+    tokenizer = word_tokenizer(TINY_WORDS)
+    text = {k: v for k, v in c["text"].items() if k != "vocab_size"}
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                                eos_token_id=tokenizer.eos_token_id,
+                                                pad_token_id=tokenizer.pad_token_id, **text)).eval()
+    unet = UNet2DConditionModel(**c["unet"]).eval()
+    StableDiffusionPipeline(
+        vae=AutoencoderKL(**c["vae"]).eval(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(**scheduler_config()), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(root / "base", safe_serialization=True)
+    del text_encoder
+    gc.collect()
+    adapter = MotionAdapter(**c["adapter"])
+    randomize_motion_outputs(adapter, seed)
+    adapter.save_pretrained(root / "motion_adapter", safe_serialization=True)
+    if harivo is not None:
+        config = HarivoConfig(**{"base_model": "../base", **harivo})
+        HarivoVideoModel.from_unet2d(unet, adapter, config).save_pretrained(root / "harivo")
+    del unet, adapter
+    gc.collect()
+    return root

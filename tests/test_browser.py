@@ -1,5 +1,7 @@
 """The app in a real browser (Playwright + Debian's /usr/bin/chromium, headless), on a tiny random checkpoint:
-type a prompt, Generate, wait for the video and the pictures to load, toggle MG and see the automatic re-run.
+type a prompt, Generate, wait for the video and the pictures to load, toggle MG and see the automatic re-run; and
+a real-shaped model (SD1.5 / AnimateDiff's structure, tiny channels, saved to folders and listed by a YAML file)
+selected in the page, generating, with the attention maps at each resolution and the slice stack.
 
 What the HTTP tests in test_app.py cannot see: that the page renders, that the wiring reaches the DOM (video
 plays, images load), that a toggle re-runs. Full-page screenshots go to the test's tmp dir and, when
@@ -156,3 +158,66 @@ def test_out_of_range_number_is_refused_not_changed(url, page):
     alpha.fill("40")
     page.locator("#generate").click()
     wait_for_results(page)
+
+
+# ------------------------------------------------------------------------------ a real-shaped model (issue 31)
+REAL_NAME = "harivo-tiny"
+RESOLUTIONS = ("8x8", "4x4", "2x2", "1x1")  # 64 px on SD1.5's block structure: 8×8 latents, mid block 1×1
+
+
+@pytest.fixture(scope="module")
+def real_url(tmp_path_factory):
+    """The app with an embedded model (it opens the page) and, from a YAML list, a random model with SD1.5 /
+    AnimateDiff's block structure and tiny channels, saved to folders as a real one is (`harivo.tiny.REAL_SHAPED`)."""
+    from harivo.tiny import save_real_shaped, save_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("real")
+    save_real_shaped(root / "real", harivo=dict(num_frames=4, mapping_hidden_channels=8, mapping_heads=2,
+                                                mapping_head_dim=8))
+    save_tiny_checkpoint(root / "checkpoints")
+    (root / "models.yaml").write_text(f"- {{name: {REAL_NAME}, base_model: real/base, harivo_weights: real/harivo}}\n")
+    registry = ex.ModelRegistry(root / "checkpoints", cache_dir=root / "cache",
+                                models=ex.read_models(root / "models.yaml"))
+    assert registry.default_key != f"{ex.REAL_PREFIX}{REAL_NAME}"
+    with served_app(registry, ex.RunRequest(prompt=PROMPT, **SMALL)) as address:
+        yield address
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in the Gradio dropdown `#elem_id` as a visitor does: open it, click the option."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_function("([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[elem_id, option])
+
+
+def test_a_real_shaped_model_in_a_real_browser(real_url, page, tmp_path):
+    """Select the real-shaped model in the page, read what a run will cost, generate, and find the video, the
+    attention maps at each resolution and the slice stack."""
+    page.goto(real_url)
+    page.locator("#model input").click()
+    option = page.get_by_role("option").filter(has_text=REAL_NAME)
+    label = option.inner_text().strip()
+    option.click()
+    page.wait_for_function("() => document.querySelector('#model-info').innerText.includes('64×64 px by default')")
+    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('not measured')")
+    assert page.locator("#model input").input_value() == label and "HARIVO weights" in label
+    page.locator("#prompt textarea").fill(PROMPT)
+    page.locator("#generate").click()
+    wait_for_results(page)
+    page.wait_for_function("name => document.querySelector('#summary').innerText.includes(name)", arg=REAL_NAME)
+    assert "4 frames" in page.locator("#summary").inner_text() and not error_toasts(page)
+    cost = page.locator("#cost").inner_text()
+    assert "4 frames × 64×64 px × 2 steps on cpu, float32" in cost
+    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('an estimate scaled')")
+    save_screenshot(page, tmp_path, "real-model-generated")
+    for resolution in RESOLUTIONS:  # the attention of every resolution the UNet has
+        old = page.locator("#overlay img").get_attribute("src")
+        choose(page, "source", f"resolution {resolution}")
+        page.wait_for_function("old => { const im = document.querySelector('#overlay img');"
+                               " return im && im.src !== old && im.complete && im.naturalWidth > 0; }", arg=old)
+        assert_picture(page, "overlay")
+    click_tab(page, "Vertical slices (Fig. 6)")
+    wait_for_image(page, "slices")
+    assert_picture(page, "slices")
+    assert not error_toasts(page)
+    save_screenshot(page, tmp_path, "real-model-slices")

@@ -7,7 +7,9 @@
               and the summary, all read from the settings in effect that the result records;
 - `ablation`  A-vs-B runs and the ablation grid (Table 1 variants + MG of the chosen model's family, or
               α ∈ {0, 40, 150} as Fig. 6c);
-- `fields`    the app's inputs: labels, accepted ranges, and `check_values` (one message for a refused value).
+- `fields`    the app's inputs: labels, accepted ranges, and `check_values` (one message for a refused value);
+- `specs`     the real models beside the embedded ones: `python app.py`'s flags and YAML model list;
+- `cost`      what a run will cost, said before it runs (work, weights, a time estimate from the last run).
 
 Usable from a notebook:
 
@@ -33,7 +35,8 @@ from .ablation import (
     run_compare,
     split_variant,
 )
-from .fields import LABELS, MG_VARIANTS, NUMBERS, NumberField, check_values
+from .cost import CostMeter, Measured, cost_note
+from .fields import LABELS, MG_VARIANTS, NUMBERS, SIZES, NumberField, check_values, size_info, typed_cost, typed_width
 from .models import (
     CHECKPOINTS_ENV,
     EXAMPLE_MAX_CHARS,
@@ -49,6 +52,7 @@ from .models import (
     training_note,
 )
 from .request import REQUEST_SETTINGS, UI_ONLY, RunRequest, check_request
+from .specs import MODELS_ENV, REAL_PREFIX, ModelList, build_parser, models_from_args, read_models
 from .runs import BUNDLE_FILES, CancelFlags, RunResult, load_bundle, run_generation
 from .views import (
     AUTO_TOKEN,
@@ -56,6 +60,7 @@ from .views import (
     MEAN_STEP,
     ViewOptions,
     default_columns,
+    model_info,
     render_attention,
     render_cfg_schedule,
     render_slices,
@@ -82,13 +87,19 @@ __all__ = [
     "MG_VARIANTS",
     "MINIATURE_DETAILS",
     "MINIATURE_NOTE",
+    "MODELS_ENV",
     "NUMBERS",
+    "REAL_PREFIX",
+    "SIZES",
     "TINY_KEY",
     "TINY_LABEL",
     "AblationResult",
     "CancelFlags",
+    "CostMeter",
     "Family",
+    "Measured",
     "ModelEntry",
+    "ModelList",
     "ModelRegistry",
     "NumberField",
     "REQUEST_SETTINGS",
@@ -98,13 +109,18 @@ __all__ = [
     "ViewOptions",
     "ablation_plan",
     "ablation_rows_text",
+    "build_parser",
     "check_values",
     "check_request",
+    "cost_note",
     "default_columns",
     "example_prompts",
     "load_bundle",
     "miniature_note",
     "model_family",
+    "model_info",
+    "models_from_args",
+    "read_models",
     "render_attention",
     "render_cfg_schedule",
     "render_slices",
@@ -114,10 +130,13 @@ __all__ = [
     "run_and_render",
     "run_compare",
     "run_generation",
+    "size_info",
     "source_choices",
     "split_variant",
     "step_choices",
     "summary",
     "token_choices",
+    "typed_cost",
+    "typed_width",
     "training_note",
 ]  # fmt: skip

@@ -22,7 +22,9 @@ from ..outputs import VideoOptions
 from ..settings import flat_range
 from ..tokenizer import token_count
 from .ablation import ABLATION_MODES
+from .cost import cost_note
 from .models import ModelRegistry
+from .request import SIZES
 
 MG_VARIANTS = ("Algorithm 1 (one-sided)", "symmetric (full Eq. 7)")  # the "MG gradient" radio; index = mg_symmetric
 
@@ -91,7 +93,9 @@ NUMBERS: dict[str, NumberField] = {  # API name -> field
     "cfg_switch": NumberField("CFG switch (fraction of T)", *flat_range("cfg_switch"), step=0.05),
     "cfg_low": NumberField("CFG low scale", *flat_range("cfg_low", slider=True), step=0.5),
     "mg_alpha": NumberField("MG α", *flat_range("mg_alpha"), step=10),
-    "x_red": NumberField("red column x", 0, None, integer=True),  # ≤ the model's width − 1
+    "height": NumberField("Height (px)", *flat_range("height"), integer=True),  # a multiple of the model's; 0: the
+    "width": NumberField("Width (px)", *flat_range("width"), integer=True),  # model's size (`check_size`)
+    "x_red": NumberField("red column x", 0, None, integer=True),  # ≤ the video's width − 1
     "x_green": NumberField("green column x", 0, None, integer=True),
 }
 TEXTS = {"prompt": "Prompt", "negative_prompt": "Negative prompt"}
@@ -102,9 +106,30 @@ LABELS = {**{k: f.label for k, f in NUMBERS.items()}, **TEXTS, **FLAGS, **CHOICE
 SIDES = ("a", "b")  # Compare A vs B: `a_<name>` / `b_<name>` override the shared values for one side
 
 
-def model_bound(name: str, caps: dict) -> int | None:
-    """The chosen model's bound on a number field (None: the field's own range)."""
-    return {"num_frames": caps["max_frames"], "x_red": caps["width"] - 1, "x_green": caps["width"] - 1}.get(name)
+def model_bound(name: str, caps: dict, values: dict | None = None) -> int | None:
+    """The chosen model's bound on a number field (None: the field's own range); the columns are bounded by the
+    width asked for in `values`, else the model's."""
+    width = (values or {}).get("width") or caps["width"]
+    return {"num_frames": caps["max_frames"], "x_red": width - 1, "x_green": width - 1}.get(name)
+
+
+def size_info(name: str, caps: dict) -> str:
+    """What the height / width box accepts, shown under its label."""
+    f, m = NUMBERS[name], caps["size_multiple"]
+    return f"{_show(max(f.low, m))} to {_show(f.high)}, multiples of {m}; 0: the model's {caps[name]}"
+
+
+def check_size(name: str, value, caps: dict, label: str) -> int | None:
+    """A video height / width: 0 or None (the model's size: the page's box shows an empty value as 0) or a whole
+    number in range, a multiple of the model's VAE × UNet downsampling."""
+    f, m = NUMBERS[name], caps["size_multiple"]
+    low, number = max(f.low, m), None if value is None else _as_number(value, True)
+    if value is None or number == 0:
+        return None
+    if number is None or number < low or number > f.high or number % m:
+        raise refuse(label, f"a whole number from {_show(low)} to {_show(f.high)}, a multiple of {m} (0: the model's "
+                            f"{caps[name]})", repr(value))
+    return number
 
 
 def check_values(registry: ModelRegistry, values: dict) -> dict:
@@ -140,10 +165,14 @@ def _check(registry: ModelRegistry, values: dict, own: set | None = None, suffix
     for name, field in NUMBERS.items():
         if name not in values:
             continue
-        high = None
-        if field.high is None:  # bounded by the model: load it (it would load for the run anyway)
+        if name in SIZES:  # bounded by the model: load it (it would load for the run anyway)
             caps = caps or registry.capabilities(model)
-            high = model_bound(name, caps)
+            out[name] = check_size(name, values[name], caps, label(name))
+            continue
+        high = None
+        if field.high is None:
+            caps = caps or registry.capabilities(model)
+            high = model_bound(name, caps, out)
         out[name] = field.check(values[name], high, label(name))
     for name in TEXTS:
         if name in values:
@@ -164,3 +193,23 @@ def check_text(registry: ModelRegistry, model: str, name: str, text, label: str)
     if n > limit:
         raise refuse(label, expected, f"{n} tokens")
     return text
+
+
+def typed_width(registry: ModelRegistry, model, width) -> int | None:
+    """The video width a typed value makes (0: the model's); None while it would be refused."""
+    try:
+        return check_values(registry, {"model": model, "width": width})["width"] or registry.capabilities(model)["width"]
+    except ValueError:
+        return None
+
+
+def typed_cost(registry: ModelRegistry, model, frames, steps, height=None, width=None) -> str | None:
+    """The cost note (`cost.cost_note`) of the values typed so far; None while one of them would be refused (a
+    box being retyped)."""
+    try:
+        v = check_values(registry, {"model": model, "num_frames": frames, "num_inference_steps": steps,
+                                    "height": height, "width": width})
+    except ValueError:
+        return None
+    return cost_note(registry.capabilities(model), registry.costs.last(model), v["num_frames"],
+                     v["num_inference_steps"], v["height"], v["width"])

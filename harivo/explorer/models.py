@@ -14,9 +14,12 @@ from pathlib import Path
 from ..config import table1_label
 from ..data.shapes import COLOURS, HELD_OUT, SHAPES, all_specs, world_vocabulary
 from ..pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
+from ..sources import ModelSpec, load, weights_bytes
 from ..tiny import TINY_WORDS, save_tiny_checkpoint
 from ..tokenizer import token_pieces
 from ..tokenizer import unknown_words as _unknown_words
+from .cost import CostMeter
+from .specs import REAL_PREFIX, ModelList, models_from_env
 
 CHECKPOINTS_ENV = "HARIVO_CHECKPOINTS"  # overrides the checkpoints folder the app scans
 TINY_KEY = "tiny"
@@ -28,10 +31,11 @@ VARIANT_LABELS = {v: f"{table1_label(v)} — {VARIANT_PATTERN.format(variant=v)}
 
 @dataclass(frozen=True)
 class ModelEntry:
-    key: str  # "full", "mapping", … , "ckpt:<folder>", or "tiny"
+    key: str  # "full", "mapping", … , "ckpt:<folder>", "real:<name>" or "tiny"
     label: str  # what the model dropdown shows
-    path: Path | None  # HARIVO checkpoint folder (None for the tiny model until built)
+    path: Path | None  # HARIVO checkpoint folder (None for the tiny model until built, and for real models)
     trained: bool
+    spec: ModelSpec | None = None  # a real model's sources, device and memory switches (harivo.sources)
 
 
 # The model the app opens with when it is shipped: HARIVO's full model of the plain world (objects in their caption's
@@ -112,24 +116,38 @@ def training_note(path: Path) -> str:
 
 
 class ModelRegistry:
-    """The models the app offers, each loaded once (one `HarivoPipeline` per checkpoint, thread-safe).
+    """The models the app offers, each loaded once (one `HarivoPipeline` per model, thread-safe, loaded when first
+    asked for).
 
-    Lists the trained variants under `checkpoints` (`VARIANT_PATTERN`), then any other HARIVO
-    checkpoint folder there (e.g. a real-scale SD1.5 + AnimateDiff one). When none exists it offers a tiny
-    random model, built into `cache_dir`, clearly labelled as untrained.
+    Lists the trained variants under `checkpoints` (`VARIANT_PATTERN`), then any other HARIVO checkpoint folder
+    there, then the real models of `models` (`specs.ModelList`: `python app.py`'s flags and YAML list; default:
+    `$HARIVO_MODELS`), keyed "real:<name>". When none exists it offers a tiny random model, built into
+    `cache_dir`, clearly labelled as untrained.
     """
 
     def __init__(self, checkpoints: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                 tiny_frames: int = 16):
+                 tiny_frames: int = 16, models: ModelList | None = None):
         self.checkpoints = Path(checkpoints or os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS)
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "harivo-explorer-cache")
         self.tiny_frames = tiny_frames
+        self.models = models if models is not None else models_from_env()
+        self.costs = CostMeter()  # the last run's time per model: the page's time estimate
         self._pipes: dict[str, HarivoPipeline] = {}
+        self._caps: dict[str, dict] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.entries = self.scan()
+        self._default = self._chosen_default(self.models.default)
 
     def scan(self) -> list[ModelEntry]:
+        entries = self._embedded() if self.models.embedded else []
+        entries += [ModelEntry(REAL_PREFIX + s.name, f"{s.name} — {s.describe()}", None, True, s)
+                    for s in self.models.specs]
+        if not entries:
+            entries.append(ModelEntry(TINY_KEY, TINY_LABEL, None, False))
+        return entries
+
+    def _embedded(self) -> list[ModelEntry]:
         entries = []
         for v, label in VARIANT_LABELS.items():
             path = self.checkpoints / VARIANT_PATTERN.format(variant=v)
@@ -139,9 +157,15 @@ class ModelRegistry:
             for path in sorted(p for p in self.checkpoints.iterdir() if p.is_dir()):
                 if path.name not in {VARIANT_PATTERN.format(variant=v) for v in VARIANTS} and is_checkpoint(path):
                     entries.append(ModelEntry(f"ckpt:{path.name}", f"checkpoint: {path.name}", path, True))
-        if not entries:
-            entries.append(ModelEntry(TINY_KEY, TINY_LABEL, None, False))
         return entries
+
+    def _chosen_default(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        for key in (name, REAL_PREFIX + name):
+            if key in self.keys:
+                return key
+        raise ValueError(f"default: expected one of {self.keys} (or a real model's name), got {name!r}")
 
     @property
     def keys(self) -> list[str]:
@@ -149,9 +173,18 @@ class ModelRegistry:
 
     @property
     def default_key(self) -> str:
-        """The entry of the FEATURED_CHECKPOINT folder when it is offered, else the first entry."""
+        """The model asked for (`ModelList.default`), else the FEATURED_CHECKPOINT folder's entry when it is
+        offered, else the first entry."""
+        if self._default:
+            return self._default
         return next((e.key for e in self.entries if e.path is not None and e.path.name == FEATURED_CHECKPOINT),
                     self.entries[0].key)
+
+    @property
+    def concurrency(self) -> int:
+        """Runs at once: 2 on CPUs (a basic Space's 2 cores), 1 where a model runs on a GPU (two 512² runs at once
+        would need twice the activations' memory)."""
+        return 1 if any(e.spec is not None and e.spec.resolved_device().type == "cuda" for e in self.entries) else 2
 
     @property
     def untrained_only(self) -> bool:
@@ -169,8 +202,11 @@ class ModelRegistry:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:  # a second user asking for the same model waits for the first load instead of loading twice
             if key not in self._pipes:
-                path = entry.path if entry.path is not None else self._build_tiny()
-                self._pipes[key] = HarivoPipeline.from_checkpoint(path)
+                if entry.spec is not None:
+                    self._pipes[key] = load(entry.spec)
+                else:
+                    path = entry.path if entry.path is not None else self._build_tiny()
+                    self._pipes[key] = HarivoPipeline.from_checkpoint(path)
             return self._pipes[key]
 
     def _build_tiny(self) -> Path:
@@ -186,16 +222,41 @@ class ModelRegistry:
         return root / "harivo"
 
     def capabilities(self, key: str) -> dict:
-        """What the UI must enable/disable for this model: components present, frame range, frame size."""
+        """What the UI must enable/disable for this model: components present (and why one is off), frame range,
+        the video size it makes by default and the multiple sizes must be, where it runs."""
         pipe = self.get(key)
-        model = pipe.model
-        size = model.unet.config.sample_size * pipe.vae_scale_factor
-        return {
+        with self._lock:
+            if key in self._caps:
+                return dict(self._caps[key])
+        model, entry = pipe.model, self.entry(key)
+        native = model.unet.config.sample_size * pipe.vae_scale_factor
+        spec = entry.spec or ModelSpec()
+        caps = {
             "mapping": model.mapping_network is not None, "frame_tokens": model.frame_token_generator is not None,
-            "max_frames": model.max_frames, "trained_frames": model.config.num_frames, "width": size, "height": size,
-            "known_words": known_words(pipe.tokenizer), "trained": self.entry(key).trained,
+            "missing": missing_components(entry, pipe),
+            "plain": entry.spec is not None and not entry.spec.harivo_weights,  # AnimateDiff without HARIVO weights
+            "max_frames": model.max_frames, "trained_frames": model.config.num_frames,
+            "width": spec.width or native, "height": spec.height or native, "native": native,
+            "size_multiple": pipe.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1),
+            "known_words": known_words(pipe.tokenizer), "trained": entry.trained,
             "sampling": dict(pipe.sampling_defaults),  # the CFG schedule / α this model was measured best at
+            "device": str(pipe.device), "dtype": str(model.unet.dtype).removeprefix("torch."),
+            "weights_bytes": weights_bytes(pipe), "decode_chunk_size": pipe.decode_chunk_size,
+            "vae_slicing": bool(getattr(pipe.vae, "use_slicing", False)),
+            "cpu_offload": pipe.offload_device is not None,
         }
+        with self._lock:
+            self._caps[key] = caps
+        return dict(caps)
+
+
+def missing_components(entry: ModelEntry, pipe: HarivoPipeline) -> dict[str, str]:
+    """{"mapping" / "frame_tokens": why this model runs without it} for the components it lacks."""
+    model = pipe.model
+    absent = {"mapping": model.mapping_network is None, "frame_tokens": model.frame_token_generator is None}
+    plain = entry.spec is not None and not entry.spec.harivo_weights
+    reason = "no HARIVO weights (plain AnimateDiff)" if plain else "these HARIVO weights were trained without it"
+    return {k: reason for k, off in absent.items() if off}
 
 
 def known_words(tokenizer) -> list[str] | None:

@@ -20,7 +20,9 @@ EXAMPLE_PROMPT = "a red circle is moving left to right on a gray background"  # 
 EXAMPLE_SEED = 0
 # the generation settings a visitor sets, by their flat names (settings.FLAT); RunRequest adds the UI-only fields
 REQUEST_SETTINGS = ("prompt", "negative_prompt", "seed", "num_frames", "num_inference_steps", "cfg_high", "cfg_switch",
-                    "cfg_low", "use_mg", "mg_alpha", "mg_symmetric", "use_mapping", "use_frame_tokens", "use_motion")
+                    "cfg_low", "use_mg", "mg_alpha", "mg_symmetric", "use_mapping", "use_frame_tokens", "use_motion",
+                    "height", "width")
+SIZES = ("height", "width")  # None or 0 (the page's empty box): the model's size (`ModelRegistry.capabilities`)
 UI_ONLY = ("model", "fps")  # RunRequest fields that are not generation settings
 as_int = whole_number  # the app's name for it
 
@@ -29,7 +31,8 @@ class _Request:
     def settings(self, capture_attention: bool = True, keep_per_step: bool = True) -> GenerationSettings:
         """The GenerationSettings of this request; UI numbers arrive as floats or strings, converted by each
         setting's type (`settings.coerce`)."""
-        values = {name: coerce(name, getattr(self, name)) for name in REQUEST_SETTINGS}
+        values = {name: None if name in SIZES and not getattr(self, name) else coerce(name, getattr(self, name))
+                  for name in REQUEST_SETTINGS}
         return GenerationSettings.from_flat(**values, capture_attention=capture_attention,
                                             keep_attention_per_step=keep_per_step)
 
@@ -54,7 +57,10 @@ def check_request(registry: ModelRegistry, req: RunRequest) -> tuple[HarivoPipel
     settings = req.settings().validate()  # the settings' own errors before the model loads
     pipe = registry.get(req.model)
     caps = registry.capabilities(req.model)
-    settings.keep_attention_per_step = caps["width"] <= 128  # per-step maps only where they stay small
+    for name in SIZES:  # not given: the model's size (left unset where it is the UNet's own, as the CLI leaves it)
+        if getattr(settings, name) is None and caps[name] != caps["native"]:
+            setattr(settings, name, caps[name])
+    settings.keep_attention_per_step = (settings.width or caps["width"]) <= 128  # per-step maps where they stay small
     pipe.check(settings)
     warnings = []
     for name, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt or "")):

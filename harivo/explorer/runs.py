@@ -23,6 +23,7 @@ from .. import media
 from ..attention import AttentionRecord
 from ..data.checker import DEFAULT_THRESHOLDS, Thresholds, flicker_score, world_thresholds
 from ..outputs import RUN_FILES, VideoOptions, read_output, save_output
+from .cost import Measured
 from .models import ModelRegistry
 from .request import RunRequest, check_request
 
@@ -96,6 +97,9 @@ def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.E
     with tqdm(total=settings.num_inference_steps, desc=desc, unit="step", leave=False) as bar:
         out = pipe(settings, callback=lambda info: bar.update(1), cancel=cancel.is_set if cancel is not None else None)
     elapsed = time.perf_counter() - start
+    if not out.cancelled:  # the page's next time estimate for this model
+        height, width = out.frames.shape[1:3]
+        registry.costs.record(req.model, Measured(elapsed, len(out.steps), len(out.frames), height, width))
     notes = [w for w in warnings if w not in out.notes] + list(out.notes)  # the model's notes are in both
     if out.cancelled:
         notes.append("Cancelled: the video shows the partly denoised latents.")

@@ -212,3 +212,26 @@ def summary(result: RunResult) -> str:
     lines = [head, " · ".join(parts), f"flicker score: {flick} (0 = steady)"]
     lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines)
+
+
+SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "CFG switch", "mg_alpha": "MG α"}
+COMPONENTS = {"mapping": "mapping network", "frame_tokens": "frame-wise tokens"}
+
+
+def model_info(caps: dict) -> str:
+    """The note under the model's settings: what it was trained for, where it runs, the components it lacks and
+    why, the sampling it starts from, the words it knows."""
+    frames = (f"Up to {caps['max_frames']} frames" if caps.get("plain") else
+              f"Trained for {caps['trained_frames']} frames (up to {caps['max_frames']})")
+    text = f"{frames}, {caps['width']}×{caps['height']} px by default; runs on {caps['device']}, {caps['dtype']}."
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in caps["missing"].items():
+        by_reason.setdefault(reason, []).append(COMPONENTS[key])
+    for reason, names in by_reason.items():
+        text += f" {' and '.join(names).capitalize()} off: {reason}."
+    if caps["sampling"]:
+        text += " Starts from the sampling it was measured best at: " + ", ".join(
+            f"{SAMPLING_LABELS[k]} {v:g}" for k, v in caps["sampling"].items()) + "."
+    if caps["known_words"] is not None:
+        text += f" Known words: {', '.join(caps['known_words'])}."
+    return text
