@@ -7,6 +7,7 @@ Same diffusers/transformers classes as the real model, a few thousand parameters
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
