@@ -199,7 +199,7 @@ def test_a_real_shaped_model_in_a_real_browser(real_url, page, tmp_path):
     label = option.inner_text().strip()
     option.click()
     page.wait_for_function("() => document.querySelector('#model-info').innerText.includes('64×64 px by default')")
-    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('not measured')")
+    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('measured by the first run')")
     assert page.locator("#model input").input_value() == label and "HARIVO weights" in label
     page.locator("#prompt textarea").fill(PROMPT)
     page.locator("#generate").click()

@@ -113,14 +113,14 @@ def test_components_a_model_lacks_are_off_with_the_reason(registry):
 def test_the_cost_is_said_before_a_run_and_estimated_after_one(registry):
     key = "real:animatediff-tiny"
     note = ex.typed_cost(registry, key, 16, 25, None, None)
-    assert "16 frames × 64×64 px × 25 steps on cpu, float32: 50 UNet passes over the 16 frames" in note
-    assert "Weights in memory: 1.1 MB" in note and "not measured on this machine yet" in note
+    assert "16 frames × 64×64 px × 25 steps on cpu (float32): 50 UNet passes" in note
+    assert "weights 1.1 MB" in note and "measured by the first run" in note
     assert ex.typed_cost(registry, key, 16, 25, 100, None) is None  # a size the run would refuse: no note
     ex.run_generation(registry, ex.RunRequest(prompt=PROMPT, model=key, **SMALL), write_bundle=False)
     last = registry.costs.last(key)
     assert (last.steps, last.frames, last.height, last.width) == (2, 4, 64, 64) and last.seconds > 0
     note = ex.typed_cost(registry, key, 8, 2, None, None)
-    assert "an estimate scaled linearly" in note and "(2 steps, 4 frames × 64×64 px in" in note
+    assert "scaled from the last run here (2 steps, 4 × 64×64 px:" in note
     assert f"≈ {2 * last.seconds:.1f} s" in note  # twice the frames: twice the time
 
 

@@ -152,3 +152,29 @@ def test_every_object_is_drawn_in_its_caption_colour_alone():
                       axis=0)
         assert dist.max() < 1.0, spec.caption
     assert len(MOTIONS) == 8
+
+
+def test_the_app_reads_a_models_video_in_the_world_it_records(tmp_path):
+    """A checkpoint recording a world of 8-px strips: the app's flicker score of its video (read in that world through
+    `world_thresholds(pipe.world)`) equals the evaluation's for the same video with `--world` set to it, and differs
+    from a reading in the shipped world, which takes the wide strip for part of the picture."""
+    import json as _json
+
+    from harivo.evaluate.metrics import score_video
+    from harivo.explorer.runs import flicker
+    from harivo.pipeline import HarivoPipeline
+    from harivo.tiny import save_tiny_checkpoint
+
+    wide = World(band_px=8)
+    folder = save_tiny_checkpoint(tmp_path)
+    config = _json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(_json.dumps({**config, "world": wide.record()}))
+    pipe = HarivoPipeline.from_checkpoint(folder)
+    assert pipe.world == wide
+    spec = ShapeSpec("blue", "star", "moving left to right", "white")
+    video = render_video(spec, 3, world=wide)[0]
+    app_reading = flicker(video, world_thresholds(pipe.world))
+    evaluation = score_video(video, spec, world_thresholds(World.parse("band_px=8")))
+    assert app_reading == pytest.approx(float(judge(video, spec, Thresholds(world=wide))["details"]["flicker"]))
+    assert evaluation["smooth"] and app_reading < 0.01
+    assert flicker(video, DEFAULT_THRESHOLDS) != pytest.approx(app_reading, abs=1e-6)

@@ -55,19 +55,16 @@ def cost_note(caps: dict, measured: Measured | None, frames: int, steps: int, he
     if caps["cpu_offload"]:
         switches.append("CPU offload: each part on the GPU only while it runs")
     lines = [
-        f"**Cost of one run** · {frames} frames × {h}×{w} px × {steps} steps on {caps['device']}, {caps['dtype']}: "
-        f"{2 * steps} UNet passes over the {frames} frames ({steps} steps × 2: CFG runs with and without the "
-        f"prompt), then {frames} frames through the VAE decoder ({', '.join(switches)}).",
-        f"Weights in memory: {_gb(caps['weights_bytes'])} (activations come on top).",
-    ]
+        f"**Cost of one run**: {frames} frames × {h}×{w} px × {steps} steps on {caps['device']} ({caps['dtype']}): "
+        f"{2 * steps} UNet passes (CFG: with and without the prompt), {frames} frames through the VAE "
+        f"({', '.join(switches)}); weights {_gb(caps['weights_bytes'])}."]
     if measured is None:
-        lines.append("Time: not measured on this machine yet; the first run measures it (it includes warm-up).")
+        lines.append("Time: measured by the first run (it includes warm-up).")
     else:
         estimate = measured.seconds * (steps * frames * h * w) / max(1, measured.work)
-        lines.append(f"Time: ≈ {_seconds(estimate)}, an estimate scaled linearly in steps × frames × pixels from "
-                     f"the last run of this model here ({measured.steps} steps, {measured.frames} frames × "
-                     f"{measured.height}×{measured.width} px in {_seconds(measured.seconds)}); attention grows "
-                     "faster than linearly with the pixels.")
+        lines.append(f"Time ≈ {_seconds(estimate)}, scaled from the last run here ({measured.steps} steps, "
+                     f"{measured.frames} × {measured.height}×{measured.width} px: {_seconds(measured.seconds)}; "
+                     "attention grows faster than linearly in pixels).")
     return "\n".join(lines)
 
 
