@@ -41,47 +41,36 @@ class ModelEntry:
 # The model the app opens with when it is shipped: HARIVO's full model of the plain world (objects in their caption's
 # colour, a strip on the edge a translation heads for), trained longest; otherwise the first Table 1 variant found.
 FEATURED_CHECKPOINT = "harivo-shapes-full"
-LONG_RUNS = Path(__file__).resolve().parents[2] / "assets" / "long-runs"  # learning curves of the featured world
+SHIPPED_EVAL = Path(__file__).resolve().parents[2] / "assets" / "eval" / "results.json"  # the shipped evaluation
 
 # The note above the app's tabs while a shapes-world model is offered: one line, then the details, folded away.
 MINIATURE_NOTE = ("Miniature HARIVO models, trained on a procedurally generated world of coloured shapes (not real "
                   "video) — what they can and cannot do yet")
 
 
-def _last_common_point(folder: Path = LONG_RUNS) -> tuple[dict, dict] | None:
-    """The baseline's and HARIVO's learning-curve points at the last step both reached, or None."""
-    try:
-        curves = {v: json.loads((folder / f"curve-{v}.json").read_text()) for v in ("baseline", "full")}
-    except (OSError, ValueError):
-        return None
-    steps = {p["step"] for p in curves["baseline"]["points"]} & {p["step"] for p in curves["full"]["points"]}
-    if not steps:
-        return None
-    step = max(steps)
-    return tuple(next(p for p in curves[v]["points"] if p["step"] == step) for v in ("baseline", "full"))
-
-
-def miniature_details(folder: Path = LONG_RUNS) -> tuple[str, ...]:
-    """The note's details, one Markdown bullet each, the featured world's figures read from its learning curves.
-    The page cannot link to the repository's files (a Space serves the app, not the repository): files are named
-    as code."""
+def miniature_details(results: Path = SHIPPED_EVAL) -> tuple[str, ...]:
+    """The note's details, one Markdown bullet each, the figures read from the shipped evaluation's JSON. The page
+    cannot link to the repository's files (a Space serves the app, not the repository): files are named as code."""
     world = (f"**{VARIANT_LABELS['full']}** (HARIVO's full model, the default) and **{VARIANT_LABELS['baseline']}** "
              "(the AnimateDiff baseline, same recipe and steps) live in the *plain world*: one object in its caption's "
              "colour; a translation's frames show a coloured strip on the edge the object heads for, the world's only "
              "motion cue.")
     lines = [world]
-    point = _last_common_point(folder)
-    if point is not None:
-        base, full = point
-        moves = full["action_by_motion"]
-        turns = [round(moves[m]) for m in ("getting closer", "moving away", "spinning") if m in moves]
-        lines.append(f"After {full['step']} training steps, on a fixed set of {full['videos']} videos (CFG 12.5 → 2.5; "
-                     f"`assets/long-runs/`): HARIVO + MG AVG {full['avg']:.1f} (content {full['content']:.0f} %, "
-                     f"prompted motion {full['action']:.0f} %, smooth {full['smooth']:.0f} %), the baseline "
-                     f"AVG {base['avg']:.1f}.")
+    try:
+        rows = json.loads(results.read_text())
+        full, base = rows["variants"]["full+mg"], rows["variants"]["baseline"]
+    except (OSError, ValueError, KeyError):
+        full = base = None
+    if full is not None:
+        n, by = full["n"], full["by_motion"]
+        turns = [f"{by[m]['action']:.0f}" for m in ("getting closer", "moving away", "spinning") if m in by]
+        lines.append(f"On {n} videos of seen and held-out prompts (`assets/eval/`): HARIVO + MG AVG {full['avg']:.1f} "
+                     f"(content {full['content']:.0f} %, prompted motion {full['action']:.0f} %, smooth "
+                     f"{full['smooth']:.0f} %, FVD analog {full['fvd']:.1f}), the baseline AVG {base['avg']:.1f} "
+                     f"(smooth {base['smooth']:.0f} %, FVD {base['fvd']:.1f}).")
         lines.append("**Still missing**: *getting closer*, *moving away* and *spinning* "
-                     f"({'/'.join(map(str, turns))} % of their videos), and most videos are not smooth "
-                     "(the object's size and colour waver from frame to frame).")
+                     f"({'/'.join(turns)} % of their videos), and most videos are not smooth (the object waits, "
+                     "then jumps; its size and colour waver).")
     lines.append("Table 1 rows B and C are still training on the same recipe; the ablation grid shows the rows "
                  "that are shipped. How each was trained and measured: `docs/results.md`.")
     return tuple(lines)
