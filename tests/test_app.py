@@ -252,7 +252,7 @@ def test_shipped_shapes_models_come_with_the_motion_note(tmp_path, registry):
     assert "Miniature HARIVO" in summary and "what they can and cannot do" in summary
     bullets = details.splitlines()
     assert len(bullets) == len(ex.MINIATURE_DETAILS) and all(b.startswith("- ") for b in bullets)
-    assert ex.FEATURED_CHECKPOINT in details and "the default" in details and "rows B and C" in details
+    assert ex.FEATURED_CHECKPOINT in details and "the default" in details and "row C" in details
     # no link the browser could not follow: a Space serves the app, not the repository's files
     assert all(target.startswith("https://") for target in re.findall(r"\]\(([^)]*)\)", details))
     with gr.Blocks() as demo:

@@ -51,7 +51,7 @@ TARGETS = {  # figure -> upper bound (the project's targets)
     "full_vs_baseline": 1.15,
     "mg_overhead": 1.02,
     "capture_overhead": 1.25,
-    "trace_overhead": 1.25,  # issue 31: tracing adds at most 25 % to the sampling time
+    "trace_overhead": 1.25,  # tracing adds at most 25 % to the sampling time
     "cfg_schedule_overhead": 1.02,  # ours: the schedule is a lookup per step, it should cost nothing
     "train_step_full_vs_baseline": 2.0,
     "app_request_seconds": 10.0,

@@ -71,8 +71,8 @@ def miniature_details(results: Path = SHIPPED_EVAL) -> tuple[str, ...]:
         lines.append("**Still missing**: *getting closer*, *moving away* and *spinning* "
                      f"({'/'.join(turns)} % of their videos), and most videos are not smooth (the object waits, "
                      "then jumps; its size and colour waver).")
-    lines.append("Table 1 rows B and C are still training on the same recipe; the ablation grid shows the rows "
-                 "that are shipped. How each was trained and measured: `docs/results.md`.")
+    lines.append("Table 1 row C (B + the mapping network) is still to train on the same recipe; the ablation grid "
+                 "shows the shipped rows A, B and D. How each was trained and measured: `docs/results.md`.")
     return tuple(lines)
 
 
