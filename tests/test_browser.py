@@ -207,8 +207,8 @@ def test_a_real_shaped_model_in_a_real_browser(real_url, page, tmp_path):
     page.wait_for_function("name => document.querySelector('#summary').innerText.includes(name)", arg=REAL_NAME)
     assert "4 frames" in page.locator("#summary").inner_text() and not error_toasts(page)
     cost = page.locator("#cost").inner_text()
-    assert "4 frames × 64×64 px × 2 steps on cpu, float32" in cost
-    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('an estimate scaled')")
+    assert "4 frames × 64×64 px × 2 steps on cpu (float32)" in cost
+    page.wait_for_function("() => document.querySelector('#cost').innerText.includes('scaled from the last run here')")
     save_screenshot(page, tmp_path, "real-model-generated")
     for resolution in RESOLUTIONS:  # the attention of every resolution the UNet has
         old = page.locator("#overlay img").get_attribute("src")
