@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     registry = ModelRegistry(args.checkpoints)
     given = {n: getattr(args, n) for n in ("prompt", "seed", "num_frames", "num_inference_steps")
              if getattr(args, n) is not None}
-    req = RunRequest(**given, model=args.model)
+    model = args.model or registry.default_key
+    sampling = registry.capabilities(model)["sampling"]  # as the app: the model's recorded CFG schedule and α
+    req = RunRequest(**{**sampling, **given}, model=model)
     res = run_ablation(registry, args.mode, req, out_stem=args.out)
     models = ", ".join(dict.fromkeys(folder_name(registry, r.model) for _, r in res.rows))
     print(f"wrote {res.png} and {res.pdf} ({len(res.rows)} rows, models: {models})")
