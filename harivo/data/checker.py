@@ -226,7 +226,7 @@ def _read_band(img: np.ndarray, bg_rgb: np.ndarray, T: Thresholds):
     those of the strip, widened by 2 px, that lie near the background-to-band colour segment (a blurred band's
     rim). (None, all False) without one."""
     H, W, _ = img.shape
-    if H != W or band_mask(next(iter(DIRECTIONS)), H, T.world) is None:  # no strip in frames of this world/size
+    if H != W or not T.world.draws_band(H):
         return None, np.zeros((H, W), bool)
     best, best_share = None, T.band_min_share
     for motion in DIRECTIONS:

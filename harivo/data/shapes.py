@@ -123,6 +123,10 @@ class World:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"World: {f.name} must be an integer >= 0, got {value!r}")
 
+    def draws_band(self, size: int) -> bool:
+        """Whether this world's frames of `size` pixels show strips (a translation's: see ``band_mask``)."""
+        return self.band_px > 0 and size >= self.min_band_frame
+
     @property
     def version(self) -> str:
         """The world's name, part of every cache key built from its videos: "plain-crossing-band" for the shipped
@@ -417,7 +421,7 @@ def band_mask(motion: str, size: int, world: World = WORLD) -> np.ndarray | None
     """(size, size) bool: the ``world``'s strip for ``motion``, its ``band_px`` pixels along the edge a translation
     heads for; None where no strip is drawn: a motion without one (every motion but the translations), a world
     without strips, a frame under ``world.min_band_frame``."""
-    if motion not in DIRECTIONS or world.band_px == 0 or size < world.min_band_frame:
+    if motion not in DIRECTIONS or not world.draws_band(size):
         return None
     ux, uy = DIRECTIONS[motion]
     idx = np.arange(size)

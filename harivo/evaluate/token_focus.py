@@ -24,7 +24,6 @@ The frames are the pipeline's own output, so the measure needs no ground truth b
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 
 import numpy as np

@@ -19,7 +19,6 @@ modules off) is reported beside it as the reference. Seconds on CPU, where a sam
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import torch

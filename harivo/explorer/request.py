@@ -24,7 +24,6 @@ REQUEST_SETTINGS = ("prompt", "negative_prompt", "seed", "num_frames", "num_infe
                     "height", "width")
 SIZES = ("height", "width")  # None or 0 (the page's empty box): the model's size (`ModelRegistry.capabilities`)
 UI_ONLY = ("model", "fps")  # RunRequest fields that are not generation settings
-as_int = whole_number  # the app's name for it
 
 
 class _Request:
@@ -52,7 +51,7 @@ def check_request(registry: ModelRegistry, req: RunRequest) -> tuple[HarivoPipel
     """ValueError (naming the argument) for anything the model cannot do; warnings for what it can but should not
     (unknown words, components the model lacks). `req.model` is set to the registry's default when empty."""
     req.model = req.model or registry.default_key
-    req.fps = as_int("fps", req.fps)
+    req.fps = whole_number("fps", req.fps)
     check_fields(VideoOptions(fps=req.fps))
     settings = req.settings().validate()  # the settings' own errors before the model loads
     pipe = registry.get(req.model)

@@ -17,7 +17,8 @@ from ..data.shapes import SHAPES
 from ..sampling import CFGSchedule, MGConfig
 from ..tiny import scheduler_config
 from .models import ModelRegistry
-from .request import RunRequest, as_int
+from ..settings import whole_number
+from .request import RunRequest
 from .runs import RunResult, run_generation
 
 MEAN_SOURCE, MEAN_STEP = "mean of all resolutions", "mean over steps"
@@ -95,8 +96,8 @@ def default_columns(width: int) -> tuple[int, int]:
 def columns(width: int, x_red: int | None = None, x_green: int | None = None) -> tuple[int, int]:
     """The Fig. 6 columns a user chose (UI numbers), clipped to the frame; None = `default_columns`."""
     d_red, d_green = default_columns(width)
-    x_red = d_red if x_red is None else int(np.clip(as_int("x_red", x_red), 0, width - 1))
-    x_green = d_green if x_green is None else int(np.clip(as_int("x_green", x_green), 0, width - 1))
+    x_red = d_red if x_red is None else int(np.clip(whole_number("x_red", x_red), 0, width - 1))
+    x_green = d_green if x_green is None else int(np.clip(whole_number("x_green", x_green), 0, width - 1))
     return x_red, x_green
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from harivo.data.shapes import World
+from harivo.data.shapes import WORLD, World
 from harivo.train.utils import add_config_flags, config_from_args
 
 STAGES = ("vae", "unet", "all", "none")
@@ -40,7 +40,7 @@ class T2IConfig:
     #   schedule. Ignored when --resume finds a state
     eval: bool = False  # after training, sample eval prompts from output_dir and score them with the checker
     image_size: int = 64  # shapes-world frame size (64 -> 16x16 latents)
-    world: str = "plain-crossing-band"  # the shapes world (`shapes.World.parse`: a version or settings such as
+    world: str = WORLD.version  # the shapes world (`shapes.World.parse`: a version or settings such as
     #   band_px=4), recorded in the export's training.json
     # --- VAE ---------------------------------------------------------------------------------------------
     vae_channels: tuple[int, ...] = (32, 64, 64)  # 3 blocks = x4 downsampling; measured 1.2 s/step at b16

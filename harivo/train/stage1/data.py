@@ -19,9 +19,9 @@ from harivo.train.stage1.config import T2IConfig
 from harivo.tokenizer import token_ids
 
 
-def render_batch(rng: np.random.Generator, n: int, split: str, size: int, world: str = "plain-crossing-band"):
+def render_batch(rng: np.random.Generator, n: int, split: str, size: int, world: str = ""):
     """(specs, (n, size, size, 3) uint8 images): n random specs of `split`, one random frame of each, in `world`
-    (`shapes.World.parse`)."""
+    (`shapes.World.parse`; "" is the shipped world)."""
     from harivo.data.shapes import World, render_image, sample_spec
 
     w = World.parse(world)

@@ -86,9 +86,9 @@ def save_grid(path: Path, images: list[np.ndarray], titles: list[str] | None = N
     plt.close(fig)
 
 
-def frame_reader(world: str = "plain-crossing-band"):
-    """The checker's `read_frame` (image → what it shows) in `world` (`shapes.World.parse`), or None where
-    `harivo.data.checker` does not import."""
+def frame_reader(world: str = ""):
+    """The checker's `read_frame` (image → what it shows) in `world` (`shapes.World.parse`; "" is the shipped
+    world), or None where `harivo.data.checker` does not import."""
     try:
         from harivo.data.checker import read_frame, world_thresholds
         from harivo.data.shapes import World

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from harivo.config import TABLE1, HarivoConfig, LossConfig, check_noise_share, check_range
-from harivo.data.shapes import MOTION_GROUPS, World
+from harivo.data.shapes import MOTION_GROUPS, WORLD, World
 from harivo.train.utils import add_config_flags, config_from_args
 
 DESCRIPTION = \
@@ -58,7 +58,7 @@ class TrainConfig:
     num_frames: int = 16  # frames per video (shapes world: 16; paper: 24)
     video_size: int = 64  # pixels; video_size / VAE factor must equal the UNet's sample size
     webvid_fps: float = 0.0  # WebVid data: sampling fps (paper: 6); 0 = every frame
-    world: str = "plain-crossing-band"  # shapes data: the world (`shapes.World.parse`: a version or settings such as
+    world: str = WORLD.version  # shapes data: the world (`shapes.World.parse`: a version or settings such as
     #   band_px=4), recorded in the checkpoint's config.json
     stream_data: bool = False  # WebVid data: decode + VAE-encode each step's videos on the fly, no pre-encoded cache
     data_workers: int = 4  # stream_data: threads decoding the next step's videos
