@@ -62,7 +62,7 @@ def build_demo(registry: ex.ModelRegistry | None = None, checkpoints: str | None
     checkpoints/ (or $HARIVO_CHECKPOINTS)."""
     registry = registry or ex.ModelRegistry(checkpoints)
     caps = registry.capabilities(registry.default_key)  # loads the default model now: the first visitor waits less
-    d = defaults or dataclasses.replace(ex.RunRequest(), **caps["sampling"])  # the default model's measured best
+    d = defaults or ex.default_request(registry)  # with the sampling the default model was measured best at
     with gr.Blocks(title="HARIVO Explorer", delete_cache=(3600, 3600)) as demo:
         state = gr.State(None)  # this user's last RunResult
         _header(registry)
@@ -239,31 +239,32 @@ class Handlers:
         self.registry, self.flags = registry, flags
 
     def generate(self, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-        """Generate a video from a prompt; returns the video, frame strip, attention of the chosen token and grid,
-        Fig. 6 slice stack, CFG schedule and MG diagnostics plots, flicker score, summary and the bundle (zip)."""
+        """Generate a video from a prompt: the video, frame strip, attention of the chosen token and grid, Fig. 6
+        slice stack, CFG and MG plots, flicker, summary and bundle (zip). Two answers (`ex.run_in_stages`)."""
         with _session(self.flags, request) as cancel:
             values = ex.check_values(self.registry, values)  # a value out of range is refused, naming its field
             req, opts = _request(values), _view(values)
-            result, views = ex.run_and_render(self.registry, req, opts, cancel)
-        for warning in result.warnings:
-            gr.Warning(warning)
-        cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps,
-                                     self.registry.get(req.model).scheduler.config)
-        return _show(result, views, cfg)
+            cfg = ex.render_cfg_schedule(req.cfg_high, req.cfg_switch, req.cfg_low, req.num_inference_steps,
+                                         self.registry.get(req.model).scheduler.config)
+            for result, views, done in ex.run_in_stages(self.registry, req, opts, cancel):
+                if not done:
+                    for warning in result.warnings:
+                        gr.Warning(warning)
+                yield _show(result, views, cfg, done)
 
     def cfg_plot(self, model, high, switch, low, steps):
         return cfg_plot(self.registry, model, high, switch, low, steps)
 
     def auto_generate(self, auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
-        if not auto or last is None:  # nothing to compare with yet, or the user switched re-running off
-            return [gr.skip()] * (len(OUTPUTS) + 1)
-        return self.generate(request, **values)
+        if auto and last is not None:  # else nothing to compare with yet, or the user switched re-running off
+            yield from self.generate(request, **values)
+        else:
+            yield [gr.skip()] * (len(OUTPUTS) + 1)
 
     def auto_alpha(self, auto, last, request: gr.Request, progress=gr.Progress(track_tqdm=True), **values):
         """Re-run when the α box is left (or Enter is pressed) with another α than the last video's."""
-        if last is not None and values["mg_alpha"] == last.settings["mg"]["alpha"]:
-            return [gr.skip()] * (len(OUTPUTS) + 1)
-        return self.auto_generate(auto, last, request, **values)
+        same = last is not None and values["mg_alpha"] == last.settings["mg"]["alpha"]
+        yield from self.auto_generate(auto and not same, last, request, **values)
 
     def cancel(self, request: gr.Request):
         if not self.flags.cancel(request.session_hash):
@@ -459,13 +460,17 @@ def _side_outputs(name: str) -> tuple:
     return video, slices, text
 
 
-def _show(result: ex.RunResult, views: dict, cfg_plot) -> tuple:
-    """A result's outputs, named as in OUTPUTS (which orders them for Gradio and the API), then the state."""
-    named = {"video": str(result.video), "strip": views["strip"], "overlay": views["token"], "grid": views["grid"],
-             "slices": views["slices"], "cfg_plot": cfg_plot, "diagnostics": views["diagnostics"],
+def _show(result: ex.RunResult, views: dict, cfg_plot, done: bool = True) -> tuple:
+    """A result's outputs, named as in OUTPUTS (which orders them for Gradio and the API), then the state. Before
+    the run is `done` (`ex.run_in_stages`' first answer), views not drawn yet and the state keep their old values."""
+    named = {"video": str(result.video), "strip": views.get("strip"), "overlay": views.get("token"),
+             "grid": views.get("grid"), "slices": views.get("slices"), "cfg_plot": cfg_plot,
+             "diagnostics": views.get("diagnostics"),
              "flicker": None if result.flicker != result.flicker else round(result.flicker, 4),
              "info": ex.summary(result), "bundle": str(result.bundle) if result.bundle else None}
-    return (*(named[name] for name in OUTPUTS), result)
+    if not done:
+        named.update({name: gr.skip() for name in ("grid", "slices", "diagnostics", "bundle")})
+    return (*(named[name] for name in OUTPUTS), result if done else gr.skip())
 
 
 def __getattr__(name: str):
@@ -481,8 +486,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = ex.build_parser()
     args = parser.parse_args(argv)
     try:
-        threads.apply(args.threads)  # half the CPUs ($HARIVO_THREADS overrides): a 2-core Space is shared
-        demo = build_demo(ex.ModelRegistry(args.checkpoints, models=ex.models_from_args(args)))  # loads the default
+        choice = threads.ThreadChoice(args.threads)  # each run: the cores the load leaves ($HARIVO_THREADS fixes it)
+        if choice.monitor is not None:
+            choice.monitor.start()
+        choice.apply()
+        demo = build_demo(ex.ModelRegistry(args.checkpoints, models=ex.models_from_args(args), threads=choice))
     except ValueError as e:
         parser.error(str(e))
     demo.launch(theme=THEME)

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "CFG and α default to the checkpoint's measured best)"),
                            with_defaults=False)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: $HARIVO_THREADS, else half the CPUs; harivo/threads.py)")
+                   help="torch CPU threads (default: $HARIVO_THREADS, else the cores other processes leave free; "
+                        "harivo/threads.py)")
     p.add_argument("--fps", type=int, default=VideoOptions.fps, help="frames per second of video.mp4")
     p.add_argument("--out", required=True, help="output folder")
     sources.add_model_arguments(p, sources.CLI_DEFAULTS)
@@ -103,7 +104,7 @@ def conditions_from_args(args: argparse.Namespace, pipe: HarivoPipeline, s: Gene
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        threads.apply(args.threads)
+        choice = threads.ThreadChoice(args.threads)  # measured over the loading: the cores the load leaves
         settings.from_args(args).validate()  # the values given, before the slow loading
         check_fields(VideoOptions(fps=args.fps))
         pipe = load_pipeline(args)
@@ -111,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         pipe.check(s)
         conditions = conditions_from_args(args, pipe, s)
         pipe.check_conditions(s, conditions)
+        num_threads = choice.apply()
         bar = tqdm(total=s.num_inference_steps, desc="sampling", unit="step")
         out = pipe(s, callback=lambda info: bar.update(1), conditions=conditions)
         bar.close()
         path = save_output(out, args.out, fps=args.fps, extra={"model": pipe.name, "checkpoint": args.harivo_weights,
+                                                               "torch_threads": num_threads,
                                                                "variant": args.variant, "args": vars(args)})
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -69,8 +69,11 @@ def write_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def write_npz(arrays: dict, path: str | os.PathLike) -> Path:
+def write_npz(arrays: dict, path: str | os.PathLike, compress: bool = False) -> Path:
+    """`np.savez`, uncompressed by default: float attention maps deflate by ~10 % at ~25× the time (0.39 s against
+    16 ms for a default request's 10 MB of maps), which a visitor waits for at every click."""
+    save = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            save(f, **{k: np.asarray(v) for k, v in arrays.items()})
     return Path(path)

@@ -56,6 +56,27 @@ class LowRankSelfAttnProcessor:
         return attn.to_out[1](out)
 
 
+def conv3d_by_frames(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for a stride-1, undilated, ungrouped `nn.Conv3d` on (b, c, f, h, w), as one 2D convolution of every
+    (time-padded) frame with the kt temporal taps stacked as output channels, then the taps' shifted sum. The same
+    function of the same weights (equal up to float rounding); for the mapping network's 64 → 4 output convolution,
+    which ATen runs on its slow im2col path (`slow_conv3d_forward`), it is 12× faster forward and 13× with backward on
+    a CPU (16 frames of 16², one thread), ~6 % of a 25-step generation. tests/test_speedups.py checks it."""
+    assert conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.groups == 1
+    assert conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+    (kt, kh, kw), (pt, ph, pw) = conv.kernel_size, conv.padding
+    b, c, f, h, w = x.shape
+    o, frames = conv.out_channels, f + 2 * pt - kt + 1
+    padded = F.pad(x, (0, 0, 0, 0, pt, pt)).transpose(1, 2).reshape(b * (f + 2 * pt), c, h, w)
+    taps = conv.weight.permute(2, 0, 1, 3, 4).reshape(kt * o, c, kh, kw)
+    y = F.conv2d(padded, taps, None, padding=(ph, pw))
+    y = y.view(b, f + 2 * pt, kt, o, *y.shape[-2:])
+    out = sum(y[:, k : k + frames, k] for k in range(kt))  # (b, frames, o, h', w')
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, 1, o, 1, 1)
+    return out.transpose(1, 2)
+
+
 class MappingNetwork(nn.Module):
     """§3.2 / appendix `MappingLayer`: maps IID noise x_t to a video-friendly input of the UNet.
 
@@ -99,7 +120,7 @@ class MappingNetwork(nn.Module):
         b, c, f, h, w = x.shape
         if f > self.positions.shape[0]:
             raise ValueError(f"x: at most {self.positions.shape[0]} frames supported, got {f}")
-        x = x + self.conv_out(F.silu(self.conv_in(x)))  # (b, c, f, h, w)
+        x = x + conv3d_by_frames(self.conv_out, F.silu(self.conv_in(x)))  # (b, c, f, h, w)
         tokens = rearrange(x, "b c f h w -> (b h w) f c")
         attn_in = self.temporal_norm(tokens + self.positions[:f].to(tokens.dtype))
         tokens = tokens + self.proj_out(self.temporal_attn(attn_in))  # (b h w, f, c)

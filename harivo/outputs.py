@@ -62,11 +62,14 @@ def read_attention(path: str | Path) -> AttentionRecord:
     return rec
 
 
-def save_output(out, directory: str | Path, fps: int = VideoOptions.fps, extra: dict | None = None) -> Path:
-    """Write the four files of a `HarivoOutput` into `directory` (config.json also gets `extra`'s keys)."""
+def save_output(out, directory: str | Path, fps: int = VideoOptions.fps, extra: dict | None = None,
+                video: bool = True) -> Path:
+    """Write the four files of a `HarivoOutput` into `directory` (config.json also gets `extra`'s keys);
+    `video=False` leaves out video.mp4 (written already)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    media.write_mp4(out.frames, directory / "video.mp4", fps=fps)
+    if video:
+        media.write_mp4(out.frames, directory / "video.mp4", fps=fps)
     media.write_npy(out.frames.astype("float32"), directory / "frames.npy")
     if out.attention is not None:
         media.write_npz(attention_to_arrays(out.attention), directory / "attention.npz")

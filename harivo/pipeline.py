@@ -41,7 +41,7 @@ from .noise import mixed_noise
 from . import fileio
 from .model import CONFIG_NAME, HarivoVideoModel, load_motion_adapter, load_unet2d
 from .sampling import PREDICTION_TYPES, DDIMSchedule, StepInfo, sample_ddim
-from .settings import GenerationSettings
+from .settings import GenerationSettings, coerce
 from .tokenizer import token_count, token_ids
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -59,15 +59,16 @@ class HarivoOutput:
     cancelled: bool = False  # stopped early by `cancel()`
 
 
-SAMPLING_DEFAULTS = ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha")  # what a checkpoint may recommend
+# what a checkpoint may recommend (the embedded models: measured by the evaluation, docs/results.md)
+SAMPLING_DEFAULTS = ("cfg_high", "cfg_low", "cfg_switch", "mg_alpha", "num_inference_steps")
 
 
-def read_sampling_defaults(config: dict) -> dict[str, float]:
+def read_sampling_defaults(config: dict) -> dict[str, float | int]:
     """A checkpoint's recommended sampling settings (its config.json's "sampling": {flat name: number}), checked."""
     raw = config.get("sampling") or {}
     if not isinstance(raw, dict) or set(raw) - set(SAMPLING_DEFAULTS):
         raise ValueError(f"checkpoint: config.json's \"sampling\" may set only {list(SAMPLING_DEFAULTS)}, got {raw!r}")
-    values = {k: float(v) for k, v in raw.items()}
+    values = {k: coerce(k, v) for k, v in raw.items()}
     GenerationSettings.from_flat(prompt="-", **values).validate()  # a recommended value out of range: ValueError
     return values
 

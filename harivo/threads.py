@@ -2,14 +2,20 @@
 
 On a machine shared with other work (a Hugging Face Space's 2-vCPU tier, a laptop, CI) torch's default of one
 thread per core oversubscribes: when another process keeps a core busy, OpenMP's threads wait on each other and a
-generation that takes 18 s on one thread took 3 min on two (measured beside a multi-threaded torch job). Half the
-cores, at least one, keeps a loaded run within a small factor of an idle one, at the price of some speed on an idle
-many-core machine. `HARIVO_THREADS` overrides the choice; training scripts have their own `--num-threads`.
+generation that takes 18 s on one thread took 3 min on two (measured beside a multi-threaded torch job). On an idle
+machine, though, every core helps (2 threads: 1.4× faster than 1 on the 2-core machine). So the choice follows the
+load: `LoadMonitor` reads how many cores *other* processes keep busy (Linux's /proc/stat minus this process's own CPU
+time), and each run gets the cores left, at least one (`threads_for_load`). Where /proc/stat is not there, half the
+cores, at least one. `HARIVO_THREADS` or `--threads` fix the number; training scripts have their own `--num-threads`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import threading
+import time
+from typing import Callable
 
 import torch
 
@@ -17,8 +23,29 @@ ENV = "HARIVO_THREADS"
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS reports one, else the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The CPUs this process may run on: its affinity where the OS reports one (else the machine's count), capped by
+    a container's CPU quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), e.g. a Space's 2 vCPUs on a large host."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpu_limit()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs' worth of time a container may use (quota ÷ period), None where there is no quota."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu.cfs_quota_us", "cpu.cfs_period_us")):
+        try:
+            with open(os.path.join(root, quota_file), encoding="ascii") as f:
+                parts = f.read().split()
+            if period_file:
+                with open(os.path.join(root, period_file), encoding="ascii") as f:
+                    parts.append(f.read().strip())
+            quota, period = parts[0], parts[1]
+        except (OSError, IndexError):
+            continue
+        if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit() or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    return None
 
 
 def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int:
@@ -39,3 +66,112 @@ def apply(num_threads: int | None = None) -> int:
         raise ValueError(f"num_threads: expected an integer >= 1, got {num_threads!r}")
     torch.set_num_threads(n)
     return n
+
+
+# ------------------------------------------------------------------------------------------------ load
+def read_proc_stat(path: str = "/proc/stat") -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot (the "cpu" line; idle and iowait are not busy),
+    or None where the file is not there."""
+    try:
+        with open(path, encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    total = sum(ticks[:8])  # guest time is already counted in user time
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time: all its threads, and the children it waited for (e.g. the mp4 encoder)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def threads_for_load(others_busy: float | None, cpus: int) -> int:
+    """The cores other processes leave free, at least 1: a core counts as taken from a quarter busy (OpenMP's
+    threads wait on a core that is busy part of the time); `others_busy` None (unknown) → half the cores."""
+    if others_busy is None:
+        return max(1, cpus // 2)
+    return max(1, min(cpus, cpus - math.ceil(max(0.0, others_busy) - 0.25)))
+
+
+class LoadMonitor:
+    """How many cores other processes kept busy since the last reading: the machine's busy CPU time minus this
+    process's own, over the wall time between two readings. `sample()` reads (None without /proc/stat);
+    `start(interval)` keeps `others_busy` fresh from a daemon thread; `threads()` is `threads_for_load` of it."""
+
+    def __init__(self, cpus: int | None = None, stat: Callable[[], tuple[float, float] | None] = read_proc_stat,
+                 own: Callable[[], float] = own_cpu_seconds, clock: Callable[[], float] = time.monotonic):
+        self.cpus = cpus or usable_cpus()
+        if cpus is None and self.cpus != (os.cpu_count() or self.cpus):
+            stat = lambda: None  # noqa: E731  a slice of a larger machine: its load is not ours to read
+        self._stat, self._own, self._clock = stat, own, clock
+        self._lock = threading.Lock()
+        self._last = self._reading()
+        self.others_busy: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def _reading(self):
+        stat = self._stat()
+        return None if stat is None else (stat, self._own(), self._clock())
+
+    def sample(self, min_window: float = 0.1) -> float | None:
+        """Cores busy with other processes since the previous reading (waits until `min_window` seconds have
+        passed since it, so that the clock ticks can tell); None where /proc/stat cannot be read."""
+        with self._lock:
+            if self._last is not None:
+                time.sleep(max(0.0, min_window - (self._clock() - self._last[2])))
+            now = self._reading()
+            last, self._last = self._last, now
+            if now is None or last is None:
+                return self.others_busy
+            ((busy1, _), own1, t1), ((busy0, _), own0, t0) = now, last
+            if t1 > t0:
+                self.others_busy = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+            return self.others_busy
+
+    def start(self, interval: float = 1.0) -> "LoadMonitor":
+        """Sample every `interval` seconds from a daemon thread (once; later calls do nothing)."""
+        if self._thread is None:
+            def loop():
+                while True:
+                    time.sleep(interval)
+                    self.sample()
+            self._thread = threading.Thread(target=loop, name="harivo-load-monitor", daemon=True)
+            self._thread.start()
+        return self
+
+    def threads(self) -> int:
+        return threads_for_load(self.others_busy, self.cpus)
+
+
+class ThreadChoice:
+    """What the app and the CLI call before each run: a fixed number (`--threads` or `HARIVO_THREADS`), else the cores
+    the load leaves (`LoadMonitor`). `apply()` sets torch's threads and returns the number."""
+
+    def __init__(self, fixed: int | None = None, monitor: LoadMonitor | None = None, env: dict | None = None):
+        env = os.environ if env is None else env
+        if fixed is not None and (isinstance(fixed, bool) or int(fixed) != fixed or fixed < 1):
+            raise ValueError(f"num_threads: expected an integer >= 1, got {fixed!r}")
+        self.fixed = int(fixed) if fixed is not None else (default_num_threads(env=env) if env.get(ENV, "").strip() else None)
+        self.monitor = None if self.fixed is not None else (monitor or LoadMonitor())
+
+    def number(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.monitor.others_busy is None or self.monitor._thread is None:
+            self.monitor.sample()  # the window since the last reading (the CLI: since it started, over the loading)
+        return self.monitor.threads()
+
+    def apply(self) -> int:
+        n = self.number()
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        return n

@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -88,11 +89,50 @@ def test_concurrent_clients_get_their_own_results(url, registry):
     assert bundle_frames(results[0][-1]).shape[0] == 4 and bundle_frames(results[1][-1]).shape[0] == 5
 
 
+def test_generate_answers_first_with_the_video_then_with_everything(registry, url):
+    """The page's wait is until the first answer: the video (its mp4 written) with the first screen's views; the
+    second adds the grid, slices, MG plot and the bundle, of the same run."""
+    stages = list(ex.run_in_stages(registry, ex.RunRequest(prompt=PROMPT, seed=1, **SMALL)))
+    assert [done for *_, done in stages] == [False, True]
+    (first, first_views, _), (last, views, _) = stages
+    assert first is last and set(first_views) == {"view", *ex.FIRST_VIEWS}
+    assert {"strip", "token", "grid", "slices", "diagnostics"} <= set(views)
+    np.testing.assert_array_equal(views["token"], first_views["token"])  # drawn once, kept
+    assert last.video.stat().st_size > 1000 and last.bundle.exists()
+    np.testing.assert_array_equal(bundle_frames(last.bundle), last.frames)
+    job = Client(url, verbose=False).submit(prompt=PROMPT, seed=1, **SMALL, api_name="/generate")
+    final = job.result()
+    answers = job.outputs()
+    assert len(answers) == 2 and open(answers[0][0], "rb").read(8)[4:8] == b"ftyp"  # the video comes first
+    assert answers[-1] == final and final[-1].endswith(".zip")
+
+
 def test_same_seed_and_settings_give_the_same_video(url):
     client = Client(url, verbose=False)
     first = bundle_frames(generate(client, seed=7, mg_alpha=40)[-1])
     second = bundle_frames(generate(client, seed=7, mg_alpha=40)[-1])
     np.testing.assert_array_equal(first, second)
+
+
+def test_each_run_takes_the_registrys_thread_choice_and_threads_do_not_change_the_video(registry):
+    """The app gives each run the cores the load leaves (`threads.ThreadChoice`), so one seed may run on 1 thread and
+    then on 2: the video changes by float rounding only (bit-equal at one thread count: the test above), and the run
+    records the count, to be reproduced bit for bit with `--threads`."""
+    from harivo.threads import ThreadChoice
+
+    before, req = torch.get_num_threads(), ex.RunRequest(prompt=PROMPT, seed=5, num_frames=4, num_inference_steps=3)
+    videos = {}
+    try:
+        for n in (2, 1):
+            registry.threads = ThreadChoice(n, env={})
+            torch.set_num_threads(3)
+            result = ex.run_generation(registry, req, write_bundle=False)
+            assert torch.get_num_threads() == n and result.threads == n
+            videos[n] = result.frames
+    finally:
+        registry.threads = None
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(videos[1], videos[2], rtol=0, atol=1e-5)
 
 
 MAX_SEED = 2**63 - 1
@@ -330,17 +370,24 @@ def test_a_model_opens_with_the_sampling_it_was_measured_best_at(tmp_path):
 
     ckpt = save_tiny_checkpoint(tmp_path / "models")
     config = json.loads((ckpt / "config.json").read_text())
-    (ckpt / "config.json").write_text(json.dumps({**config, "sampling": {"cfg_low": 2.5, "mg_alpha": 60}}))
+    sampling = {"cfg_low": 2.5, "mg_alpha": 60, "num_inference_steps": 12}
+    (ckpt / "config.json").write_text(json.dumps({**config, "sampling": sampling}))
     reg = ex.ModelRegistry(ckpt.parent, cache_dir=tmp_path / "cache")
     key = reg.default_key
     caps = reg.capabilities(key)
-    assert caps["sampling"] == {"cfg_low": 2.5, "mg_alpha": 60.0}
+    assert caps["sampling"] == {"cfg_low": 2.5, "mg_alpha": 60.0, "num_inference_steps": 12}
+    assert isinstance(caps["sampling"]["num_inference_steps"], int)
+    assert ex.default_request(reg).num_inference_steps == 12 and ex.default_request(reg).mg_alpha == 60.0
     demo = app.build_demo(reg)
-    sliders = {c.elem_id: c.value for c in demo.blocks.values() if getattr(c, "elem_id", None) == "alpha"}
-    assert sliders == {"alpha": 60.0}
+    boxes = {c.elem_id: c.value for c in demo.blocks.values() if getattr(c, "elem_id", None) in ("alpha", "steps")}
+    assert boxes == {"alpha": 60.0, "steps": 12}
     updates = app.Handlers(reg, ex.CancelFlags()).change_model(key)
-    assert [u["value"] for u in updates[-4:]] == [12.5, 2.5, 0.7, 60.0]  # cfg_high, cfg_low, cfg_switch, mg_alpha
-    assert "CFG low 2.5, MG α 60" in updates[3]
+    # cfg_high, cfg_low, cfg_switch, mg_alpha, num_inference_steps
+    assert [u["value"] for u in updates[-5:]] == [12.5, 2.5, 0.7, 60.0, 12]
+    assert "CFG low 2.5, MG α 60, DDIM steps 12" in updates[3]
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        (ckpt / "config.json").write_text(json.dumps({**config, "sampling": {"num_inference_steps": 2.5}}))
+        ex.ModelRegistry(ckpt.parent, cache_dir=tmp_path / "cache2").capabilities(key)
 
 
 def test_the_ablation_grid_runs_the_chosen_models_family(tmp_path):

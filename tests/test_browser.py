@@ -201,6 +201,10 @@ def test_a_real_shaped_model_in_a_real_browser(real_url, page, tmp_path):
     page.wait_for_function("() => document.querySelector('#model-info').innerText.includes('64×64 px by default')")
     page.wait_for_function("() => document.querySelector('#cost').innerText.includes('measured by the first run')")
     assert page.locator("#model input").input_value() == label and "HARIVO weights" in label
+    steps = page.locator("#steps input[type=number]")  # a model without recorded sampling opens with App. D's 25
+    page.wait_for_function("() => document.querySelector('#steps input[type=number]').value === '25'")
+    steps.fill("2")
+    steps.press("Enter")
     page.locator("#prompt textarea").fill(PROMPT)
     page.locator("#generate").click()
     wait_for_results(page)

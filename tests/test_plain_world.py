@@ -62,6 +62,19 @@ def test_shipped_t2i_is_the_worlds_and_its_eval_reproduces(tmp_path):
 SHIPPED_STEP = 5600  # the shipped rows' steps: equal for every row (their runs go on; the curves say how far)
 
 
+def fewest_steps_inside_the_intervals() -> int:
+    """assets/eval/steps.json (52 videos per step count): the fewest steps at which full + MG's AVG and FVD both lie
+    inside their 25-step 95 % intervals; every smaller step count measured leaves one of them."""
+    sweep = json.loads((LONG_RUNS.parent / "eval" / "steps.json").read_text())
+    rows = sweep["rows"]["full+mg"]
+    ref = rows["25"]
+    inside = {int(n): ref["avg_ci"][0] <= r["avg"] <= ref["avg_ci"][1] and ref["fvd_ci"][0] <= r["fvd"] <= ref["fvd_ci"][1]
+              for n, r in rows.items()}
+    fewest = min(n for n, ok in inside.items() if ok)
+    assert all(ok for n, ok in inside.items() if n >= fewest) and fewest == sweep["chosen"]["num_inference_steps"]
+    return fewest
+
+
 @pytest.mark.parametrize("variant", ["baseline", "trs-dc", "full"])
 def test_shipped_models_name_their_world_sampling_and_learning_curve(variant):
     """Each shipped row records its world and the sampling it was measured at (the app and the CLI start there), its
@@ -70,7 +83,10 @@ def test_shipped_models_name_their_world_sampling_and_learning_curve(variant):
     config = json.loads((folder / "config.json").read_text())
     assert config["world"] == WORLD.record() and config["variant"] == variant
     assert HarivoPipeline.from_checkpoint(folder).world == WORLD
-    assert config["sampling"] == {"cfg_high": 12.5, "cfg_low": 2.5, "cfg_switch": 0.7, "mg_alpha": 40.0}
+    sampling = {"cfg_high": 12.5, "cfg_low": 2.5, "cfg_switch": 0.7, "mg_alpha": 40.0}
+    if variant == "full":  # the app's default model runs the fewest DDIM steps its evaluation allows
+        sampling["num_inference_steps"] = fewest_steps_inside_the_intervals()
+    assert config["sampling"] == sampling
     training = json.loads((folder / "training.json").read_text())
     curve = json.loads((LONG_RUNS / f"curve-{variant}.json").read_text())
     point = next(p for p in curve["points"] if p["step"] == SHIPPED_STEP)

@@ -8,7 +8,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from harivo.attention import recording, spatial_attention_names
 from harivo.config import LossConfig
 from harivo.train.losses import reg_loss, simple_loss, training_step
-from harivo.modules import LowRankSelfAttnProcessor, MappingNetwork
+from harivo.modules import LowRankSelfAttnProcessor, MappingNetwork, conv3d_by_frames
 from harivo.tiny import scheduler_config
 from harivo.train.trs import TRSRecorder, frame_difference_l1
 
@@ -91,6 +91,25 @@ def test_low_rank_mapping_attention_equals_the_diffusers_processor():
     # wide inputs keep diffusers' own processor (there the low-rank form would not be cheaper)
     wide = MappingNetwork(channels=8, hidden_channels=8, heads=2, head_dim=8)
     assert isinstance(wide.temporal_attn.processor, AttnProcessor2_0)
+
+
+@pytest.mark.parametrize("channels, kernel, padding, shape", [
+    ((64, 4), 3, 1, (1, 16, 6, 5)),  # the mapping network's output convolution
+    ((3, 5), (3, 1, 3), (1, 0, 1), (2, 4, 3, 6)),  # uneven kernel and padding, batch 2
+    ((2, 3), 3, 0, (1, 5, 4, 4)),  # no padding: fewer output frames
+])
+def test_conv3d_by_frames_equals_conv3d_with_gradients(channels, kernel, padding, shape):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(*channels, kernel, padding=padding)
+    b, f, h, w = shape
+    x = torch.randn(b, channels[0], f, h, w, requires_grad=True)
+    params = [x, *conv.parameters()]
+    y = conv3d_by_frames(conv, x)
+    weights = torch.linspace(-1, 1, y.numel()).view_as(y)
+    y_ref = conv(x)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert_close_grads(grads((y * weights).sum(), params), grads((y_ref * weights).sum(), params), rtol=1e-4, atol=1e-5)
 
 
 def test_training_step_maps_once_like_two_mapping_passes(tiny):

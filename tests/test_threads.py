@@ -23,3 +23,88 @@ def test_apply_sets_torch_threads():
             threads.apply(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_for_load_leaves_the_busy_cores_to_others():
+    assert threads.threads_for_load(None, 2) == 1  # unknown: half, as before
+    assert threads.threads_for_load(0.0, 2) == 2
+    assert threads.threads_for_load(0.2, 2) == 2  # noise of a quarter core does not take a core
+    assert threads.threads_for_load(0.3, 2) == 1
+    assert threads.threads_for_load(1.0, 2) == 1
+    assert threads.threads_for_load(1.9, 2) == 1  # at least one
+    assert threads.threads_for_load(1.0, 8) == 7
+    assert threads.threads_for_load(2.6, 8) == 5
+
+
+class FakeMachine:
+    """/proc/stat's busy/total seconds, this process's CPU seconds and a clock, advanced by hand."""
+
+    def __init__(self):
+        self.busy, self.total, self.own, self.now = 100.0, 400.0, 10.0, 1000.0
+
+    def advance(self, wall: float, others: float, own: float, cpus: int = 2):
+        self.now += wall
+        self.own += own
+        self.busy += others + own
+        self.total += cpus * wall
+
+    def monitor(self, cpus: int = 2) -> threads.LoadMonitor:
+        return threads.LoadMonitor(cpus, stat=lambda: (self.busy, self.total), own=lambda: self.own,
+                                   clock=lambda: self.now)
+
+
+def test_load_monitor_subtracts_its_own_process():
+    m = FakeMachine()
+    monitor = m.monitor()
+    m.advance(wall=2.0, others=2.0, own=3.0)  # one core busy with another process; this process used 1.5 cores
+    assert monitor.sample() == pytest.approx(1.0)
+    assert monitor.threads() == 1
+    m.advance(wall=1.0, others=0.0, own=2.0)  # only this process ran: the machine counts as idle
+    assert monitor.sample() == pytest.approx(0.0)
+    assert monitor.threads() == 2
+
+
+def test_load_monitor_without_proc_stat_falls_back_to_half_the_cores():
+    monitor = threads.LoadMonitor(4, stat=lambda: None)
+    assert monitor.sample(min_window=0) is None and monitor.threads() == 2
+
+
+def test_read_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 30 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    busy, total = threads.read_proc_stat(str(stat))
+    assert (busy, total) == (pytest.approx(150 / threads.CLOCK_TICKS), pytest.approx(1000 / threads.CLOCK_TICKS))
+    assert threads.read_proc_stat(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("files, limit", [
+    ({"cpu.max": "200000 100000\n"}, 2.0),
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.cfs_quota_us": "400000\n", "cpu.cfs_period_us": "100000\n"}, 4.0),
+    ({"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_cgroup_cpu_limit(tmp_path, files, limit):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert threads.cgroup_cpu_limit(str(tmp_path)) == limit
+
+
+def test_thread_choice_fixed_or_by_load():
+    assert threads.ThreadChoice(3, env={}).number() == 3 and threads.ThreadChoice(3, env={}).monitor is None
+    assert threads.ThreadChoice(None, env={"HARIVO_THREADS": "2"}).number() == 2
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="num_threads"):
+            threads.ThreadChoice(bad, env={})
+    m = FakeMachine()
+    choice = threads.ThreadChoice(None, monitor=m.monitor(), env={})
+    m.advance(wall=1.0, others=0.0, own=0.5)
+    assert choice.number() == 2
+    m.advance(wall=1.0, others=1.0, own=1.0)
+    before = torch.get_num_threads()
+    try:
+        assert choice.apply() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -134,7 +134,10 @@ def test_plots_render():
     steps = [{"median_d": 10.0 / (i + 1), "g_norm": 0.1 / (i + 1), "mapping_abs_diff": 0.01} for i in range(5)]
     mg = viz.figure_to_array(viz.diagnostics_figure(steps, alpha=40))
     off = viz.figure_to_array(viz.diagnostics_figure([{"mapping_abs_diff": 0.0}] * 3))
-    for image in (cfg, mg, off):
+    # MG on, but no step moved x_t (e.g. a tiny random model: ‖G‖ = 0): nothing to draw on a log axis, no error
+    still = viz.figure_to_array(viz.diagnostics_figure([{"median_d": 0.0, "g_norm": 0.0}] * 3, alpha=40))
+    skipped = viz.figure_to_array(viz.diagnostics_figure([{"median_d": 0.0, "g_norm": 0.0}] + steps, alpha=40))
+    for image in (cfg, mg, off, still, skipped):
         assert image.ndim == 3 and image.std() > 0
 
 

@@ -51,11 +51,12 @@ from .models import (
     miniature_note,
     training_note,
 )
-from .request import REQUEST_SETTINGS, UI_ONLY, RunRequest, check_request
+from .request import REQUEST_SETTINGS, UI_ONLY, RunRequest, check_request, default_request
 from .specs import MODELS_ENV, REAL_PREFIX, ModelList, build_parser, models_from_args, read_models
 from .runs import BUNDLE_FILES, CancelFlags, RunResult, load_bundle, run_generation
 from .views import (
     AUTO_TOKEN,
+    FIRST_VIEWS,
     MEAN_SOURCE,
     MEAN_STEP,
     ViewOptions,
@@ -67,6 +68,7 @@ from .views import (
     render_views,
     resolve_view,
     run_and_render,
+    run_in_stages,
     source_choices,
     step_choices,
     summary,
@@ -77,6 +79,7 @@ __all__ = [
     "ABLATION_MODES",
     "ALPHAS",
     "AUTO_TOKEN",
+    "FIRST_VIEWS",
     "BUNDLE_FILES",
     "CHECKPOINTS_ENV",
     "EXAMPLE_MAX_CHARS",
@@ -112,6 +115,7 @@ __all__ = [
     "build_parser",
     "check_values",
     "check_request",
+    "default_request",
     "cost_note",
     "default_columns",
     "example_prompts",
@@ -128,6 +132,7 @@ __all__ = [
     "resolve_view",
     "run_ablation",
     "run_and_render",
+    "run_in_stages",
     "run_compare",
     "run_generation",
     "size_info",

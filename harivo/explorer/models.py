@@ -15,6 +15,7 @@ from ..config import table1_label
 from ..data.shapes import COLOURS, HELD_OUT, SHAPES, all_specs, world_vocabulary
 from ..pipeline import DEFAULT_CHECKPOINTS, VARIANTS, HarivoPipeline
 from ..sources import ModelSpec, load, weights_bytes
+from ..threads import ThreadChoice
 from ..tiny import TINY_WORDS, save_tiny_checkpoint
 from ..tokenizer import token_pieces
 from ..tokenizer import unknown_words as _unknown_words
@@ -111,16 +112,18 @@ class ModelRegistry:
     Lists the trained variants under `checkpoints` (`VARIANT_PATTERN`), then any other HARIVO checkpoint folder
     there, then the real models of `models` (`specs.ModelList`: `python app.py`'s flags and YAML list; default:
     `$HARIVO_MODELS`), keyed "real:<name>". When none exists it offers a tiny random model, built into
-    `cache_dir`, clearly labelled as untrained.
+    `cache_dir`, clearly labelled as untrained. `threads`: how many torch threads each run gets (the app's
+    `threads.ThreadChoice`: the cores the machine's load leaves); None leaves torch's setting alone.
     """
 
     def __init__(self, checkpoints: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                 tiny_frames: int = 16, models: ModelList | None = None):
+                 tiny_frames: int = 16, models: ModelList | None = None, threads: ThreadChoice | None = None):
         self.checkpoints = Path(checkpoints or os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS)
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "harivo-explorer-cache")
         self.tiny_frames = tiny_frames
         self.models = models if models is not None else models_from_env()
         self.costs = CostMeter()  # the last run's time per model: the page's time estimate
+        self.threads = threads
         self._pipes: dict[str, HarivoPipeline] = {}
         self._caps: dict[str, dict] = {}
         self._locks: dict[str, threading.Lock] = {}

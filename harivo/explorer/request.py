@@ -4,6 +4,7 @@ documented API's parameter names, `settings.FLAT`; defaults from `GenerationSett
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import field, make_dataclass
 
 from ..config import check_fields
@@ -68,3 +69,10 @@ def check_request(registry: ModelRegistry, req: RunRequest) -> tuple[HarivoPipel
             warnings.append(f"The {name} has words this model does not know: {', '.join(unknown)}. "
                             f"It knows: {', '.join(caps['known_words'])}.")
     return pipe, settings, warnings + pipe.in_effect(settings)[1]
+
+
+def default_request(registry: ModelRegistry, model: str | None = None) -> RunRequest:
+    """The request the app opens with for `model` (default: the registry's default): `RunRequest`'s defaults with the
+    sampling the model was measured best at (its checkpoint's "sampling": CFG schedule, α, DDIM steps)."""
+    key = model or registry.default_key
+    return dataclasses.replace(RunRequest(model=key), **registry.capabilities(key)["sampling"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .. import media
@@ -47,6 +48,7 @@ class RunResult:
     video: Path | None = None
     bundle: Path | None = None
     warnings: list[str] = field(default_factory=list)  # what the app shows as gr.Warning toasts
+    threads: int = 0  # torch CPU threads of the run (0: not recorded); the last bits of the frames depend on it
 
 
 class CancelFlags:
@@ -89,10 +91,25 @@ def new_workdir(root: Path | None = None, keep: int = 64) -> Path:
 def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.Event | None = None,
                    capture_attention: bool = True, write_bundle: bool = True, desc: str = "sampling") -> RunResult:
     """Generate one video from UI values. Progress goes through tqdm (gr.Progress(track_tqdm=True) shows it);
-    `cancel.set()` stops sampling after the current step (the partly denoised video is returned, marked)."""
+    `cancel.set()` stops sampling after the current step (the partly denoised video is returned, marked).
+    `write_bundle`: the run's files and the download zip (`write_bundle_files`), else the mp4 alone."""
+    result, out = sample_result(registry, req, cancel, capture_attention, desc)
+    if write_bundle:
+        write_bundle_files(result, out)
+    else:
+        result.video = media.write_mp4(result.frames, result.workdir / "video.mp4", fps=result.fps)
+    return result
+
+
+def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Event | None = None,
+                  capture_attention: bool = True, desc: str = "sampling") -> tuple[RunResult, object]:
+    """`run_generation` before any file is written: the RunResult (its run folder made, empty) and the pipeline's
+    `HarivoOutput`, which `write_bundle_files` writes."""
     req = dataclasses.replace(req)  # check_request fills in the model and whole numbers
     pipe, settings, warnings = check_request(registry, req)
     settings.capture_attention = capture_attention
+    if registry.threads is not None:
+        registry.threads.apply()
     start = time.perf_counter()
     with tqdm(total=settings.num_inference_steps, desc=desc, unit="step", leave=False) as bar:
         out = pipe(settings, callback=lambda info: bar.update(1), cancel=cancel.is_set if cancel is not None else None)
@@ -107,13 +124,10 @@ def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.E
     if not entry.trained:
         notes.append("Untrained tiny random model: the video is noise by design (development only).")
     result = RunResult(out.frames, out.attention, out.steps, out.settings, req.model, entry.label, req.fps, notes,
-                       flicker(out.frames, world_thresholds(pipe.world)), elapsed, bool(out.cancelled), warnings=list(warnings))
+                       flicker(out.frames, world_thresholds(pipe.world)), elapsed, bool(out.cancelled), warnings=list(warnings),
+                       threads=torch.get_num_threads())
     result.workdir = new_workdir()
-    if write_bundle:
-        write_bundle_files(result, out)
-    else:
-        result.video = media.write_mp4(result.frames, result.workdir / "video.mp4", fps=result.fps)
-    return result
+    return result, out
 
 
 def flicker(frames: np.ndarray, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float:
@@ -130,12 +144,13 @@ BUNDLE_FILES = (*RUN_FILES, "video.gif")
 MAX_BUNDLE_BYTES = 512 * 2**20  # refuse bundles that unpack to more than this
 
 
-def write_bundle_files(result: RunResult, out) -> Path:
-    """The run's files (`outputs.save_output`) and video.gif in the run folder, and all of them in a zip."""
+def write_bundle_files(result: RunResult, out, video: bool = True) -> Path:
+    """The run's files (`outputs.save_output`) and video.gif in the run folder, and all of them in a zip.
+    `video=False`: video.mp4 is already there (`run_in_stages` writes it first)."""
     d = result.workdir
     extra = {"model": result.model, "model_label": result.model_label, "flicker": result.flicker,
-             "cancelled": result.cancelled, "elapsed_s": result.elapsed}
-    save_output(out, d, fps=result.fps, extra=extra)
+             "cancelled": result.cancelled, "elapsed_s": result.elapsed, "torch_threads": result.threads}
+    save_output(out, d, fps=result.fps, extra=extra, video=video)
     media.write_gif(result.frames, d / "video.gif", fps=result.fps)
     result.video = d / "video.mp4"
     s = result.settings
@@ -177,4 +192,4 @@ def load_bundle(path: str | os.PathLike) -> RunResult:
     return RunResult(run.frames, run.attention, list(config.get("steps", [])), dict(config.get("settings", {})),
                      str(config.get("model", "")), str(config.get("model_label", "loaded bundle")), fps, notes,
                      flicker(run.frames), float(config.get("elapsed_s", 0.0)), bool(config.get("cancelled", False)),
-                     workdir, video, path)
+                     workdir, video, path, threads=int(config.get("torch_threads", 0) or 0))

@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "$HARIVO_CHECKPOINTS, else checkpoints/)")
     p.add_argument("--no-embedded", dest="embedded", action="store_false", default=None,
                    help="offer the real models only")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $HARIVO_THREADS, else "
-                                                             "half the CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for each run (default: "
+                   "$HARIVO_THREADS, else the cores other processes leave free)")
     p.add_argument("--height", type=int, help="video height the flags' model makes by default (default: native)")
     p.add_argument("--width", type=int, help="video width the flags' model makes by default (default: native)")
     add_model_arguments(p, ModelSpec(), variants=False)

@@ -5,13 +5,17 @@ Every view reads the settings in effect that the result records (`HarivoPipeline
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
-from .. import viz
+from .. import media, viz
 from ..attention import AttentionRecord, layer_resolution
 from ..data.shapes import SHAPES
 from ..sampling import CFGSchedule, MGConfig
@@ -19,7 +23,7 @@ from ..tiny import scheduler_config
 from .models import ModelRegistry
 from ..settings import whole_number
 from .request import RunRequest
-from .runs import RunResult, run_generation
+from .runs import RunResult, sample_result, write_bundle_files
 
 MEAN_SOURCE, MEAN_STEP = "mean of all resolutions", "mean over steps"
 AUTO_TOKEN = "the object's noun"  # token choice before the first run: resolve_view picks the prompt's shape word
@@ -133,43 +137,76 @@ def resolve_view(result: RunResult, opts: ViewOptions | None = None) -> ViewOpti
 
 
 # ------------------------------------------------------------------------------------------------ views
-def render_views(result: RunResult, opts: ViewOptions | None = None) -> dict:
-    """All pictures of one result (frame strip, the chosen token's attention + the grid, slice stack, MG
-    diagnostics) and, under "view", the ViewOptions they were drawn with."""
+FIRST_VIEWS = ("strip", "token")  # what the first screen shows beside the video (1280×800: video, frames, one token)
+
+
+def render_views(result: RunResult, opts: ViewOptions | None = None, names: tuple[str, ...] | None = None) -> dict:
+    """The pictures of one result (`names`, default all: frame strip, the chosen token's attention + the grid, slice
+    stack, MG diagnostics) and, under "view", the ViewOptions they were drawn with."""
     o = resolve_view(result, opts)
-    views = {"view": o, "strip": viz.frame_strip(result.frames)}
-    views.update(render_attention(result, o.token, o.source, o.step, o.rows, o.overlay))
-    views["slices"] = render_slices(result, o.x_red, o.x_green)
-    mg = recorded_mg(result.settings)
-    views["diagnostics"] = viz.figure_to_array(viz.diagnostics_figure(result.steps, mg.alpha if mg.enabled else None))
+    names = names or ("strip", "token", "grid", "slices", "diagnostics")
+    views: dict = {"view": o}
+    if "strip" in names:
+        views["strip"] = viz.frame_strip(result.frames)
+    views.update(render_attention(result, o.token, o.source, o.step, o.rows, o.overlay,
+                                  which=tuple(n for n in ("token", "grid") if n in names)))
+    if "slices" in names:
+        views["slices"] = render_slices(result, o.x_red, o.x_green)
+    if "diagnostics" in names:
+        mg = recorded_mg(result.settings)
+        views["diagnostics"] = viz.figure_to_array(viz.diagnostics_figure(result.steps, mg.alpha if mg.enabled else None))
     return views
+
+
+def run_in_stages(registry: ModelRegistry, req: RunRequest, opts: ViewOptions | None = None,
+                  cancel: threading.Event | None = None) -> Iterator[tuple[RunResult, dict, bool]]:
+    """The app's Generate button, in two answers: (result, views, done). First the video (its mp4) with the views of
+    the first screen (`FIRST_VIEWS`), as soon as they exist; then every view and the download bundle (`done`).
+    Another thread writes the files (mp4 encoder, GIF, zip: a subprocess and C code, which leave the GIL) while the
+    figures are drawn, so on two cores they cost little wall time."""
+    result, out = sample_result(registry, req, cancel)
+    with ThreadPoolExecutor(1, thread_name_prefix="harivo-files") as pool:
+        video = pool.submit(media.write_mp4, result.frames, result.workdir / "video.mp4", fps=result.fps)
+        first = render_views(result, opts, FIRST_VIEWS)
+        result.video = video.result()
+        yield result, first, False
+        files = pool.submit(write_bundle_files, result, out, video=False)
+        rest = render_views(result, first["view"], tuple(n for n in ("grid", "slices", "diagnostics")))
+        files.result()
+    yield result, {**first, **rest}, True
 
 
 def run_and_render(registry: ModelRegistry, req: RunRequest, opts: ViewOptions | None = None,
                    cancel: threading.Event | None = None) -> tuple[RunResult, dict[str, np.ndarray | None]]:
-    """The app's Generate button: one run, then every view of it."""
-    result = run_generation(registry, req, cancel)
-    return result, render_views(result, opts)
+    """One run and every view of it (`run_in_stages`' last answer)."""
+    for result, views, _ in run_in_stages(registry, req, opts, cancel):
+        pass
+    return result, views
 
 
 def render_attention(result: RunResult, token: str | None = None, source: str | None = None, step: str | None = None,
-                     rows: str = "tokens", overlay: bool = True) -> dict[str, np.ndarray | None]:
-    """{"token": the chosen token over every frame, "grid": every token × frames}, both with a colour bar;
-    `overlay`: the maps on the frames, else alone. None where no attention was recorded."""
+                     rows: str = "tokens", overlay: bool = True,
+                     which: tuple[str, ...] = ("token", "grid")) -> dict[str, np.ndarray | None]:
+    """{"token": the chosen token over every frame, "grid": every token × frames} (those in `which`), both with a
+    colour bar; `overlay`: the maps on the frames, else alone. None where no attention was recorded."""
     rec = result.attention
     if rec is None or not rec.per_step:
-        return {"token": None, "grid": None}
+        return {name: None for name in which}
     choices = token_choices(rec)
     token = token if token in choices else default_token(rec, result.settings.get("prompt", ""))
     if (source or "").startswith("layer "):
         step = MEAN_STEP  # per-layer maps are kept as the mean over steps only
     maps = attention_maps(rec, source, step)  # (f, h, w, n)
     where = f"{source or MEAN_SOURCE} · {step or MEAN_STEP}"
-    one = viz.token_attention_figure(result.frames, maps[..., choices.index(token)], token, overlay, title=where)
-    frame_tokens = " · frame tokens in blue" if "frame" in rec.token_kinds else ""
-    grid = viz.attention_grid(result.frames, maps, choices, rec.token_kinds, rows=rows, overlay=overlay,
-                              title=where + frame_tokens)
-    return {"token": viz.figure_to_array(one), "grid": viz.figure_to_array(grid)}
+    out = {}
+    if "token" in which:
+        out["token"] = viz.figure_to_array(
+            viz.token_attention_figure(result.frames, maps[..., choices.index(token)], token, overlay, title=where))
+    if "grid" in which:
+        frame_tokens = " · frame tokens in blue" if "frame" in rec.token_kinds else ""
+        out["grid"] = viz.figure_to_array(viz.attention_grid(result.frames, maps, choices, rec.token_kinds, rows=rows,
+                                                             overlay=overlay, title=where + frame_tokens))
+    return out
 
 
 def render_slices(result: RunResult, x_red: int | None = None, x_green: int | None = None) -> np.ndarray:
@@ -188,9 +225,16 @@ def schedule_timesteps(num_steps: int, config: dict | None = None) -> list[int]:
 
 def render_cfg_schedule(cfg_high: float, cfg_switch: float, cfg_low: float, num_steps: int,
                         scheduler_config: dict | None = None) -> np.ndarray:
-    """The CFG scale at each DDIM step that a model with `scheduler_config` runs (see `schedule_timesteps`)."""
-    cfg = CFGSchedule(float(cfg_high), float(cfg_low), float(cfg_switch))
-    timesteps = schedule_timesteps(num_steps, scheduler_config)
+    """The CFG scale at each DDIM step that a model with `scheduler_config` runs (see `schedule_timesteps`). Drawn
+    once per schedule (every Generate redraws it; ~0.1 s of matplotlib a time)."""
+    key = json.dumps(dict(scheduler_config), sort_keys=True, default=str) if scheduler_config else ""
+    return _cfg_schedule_image(float(cfg_high), float(cfg_switch), float(cfg_low), max(1, int(num_steps)), key).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _cfg_schedule_image(cfg_high: float, cfg_switch: float, cfg_low: float, num_steps: int, config: str) -> np.ndarray:
+    cfg = CFGSchedule(cfg_high, cfg_low, cfg_switch)
+    timesteps = schedule_timesteps(num_steps, json.loads(config) if config else None)
     return viz.figure_to_array(viz.cfg_schedule_figure(cfg.scales(timesteps), timesteps, cfg.switch))
 
 
@@ -209,13 +253,15 @@ def summary(result: RunResult) -> str:
              f"frame tokens {'on' if s.get('use_frame_tokens') else 'off'}",
              f"temporal layers {'on' if s.get('use_motion', True) else 'off'}", mg_text]
     head = (f"**{result.model_label}** · seed {s.get('seed')} · {result.frames.shape[0]} frames · "
-            f"{len(result.steps)} steps · {result.elapsed:.1f} s")
+            f"{len(result.steps)} steps · {result.elapsed:.1f} s" +
+            (f" on {result.threads} CPU thread{'s' if result.threads > 1 else ''}" if result.threads else ""))
     lines = [head, " · ".join(parts), f"flicker score: {flick} (0 = steady)"]
     lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines)
 
 
-SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "CFG switch", "mg_alpha": "MG α"}
+SAMPLING_LABELS = {"cfg_high": "CFG high", "cfg_low": "CFG low", "cfg_switch": "CFG switch", "mg_alpha": "MG α",
+                   "num_inference_steps": "DDIM steps"}
 COMPONENTS = {"mapping": "mapping network", "frame_tokens": "frame-wise tokens"}
 
 
