@@ -59,15 +59,6 @@ def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int
     return max(1, int(usable_cpus() if cpus is None else cpus) // 2)
 
 
-def apply(num_threads: int | None = None) -> int:
-    """Set torch's intra-op threads (default: `default_num_threads()`); returns the number set."""
-    n = default_num_threads() if num_threads is None else int(num_threads)
-    if n < 1:
-        raise ValueError(f"num_threads: expected an integer >= 1, got {num_threads!r}")
-    torch.set_num_threads(n)
-    return n
-
-
 # ------------------------------------------------------------------------------------------------ load
 def read_proc_stat(path: str = "/proc/stat") -> tuple[float, float] | None:
     """(busy, total) CPU seconds of the whole machine since boot (the "cpu" line; idle and iowait are not busy),
@@ -148,6 +139,11 @@ class LoadMonitor:
             self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """Whether `start` keeps `others_busy` fresh."""
+        return self._thread is not None
+
     def threads(self) -> int:
         return threads_for_load(self.others_busy, self.cpus)
 
@@ -166,7 +162,7 @@ class ThreadChoice:
     def number(self) -> int:
         if self.fixed is not None:
             return self.fixed
-        if self.monitor.others_busy is None or self.monitor._thread is None:
+        if self.monitor.others_busy is None or not self.monitor.running:
             self.monitor.sample()  # the window since the last reading (the CLI: since it started, over the loading)
         return self.monitor.threads()
 

@@ -86,10 +86,15 @@ def train_and_score(args) -> None:
         step = args.step_offset + target
         if step not in done:
             started = time.time()
-            run([sys.executable, "-m", "harivo.train", *RECIPE, *args.train_args.split(), "--variant", args.variant,
-                 "--base-model", args.base_model, "--out", str(out), "--run-dir", str(run_dir), "--cache-dir",
-                 str(root / "cache"), "--resume", "--max-steps", str(target),
-                 *(["--init-from", args.init_from] if args.init_from else [])], log)
+            # the whole run is one lr schedule (--max-steps = --until; a decaying lr must not restart every chunk),
+            # each call stops at the chunk's end (a call that resumes mid-chunk trains only the rest of it)
+            trained = json.loads((out / "training.json").read_text())["steps"] if (out / "training.json").exists() else 0
+            if trained < target:  # (else it was trained and killed before its evaluation)
+                run([sys.executable, "-m", "harivo.train", *RECIPE, *args.train_args.split(), "--variant",
+                     args.variant, "--base-model", args.base_model, "--out", str(out), "--run-dir", str(run_dir),
+                     "--cache-dir", str(root / "cache"), "--resume", "--max-steps", str(args.until),
+                     "--segment-steps", str(target - trained), *(["--init-from", args.init_from] if args.init_from else [])],
+                    log)
             training = json.loads((out / "training.json").read_text())
             snapshot(out, root / "snapshots" / f"{name}-{step}", args.base_model)
             score(args, curve, curve_path, root, name, step, log, {

@@ -4,7 +4,7 @@
 
 Serves `app.py` on the real model registry (checkpoints/, or a tiny random model when there is none), drives
 headless Chromium (Debian's /usr/bin/chromium via Playwright) through a generation with the default settings
-(16 frames, 25 steps) and writes:
+(16 frames, the default model's recorded sampling: 12 steps for the shipped `full`) and writes:
 
     first-screen.png       the first screen at 1280x800 before any run (viewport only)
     explore.png            the Explore tab after Generate (full page)

@@ -147,8 +147,12 @@ def test_load_section_runs_generate_idle_and_beside_a_busy_process(tmp_path, mon
         def wait(self):
             pass
 
-    def fake_run(cmd, **kwargs):
+    def fake_run(cmd, **kwargs):  # writes what the CLI records: the threads it ran on
         calls.append((cmd, len(busy)))
+        out = tmp_path / "load-bench"
+        out.mkdir(exist_ok=True)
+        threads = int(cmd[cmd.index("--threads") + 1]) if "--threads" in cmd else (1 if busy and len(calls) % 2 == 0 else 2)
+        (out / "config.json").write_text(json.dumps({"torch_threads": threads}))
 
     monkeypatch.setattr(subprocess, "Popen", Busy)
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -159,3 +163,5 @@ def test_load_section_runs_generate_idle_and_beside_a_busy_process(tmp_path, mon
     assert set(out["load"]["seconds"]) == {"default_idle", "default_loaded", "all_cpus_idle", "all_cpus_loaded"}
     med = out["load"]["median_s"]
     assert out["loaded_vs_idle"] == med["default_loaded"] / med["default_idle"]
+    assert set(out["load"]["threads_used"]) == set(out["load"]["seconds"])
+    assert all(len(v) == 2 for v in out["load"]["threads_used"].values())

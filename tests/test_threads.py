@@ -15,16 +15,6 @@ def test_default_threads_are_half_the_cpus_at_least_one():
             threads.default_num_threads(cpus=2, env={"HARIVO_THREADS": bad})
 
 
-def test_apply_sets_torch_threads():
-    before = torch.get_num_threads()
-    try:
-        assert threads.apply(1) == 1 and torch.get_num_threads() == 1
-        with pytest.raises(ValueError, match="num_threads"):
-            threads.apply(0)
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_threads_for_load_leaves_the_busy_cores_to_others():
     assert threads.threads_for_load(None, 2) == 1  # unknown: half, as before
     assert threads.threads_for_load(0.0, 2) == 2

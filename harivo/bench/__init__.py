@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             result = {"machine": machine_info(torch.device("cpu")),
                       **load_section(args.repeats or 2, Path(tmp), args.steps or 25)}
         result["checks"] = checks(result, LOAD_TARGETS)
-        print(f"loaded ÷ idle: {result['loaded_vs_idle']:.2f} with {result['load']['default_threads']} thread(s) "
+        used = result["load"]["threads_used"]
+        print(f"loaded ÷ idle: {result['loaded_vs_idle']:.2f} with the CLI's choice (threads idle "
+              f"{used['default_idle']}, loaded {used['default_loaded']}) "
               f"(target ≤ {LOAD_TARGETS['loaded_vs_idle']:g}); {result['loaded_vs_idle_all_cpus']:.2f} with one per CPU; "
               f"medians {result['load']['median_s']}")
         if args.json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import os
 import resource
 import statistics
@@ -33,7 +34,7 @@ from harivo.train.stage2.base import BaseModel, load_base
 from harivo.train.stage2.config import TrainConfig, validate
 from harivo.train.stage2.run import Run, train_step
 from harivo.train.stage2.training_module import build_training_module
-from harivo.threads import default_num_threads, usable_cpus
+from harivo.threads import usable_cpus
 from harivo.tracing import trace
 from harivo.tiny import TINY_WORDS, save_tiny_checkpoint, scheduler_config, word_tokenizer
 from harivo.train.utils import WarmupDecay, step_generator
@@ -437,8 +438,9 @@ def generate_command(workdir: Path, threads: int | None, steps: int) -> list[str
 
 def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
     """Whole `python -m harivo.generate` runs (model load included) on an idle machine and beside one busy
-    process, with the CLI's thread choice (`harivo.threads`) and with one thread per CPU (torch's default), the
-    four cases interleaved; `loaded_vs_idle` is the ratio of medians for the CLI's choice."""
+    process, with the CLI's thread choice (`harivo.threads`: the cores the load leaves) and with one thread per CPU
+    (torch's default), the four cases interleaved; `loaded_vs_idle` is the ratio of medians for the CLI's choice,
+    `threads_used` the threads each run recorded (its config.json's `torch_threads`)."""
     import subprocess
 
     cpus = usable_cpus()
@@ -446,6 +448,7 @@ def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
     cases = {"default_idle": (None, False), "default_loaded": (None, True),
              "all_cpus_idle": (cpus, False), "all_cpus_loaded": (cpus, True)}
     seconds: dict[str, list[float]] = {name: [] for name in cases}
+    used: dict[str, list[int]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, (threads, loaded) in cases.items():
             busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if loaded else None
@@ -454,12 +457,14 @@ def load_section(repeats: int, workdir: Path, steps: int = 25) -> dict:
                 subprocess.run(generate_command(workdir, threads, steps), check=True, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 seconds[name].append(time.perf_counter() - t0)
+                config = json.loads((workdir / "load-bench" / "config.json").read_text())
+                used[name].append(int(config.get("torch_threads", 0)))
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
     med = {name: float(np.median(v)) for name, v in seconds.items()}
-    return {"load": {"seconds": seconds, "median_s": med, "cpus": cpus, "default_threads": default_num_threads(),
+    return {"load": {"seconds": seconds, "median_s": med, "cpus": cpus, "threads_used": used,
                      "steps": steps, "repeats": repeats},
             "loaded_vs_idle": med["default_loaded"] / med["default_idle"],
             "loaded_vs_idle_all_cpus": med["all_cpus_loaded"] / med["all_cpus_idle"]}

@@ -137,7 +137,7 @@ def resolve_view(result: RunResult, opts: ViewOptions | None = None) -> ViewOpti
 
 
 # ------------------------------------------------------------------------------------------------ views
-FIRST_VIEWS = ("strip", "token")  # what the first screen shows beside the video (1280×800: video, frames, one token)
+FIRST_VIEWS = ("strip",)  # what the first screen shows beside the video (at 1280×800: the video and its frames)
 
 
 def render_views(result: RunResult, opts: ViewOptions | None = None, names: tuple[str, ...] | None = None) -> dict:
@@ -171,7 +171,8 @@ def run_in_stages(registry: ModelRegistry, req: RunRequest, opts: ViewOptions | 
         result.video = video.result()
         yield result, first, False
         files = pool.submit(write_bundle_files, result, out, video=False)
-        rest = render_views(result, first["view"], tuple(n for n in ("grid", "slices", "diagnostics")))
+        rest = render_views(result, first["view"], tuple(n for n in ("token", "grid", "slices", "diagnostics")
+                                                         if n not in FIRST_VIEWS))
         files.result()
     yield result, {**first, **rest}, True
 
