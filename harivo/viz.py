@@ -390,6 +390,8 @@ def diagnostics_figure(steps: Sequence[dict], alpha: float | None = None) -> Fig
     for ax in axes:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        if len(steps):
+            ax.set_xlim(0.5, len(steps) + 0.5)  # every step, also those where MG did not act
     # plain "%g" labels: the default mathtext log labels take ~0.3 s to lay out
     axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     return fig

@@ -22,7 +22,7 @@ from ..config import TABLE1, table1_label
 from ..pipeline import VARIANTS
 from ..sampling import MGConfig
 from .models import CHECKPOINTS_ENV, ModelRegistry
-from .request import RunRequest
+from .request import RunRequest, default_request
 from .runs import RunResult, run_generation
 from .views import columns
 
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     given = {n: getattr(args, n) for n in ("prompt", "seed", "num_frames", "num_inference_steps")
              if getattr(args, n) is not None}
     model = args.model or registry.default_key
-    sampling = registry.capabilities(model)["sampling"]  # as the app: the model's recorded CFG schedule and α
-    req = RunRequest(**{**sampling, **given}, model=model)
+    # as the app: the model's recorded sampling (CFG schedule, α, DDIM steps) unless given
+    req = dataclasses.replace(default_request(registry, model), **given)
     res = run_ablation(registry, args.mode, req, out_stem=args.out)
     models = ", ".join(dict.fromkeys(folder_name(registry, r.model) for _, r in res.rows))
     print(f"wrote {res.png} and {res.pdf} ({len(res.rows)} rows, models: {models})")
