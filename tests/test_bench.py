@@ -87,10 +87,15 @@ def test_quick_run_reports_every_ratio(tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text())["targets"] == bench.TARGETS
 
 
-def test_app_request_section_times_the_default_request(tmp_path):
-    out = bench.app_request_section(quick=True, repeats=1, workdir=tmp_path)
-    assert out["app_request_seconds"] > 0 and out["app_model"].startswith("tiny")
-    assert out["app_request"]["frames"] == 16 and out["app_request"]["steps"] == 25
+def test_app_request_section_times_the_default_request(tmp_path, capsys):
+    """`--app`: the first answer comes before the last, each run on the app's thread choice (here fixed)."""
+    assert bench.main(["--app", "--quick", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "app.json")]) == 0
+    out = json.loads((tmp_path / "app.json").read_text())
+    assert 0 < out["app_request"]["sampling_s"] < out["app_request_seconds"] <= out["app_request_all_seconds"]
+    assert out["app_model"].startswith("tiny") and out["app_request"]["threads"] == [1]
+    assert out["app_request"]["frames"] == 16 and out["app_request"]["steps"] == 25  # the tiny model records none
+    assert set(out["checks"]) == {"app_request_seconds"}
+    assert "app request: first answer" in capsys.readouterr().out
 
 
 def test_sd15_section_dry_run_on_tiny_configs():

@@ -82,6 +82,31 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
+def run_alone(section, targets: dict[str, float], line, json_path: str | None) -> int:
+    """One CPU section on its own (`--app`, `--load`): `section(workdir)`, its checks, one printed line, the JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"machine": machine_info(torch.device("cpu")), **section(Path(tmp))}
+    result["checks"] = checks(result, targets)
+    print(line(result))
+    if json_path:
+        fileio.write_json(json_path, result)
+    return 0
+
+
+def app_line(result: dict) -> str:
+    r = result["app_request"]
+    return (f"app request: first answer {result['app_request_seconds']:.2f} s (target ≤ "
+            f"{TARGETS['app_request_seconds']:g} s), all {result['app_request_all_seconds']:.2f} s; sampling "
+            f"{r['sampling_s']} s; threads {r['threads']}; {result['app_model']}, {r['steps']} steps")
+
+
+def load_line(result: dict) -> str:
+    used = result["load"]["threads_used"]
+    return (f"loaded ÷ idle: {result['loaded_vs_idle']:.2f} with the CLI's choice (threads idle {used['default_idle']}, "
+            f"loaded {used['default_loaded']}) (target ≤ {LOAD_TARGETS['loaded_vs_idle']:g}); "
+            f"{result['loaded_vs_idle_all_cpus']:.2f} with one per CPU; medians {result['load']['median_s']}")
+
+
 def checks(result: dict, targets: dict[str, float] = TARGETS) -> dict[str, dict]:
     return {name: {"value": result[name], "target": target, "pass": bool(result[name] <= target)}
             for name, target in targets.items() if isinstance(result.get(name), (int, float))}
@@ -201,30 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if args.app:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = {"machine": machine_info(torch.device("cpu")),
-                      **app_request_section(args.quick, args.repeats or 3, Path(tmp), args.threads or None)}
-        result["checks"] = checks(result)
-        r = result["app_request"]
-        print(f"app request: first answer {result['app_request_seconds']:.2f} s (target ≤ "
-              f"{TARGETS['app_request_seconds']:g} s), all {result['app_request_all_seconds']:.2f} s; sampling "
-              f"{r['sampling_s']} s; threads {r['threads']}; {result['app_model']}, {r['steps']} steps")
-        if args.json:
-            fileio.write_json(args.json, result)
-        return 0
+        return run_alone(lambda tmp: app_request_section(args.quick, args.repeats or 3, tmp, args.threads or None),
+                         TARGETS, app_line, args.json)
     if args.load:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = {"machine": machine_info(torch.device("cpu")),
-                      **load_section(args.repeats or 2, Path(tmp), args.steps or 25)}
-        result["checks"] = checks(result, LOAD_TARGETS)
-        used = result["load"]["threads_used"]
-        print(f"loaded ÷ idle: {result['loaded_vs_idle']:.2f} with the CLI's choice (threads idle "
-              f"{used['default_idle']}, loaded {used['default_loaded']}) "
-              f"(target ≤ {LOAD_TARGETS['loaded_vs_idle']:g}); {result['loaded_vs_idle_all_cpus']:.2f} with one per CPU; "
-              f"medians {result['load']['median_s']}")
-        if args.json:
-            fileio.write_json(args.json, result)
-        return 0
+        return run_alone(lambda tmp: load_section(args.repeats or 2, tmp, args.steps or 25), LOAD_TARGETS, load_line,
+                         args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
