@@ -159,15 +159,17 @@ class ThreadChoice:
         self.fixed = int(fixed) if fixed is not None else (default_num_threads(env=env) if env.get(ENV, "").strip() else None)
         self.monitor = None if self.fixed is not None else (monitor or LoadMonitor())
 
-    def number(self) -> int:
+    def number(self, runs: int = 1) -> int:
+        """The threads for one of `runs` runs going on at once in this process (they share the free cores; each
+        gets at least one). A fixed number stays as given."""
         if self.fixed is not None:
             return self.fixed
         if self.monitor.others_busy is None or not self.monitor.running:
             self.monitor.sample()  # the window since the last reading (the CLI: since it started, over the loading)
-        return self.monitor.threads()
+        return max(1, self.monitor.threads() // max(1, runs))
 
-    def apply(self) -> int:
-        n = self.number()
+    def apply(self, runs: int = 1) -> int:
+        n = self.number(runs)
         if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+            torch.set_num_threads(n)  # process-wide: runs going on share it
         return n

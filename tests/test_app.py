@@ -118,7 +118,7 @@ def test_each_run_takes_the_registrys_thread_choice_and_threads_do_not_change_th
     """The app gives each run the cores the load leaves (`threads.ThreadChoice`), so one seed may run on 1 thread and
     then on 2: the video changes by float rounding only (bit-equal at one thread count: the test above), and the run
     records the count, to be reproduced bit for bit with `--threads`."""
-    from harivo.threads import ThreadChoice
+    from harivo.threads import LoadMonitor, ThreadChoice
 
     before, req = torch.get_num_threads(), ex.RunRequest(prompt=PROMPT, seed=5, num_frames=4, num_inference_steps=3)
     videos = {}
@@ -133,6 +133,16 @@ def test_each_run_takes_the_registrys_thread_choice_and_threads_do_not_change_th
         registry.threads = None
         torch.set_num_threads(before)
     np.testing.assert_allclose(videos[1], videos[2], rtol=0, atol=1e-5)
+    # by the load (unknown here: half of 4 cores), and two runs at once share those
+    registry.threads = ThreadChoice(None, monitor=LoadMonitor(4, stat=lambda: None), env={})
+    try:
+        with registry.running() as one:
+            assert one == 1 and torch.get_num_threads() == 2
+            with registry.running() as two:
+                assert two == 2 and torch.get_num_threads() == 1
+    finally:
+        registry.threads = None
+        torch.set_num_threads(before)
 
 
 MAX_SEED = 2**63 - 1

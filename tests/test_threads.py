@@ -92,6 +92,8 @@ def test_thread_choice_fixed_or_by_load():
     choice = threads.ThreadChoice(None, monitor=m.monitor(), env={})
     m.advance(wall=1.0, others=0.0, own=0.5)
     assert choice.number() == 2
+    assert choice.number(runs=2) == 1 and choice.number(runs=3) == 1  # two runs at once share the two cores
+    assert threads.ThreadChoice(3, env={}).number(runs=2) == 3  # a fixed number stays
     m.advance(wall=1.0, others=1.0, own=1.0)
     before = torch.get_num_threads()
     try:

@@ -3,6 +3,7 @@ the words a closed-vocabulary model knows, and the example prompts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -124,6 +125,7 @@ class ModelRegistry:
         self.models = models if models is not None else models_from_env()
         self.costs = CostMeter()  # the last run's time per model: the page's time estimate
         self.threads = threads
+        self._runs, self._runs_lock = 0, threading.Lock()  # runs going on (they share the CPU threads)
         self._pipes: dict[str, HarivoPipeline] = {}
         self._caps: dict[str, dict] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -177,6 +179,21 @@ class ModelRegistry:
         """Runs at once: 2 on CPUs (a basic Space's 2 cores), 1 where a model runs on a GPU (two 512² runs at once
         would need twice the activations' memory)."""
         return 1 if any(e.spec is not None and e.spec.resolved_device().type == "cuda" for e in self.entries) else 2
+
+    @contextlib.contextmanager
+    def running(self):
+        """Around one run: sets torch's threads for it (`threads`, shared with the runs going on), yields how many
+        run now, this one included."""
+        with self._runs_lock:
+            self._runs += 1
+            runs = self._runs
+        try:
+            if self.threads is not None:
+                self.threads.apply(runs)
+            yield runs
+        finally:
+            with self._runs_lock:
+                self._runs -= 1
 
     @property
     def untrained_only(self) -> bool:

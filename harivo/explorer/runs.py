@@ -108,12 +108,11 @@ def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Ev
     req = dataclasses.replace(req)  # check_request fills in the model and whole numbers
     pipe, settings, warnings = check_request(registry, req)
     settings.capture_attention = capture_attention
-    if registry.threads is not None:
-        registry.threads.apply()
-    start = time.perf_counter()
-    with tqdm(total=settings.num_inference_steps, desc=desc, unit="step", leave=False) as bar:
+    with registry.running(), tqdm(total=settings.num_inference_steps, desc=desc, unit="step", leave=False) as bar:
+        threads = torch.get_num_threads()
+        start = time.perf_counter()
         out = pipe(settings, callback=lambda info: bar.update(1), cancel=cancel.is_set if cancel is not None else None)
-    elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
     if not out.cancelled:  # the page's next time estimate for this model
         height, width = out.frames.shape[1:3]
         registry.costs.record(req.model, Measured(elapsed, len(out.steps), len(out.frames), height, width))
@@ -125,7 +124,7 @@ def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Ev
         notes.append("Untrained tiny random model: the video is noise by design (development only).")
     result = RunResult(out.frames, out.attention, out.steps, out.settings, req.model, entry.label, req.fps, notes,
                        flicker(out.frames, world_thresholds(pipe.world)), elapsed, bool(out.cancelled), warnings=list(warnings),
-                       threads=torch.get_num_threads())
+                       threads=threads)
     result.workdir = new_workdir()
     return result, out
 
