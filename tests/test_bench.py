@@ -107,8 +107,10 @@ def test_sd15_section_dry_run_on_tiny_configs():
         train_part, infer_part = out[size]["train_step"], out[size]["inference"]
         assert set(train_part["seconds"]) == {"baseline", "full"} and train_part["full_vs_baseline"] > 0
         assert train_part["settings"]["video_size"] == int(size[:-2]) and train_part["settings"]["batch_size"] == 1
-        assert set(infer_part["seconds"]) == {"diffusers", "harivo_full", "diffusers_traced"}
+        assert set(infer_part["seconds"]) == {"diffusers", "harivo_full", "harivo_app", "diffusers_traced"}
         assert infer_part["full_vs_diffusers"] > 0 and infer_part["trace_overhead"] > 0
+        assert infer_part["app_vs_diffusers"] == pytest.approx(
+            infer_part["seconds"]["harivo_app"]["wall_s"] / infer_part["seconds"]["diffusers"]["wall_s"])
 
 
 def test_trace_option_measures_the_trace_figure_alone(tmp_path, capsys):

@@ -353,7 +353,8 @@ def scale_section(sizes: list[int], frames: int, steps: int, repeats: int, devic
                   dtype: torch.dtype, configs: ScaleConfigs = ScaleConfigs()) -> dict:
     """Per size: one training step of `baseline` and `full` (fp32 weights, the accelerator's autocast; below the
     native size as the paper trains SD1.5 at 256²), then inference in `dtype`: HARIVO full (mapping, frame tokens,
-    MG, App. D schedule; no capture) vs AnimateDiffPipeline. One set of random weights serves every size."""
+    MG, App. D schedule; without and with the app's attention capture) vs AnimateDiffPipeline, seconds and peak
+    memory per video. One set of random weights serves every size."""
     out: dict = {"frames": frames, "steps": steps, "dtype": str(dtype).removeprefix("torch.")}
     c = scale_components(configs)
     base = BaseModel(c["vae"], c["text_encoder"], c["tokenizer"], c["unet"].to(device), scheduler_config(),
@@ -377,11 +378,12 @@ def scale_section(sizes: list[int], frames: int, steps: int, repeats: int, devic
         every = inference_cases(pipe, frames, steps, size)
         full = GenerationSettings(prompt=PROMPT, seed=0, num_frames=frames, num_inference_steps=steps,
                                   capture_attention=False, height=size, width=size)
-        cases = {"diffusers": every["diffusers"], "harivo_full": lambda: pipe(full),
+        app = dataclasses.replace(full, capture_attention=True)  # the app's path: cross-attention maps recorded
+        cases = {"diffusers": every["diffusers"], "harivo_full": lambda: pipe(full), "harivo_app": lambda: pipe(app),
                  "diffusers_traced": every["diffusers_traced"]}
         t = interleaved(cases, repeats, device, desc=f"{size}px inference")
         return {"seconds": t, "full_vs_diffusers": ratio(t, "harivo_full", "diffusers"),
-                "trace_overhead": ratio(t, *TRACE_CASES)}
+                "app_vs_diffusers": ratio(t, "harivo_app", "diffusers"), "trace_overhead": ratio(t, *TRACE_CASES)}
 
     for size in sizes:
         out[f"{size}px"]["inference"] = guarded(lambda: inference_part(size))
