@@ -462,13 +462,14 @@ def _side_outputs(name: str) -> tuple:
 
 def _show(result: ex.RunResult, views: dict, cfg_plot, done: bool = True) -> tuple:
     """A result's outputs, named as in OUTPUTS (which orders them for Gradio and the API), then the state. Before
-    the run is `done` (`ex.run_in_stages`' first answer), views not drawn yet, the bundle and the state stay."""
+    the run is `done` (`ex.run_in_stages`' first answer), views not drawn yet and the bundle are empty: nothing of the
+    previous video stays beside the new one."""
     drawn = {"strip": "strip", "overlay": "token", "grid": "grid", "slices": "slices", "diagnostics": "diagnostics"}
-    named = {name: views[key] if key in views else gr.skip() for name, key in drawn.items()}
+    named = {name: views.get(key) for name, key in drawn.items()}
     named.update({"video": str(result.video), "cfg_plot": cfg_plot, "info": ex.summary(result),
                   "flicker": None if result.flicker != result.flicker else round(result.flicker, 4),
-                  "bundle": str(result.bundle) if done and result.bundle else None if done else gr.skip()})
-    return (*(named[name] for name in OUTPUTS), result if done else gr.skip())
+                  "bundle": str(result.bundle) if done and result.bundle else None})
+    return (*(named[name] for name in OUTPUTS), result)
 
 
 def __getattr__(name: str):

@@ -4,9 +4,13 @@ On a machine shared with other work (a Hugging Face Space's 2-vCPU tier, a lapto
 thread per core oversubscribes: when another process keeps a core busy, OpenMP's threads wait on each other and a
 generation that takes 18 s on one thread took 3 min on two (measured beside a multi-threaded torch job). On an idle
 machine, though, every core helps (2 threads: 1.4× faster than 1 on the 2-core machine). So the choice follows the
-load: `LoadMonitor` reads how many cores *other* processes keep busy (Linux's /proc/stat minus this process's own CPU
-time), and each run gets the cores left, at least one (`threads_for_load`). Where /proc/stat is not there, half the
-cores, at least one. `HARIVO_THREADS` or `--threads` fix the number; training scripts have their own `--num-threads`.
+load: `LoadMonitor` reads how many cores *other* processes keep busy (Linux's /proc/stat, or in a container with a
+CPU quota the container's own usage, minus this process's own CPU time), and each run gets the cores left, at least
+one (`threads_for_load`). Where neither can be read, half the cores, at least one. `HARIVO_THREADS` or `--threads` fix
+the number; training scripts have their own `--num-threads`.
+
+torch's thread count belongs to the thread that sets it (OpenMP's setting is per thread), so each run sets its own,
+in the thread that samples, and runs going on at once in one process share the free cores (`ThreadChoice.number`).
 """
 
 from __future__ import annotations
@@ -30,22 +34,58 @@ def usable_cpus() -> int:
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
 
 
+CGROUP_V1_FOLDERS = ("cpu", "cpu,cpuacct", "cpuacct", "")  # where cgroup v1 mounts the cpu controllers
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
-    """CPUs' worth of time a container may use (quota ÷ period), None where there is no quota."""
-    for quota_file, period_file in (("cpu.max", None), ("cpu.cfs_quota_us", "cpu.cfs_period_us")):
-        try:
-            with open(os.path.join(root, quota_file), encoding="ascii") as f:
-                parts = f.read().split()
-            if period_file:
-                with open(os.path.join(root, period_file), encoding="ascii") as f:
-                    parts.append(f.read().strip())
-            quota, period = parts[0], parts[1]
-        except (OSError, IndexError):
+    """CPUs' worth of time a container may use (quota ÷ period), None where there is no quota: cgroup v2's
+    `cpu.max`, else v1's `cpu.cfs_quota_us` / `cpu.cfs_period_us` (under `cpu/`, `cpu,cpuacct/` or the root)."""
+    pairs = [(_read(os.path.join(root, "cpu.max")) or "").split()]
+    for folder in CGROUP_V1_FOLDERS:
+        quota = _read(os.path.join(root, folder, "cpu.cfs_quota_us"))
+        period = _read(os.path.join(root, folder, "cpu.cfs_period_us"))
+        if quota is not None and period is not None:
+            pairs.append([quota.strip(), period.strip()])
+    for parts in pairs:
+        if len(parts) < 2:
             continue
-        if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit() or int(period) <= 0:
+        quota, period = parts[0], parts[1]
+        if quota in ("max", "-1") or not quota.isdigit() or not period.isdigit() or int(period) <= 0:
             return None
         return int(quota) / int(period)
     return None
+
+
+def cgroup_cpu_seconds(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPU seconds the container has used (cgroup v2 `cpu.stat` usage_usec, v1 `cpuacct.usage`), None if unreadable."""
+    for line in (_read(os.path.join(root, "cpu.stat")) or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == "usage_usec" and value.strip().isdigit():
+            return int(value) / 1e6
+    for folder in CGROUP_V1_FOLDERS:
+        text = (_read(os.path.join(root, folder, "cpuacct.usage")) or "").strip()
+        if text.isdigit():
+            return int(text) / 1e9
+    return None
+
+
+def read_load_source() -> Callable[[], tuple[float, float] | None]:
+    """What `LoadMonitor` reads the busy CPU time from: the whole machine (/proc/stat) when this process may use all of
+    it, else (a container's CPU quota or an affinity slice) the container's own usage, which other tenants of the host
+    do not touch; a reader that returns None where neither is there."""
+    if usable_cpus() == (os.cpu_count() or 0):
+        return read_proc_stat
+    if cgroup_cpu_seconds() is not None:
+        return lambda: (lambda used: None if used is None else (used, 0.0))(cgroup_cpu_seconds())
+    return lambda: None
 
 
 def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int:
@@ -94,16 +134,16 @@ def threads_for_load(others_busy: float | None, cpus: int) -> int:
 
 
 class LoadMonitor:
-    """How many cores other processes kept busy since the last reading: the machine's busy CPU time minus this
-    process's own, over the wall time between two readings. `sample()` reads (None without /proc/stat);
+    """How many cores other processes kept busy lately: the machine's (or container's, `read_load_source`) busy CPU
+    time minus this process's own, over the wall time between readings, averaged over the last two windows.
+    `sample()` reads (None where nothing can be read);
     `start(interval)` keeps `others_busy` fresh from a daemon thread; `threads()` is `threads_for_load` of it."""
 
-    def __init__(self, cpus: int | None = None, stat: Callable[[], tuple[float, float] | None] = read_proc_stat,
+    def __init__(self, cpus: int | None = None, stat: Callable[[], tuple[float, float] | None] | None = None,
                  own: Callable[[], float] = own_cpu_seconds, clock: Callable[[], float] = time.monotonic):
         self.cpus = cpus or usable_cpus()
-        if cpus is None and self.cpus != (os.cpu_count() or self.cpus):
-            stat = lambda: None  # noqa: E731  a slice of a larger machine: its load is not ours to read
-        self._stat, self._own, self._clock = stat, own, clock
+        self._stat, self._own, self._clock = stat or read_load_source(), own, clock
+        self._windows: list[float] = []  # the last two windows' raw values (children's CPU lands a window late)
         self._lock = threading.Lock()
         self._last = self._reading()
         self.others_busy: float | None = None
@@ -125,7 +165,10 @@ class LoadMonitor:
                 return self.others_busy
             ((busy1, _), own1, t1), ((busy0, _), own0, t0) = now, last
             if t1 > t0:
-                self.others_busy = max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+                # a child process (the mp4 encoder) counts as this process's own only once waited for: its CPU time
+                # shows as others' in one window and comes off in the next, so two windows are averaged, unclamped
+                self._windows = [*self._windows[-1:], ((busy1 - busy0) - (own1 - own0)) / (t1 - t0)]
+                self.others_busy = max(0.0, sum(self._windows) / len(self._windows))
             return self.others_busy
 
     def start(self, interval: float = 1.0) -> "LoadMonitor":
@@ -159,17 +202,19 @@ class ThreadChoice:
         self.fixed = int(fixed) if fixed is not None else (default_num_threads(env=env) if env.get(ENV, "").strip() else None)
         self.monitor = None if self.fixed is not None else (monitor or LoadMonitor())
 
-    def number(self, runs: int = 1) -> int:
+    def number(self, runs: int = 1, fresh: bool = True) -> int:
         """The threads for one of `runs` runs going on at once in this process (they share the free cores; each
-        gets at least one). A fixed number stays as given."""
+        gets at least one). `fresh`: read the load now unless a started monitor keeps it fresh; else the last reading.
+        A fixed number stays as given."""
         if self.fixed is not None:
             return self.fixed
-        if self.monitor.others_busy is None or not self.monitor.running:
+        if fresh and (self.monitor.others_busy is None or not self.monitor.running):
             self.monitor.sample()  # the window since the last reading (the CLI: since it started, over the loading)
         return max(1, self.monitor.threads() // max(1, runs))
 
-    def apply(self, runs: int = 1) -> int:
-        n = self.number(runs)
+    def apply(self, runs: int = 1, fresh: bool = True) -> int:
+        """Set the calling thread's torch threads (OpenMP's count is per thread: call it where the run computes)."""
+        n = self.number(runs, fresh)
         if torch.get_num_threads() != n:
-            torch.set_num_threads(n)  # process-wide: runs going on share it
+            torch.set_num_threads(n)
         return n

@@ -5,11 +5,12 @@
 # against diffusers' AnimateDiffPipeline on the same weights and settings, and one training step of `baseline` and
 # `full`. Writes $OUT/bench_gpu.json (assets/bench_gpu.json without $OUT); docs/performance.md takes its numbers.
 #
-# The GPU machines hold torch, transformers, accelerate, peft, einops, imageio and matplotlib but not diffusers, and
-# fetch nothing. Carry the missing wheels: here, once (Python 3.12 there; add any other package the import names):
+# The GPU machines hold torch, transformers, accelerate, peft, einops, safetensors, imageio and matplotlib but not
+# diffusers, and fetch nothing. Carry it as a wheel: here, once (Python 3.12 there; add any package the import names):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 moviepy==2.2.1
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
+# (on cuda the benchmark leaves out the app figure, the one part that needs moviepy and gradio)
 # then: run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)
 set -euo pipefail
 out="${OUT:-assets}"

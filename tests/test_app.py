@@ -133,16 +133,32 @@ def test_each_run_takes_the_registrys_thread_choice_and_threads_do_not_change_th
         registry.threads = None
         torch.set_num_threads(before)
     np.testing.assert_allclose(videos[1], videos[2], rtol=0, atol=1e-5)
-    # by the load (unknown here: half of 4 cores), and two runs at once share those
+    # by the load (unknown here: half of 4 cores); two runs at once, each in its own thread (torch's count is per
+    # thread), share those: the second takes its half, and the first takes its half at its next step
     registry.threads = ThreadChoice(None, monitor=LoadMonitor(4, stat=lambda: None), env={})
+    started, release, seen = threading.Event(), threading.Event(), {}
+
+    def first_run():
+        with registry.running() as runs:
+            seen["alone"] = (runs, torch.get_num_threads())
+            started.set()
+            release.wait(30)
+            registry.rebalance()  # what the run does between two steps
+            seen["shared"] = torch.get_num_threads()
+
+    first = threading.Thread(target=first_run)
     try:
-        with registry.running() as one:
-            assert one == 1 and torch.get_num_threads() == 2
-            with registry.running() as two:
-                assert two == 2 and torch.get_num_threads() == 1
+        first.start()
+        assert started.wait(30)
+        with registry.running() as runs:
+            seen["second"] = (runs, torch.get_num_threads())
+            release.set()
+            first.join(30)
     finally:
+        release.set()
         registry.threads = None
         torch.set_num_threads(before)
+    assert seen == {"alone": (1, 2), "second": (2, 1), "shared": 1}
 
 
 MAX_SEED = 2**63 - 1

@@ -49,9 +49,24 @@ def test_load_monitor_subtracts_its_own_process():
     m.advance(wall=2.0, others=2.0, own=3.0)  # one core busy with another process; this process used 1.5 cores
     assert monitor.sample() == pytest.approx(1.0)
     assert monitor.threads() == 1
-    m.advance(wall=1.0, others=0.0, own=2.0)  # only this process ran: the machine counts as idle
-    assert monitor.sample() == pytest.approx(0.0)
-    assert monitor.threads() == 2
+    m.advance(wall=1.0, others=1.0, own=2.0)
+    assert monitor.sample() == pytest.approx(1.0)  # the mean of the last two windows
+    m.advance(wall=1.0, others=0.0, own=2.0)  # only this process ran
+    assert monitor.sample() == pytest.approx(0.5)  # (1 + 0) / 2: the other process stopped a window ago
+    m.advance(wall=1.0, others=0.0, own=1.0)
+    assert monitor.sample() == pytest.approx(0.0) and monitor.threads() == 2
+
+
+def test_a_child_process_counts_as_ours_although_its_time_lands_a_window_late():
+    """The mp4 encoder (a child) uses 0.4 s of CPU in one window; os.times() counts it only once it is waited for,
+    in the next window. Each window alone reads +0.4 and −0.4 cores of others; their mean reads none."""
+    m = FakeMachine()
+    monitor = m.monitor()
+    m.advance(wall=1.0, others=0.4, own=0.5)  # the child's 0.4 s: busy on the machine, not yet in os.times()
+    assert monitor.sample() == pytest.approx(0.4)
+    m.advance(wall=1.0, others=0.0, own=0.5)
+    m.own += 0.4  # waited for: os.times() now holds it (the machine's busy time does not grow again)
+    assert monitor.sample() == pytest.approx(0.0) and monitor.threads() == 2
 
 
 def test_load_monitor_without_proc_stat_falls_back_to_half_the_cores():
@@ -69,17 +84,32 @@ def test_read_proc_stat(tmp_path):
 
 
 @pytest.mark.parametrize("files, limit", [
-    ({"cpu.max": "200000 100000\n"}, 2.0),
+    ({"cpu.max": "200000 100000\n"}, 2.0),  # cgroup v2
     ({"cpu.max": "150000 100000\n"}, 1.5),
     ({"cpu.max": "max 100000\n"}, None),
-    ({"cpu.cfs_quota_us": "400000\n", "cpu.cfs_period_us": "100000\n"}, 4.0),
-    ({"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4.0),  # v1, as Docker mounts it
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "200000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.0),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1 without a quota
     ({}, None),
 ])
 def test_cgroup_cpu_limit(tmp_path, files, limit):
     for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert threads.cgroup_cpu_limit(str(tmp_path)) == limit
+
+
+@pytest.mark.parametrize("files, seconds", [
+    ({"cpu.stat": "usage_usec 2500000\nuser_usec 2000000\n"}, 2.5),  # cgroup v2
+    ({"cpuacct/cpuacct.usage": "7000000000\n"}, 7.0),  # v1, nanoseconds
+    ({"cpu,cpuacct/cpuacct.usage": "1000000000\n"}, 1.0),
+    ({}, None),
+])
+def test_cgroup_cpu_seconds(tmp_path, files, seconds):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert threads.cgroup_cpu_seconds(str(tmp_path)) == seconds
 
 
 def test_thread_choice_fixed_or_by_load():

@@ -26,7 +26,7 @@ Figures (with the project's targets, checked in the JSON as `checks`):
 - `loaded_vs_idle` (`--load`, alone)   a whole `python -m harivo.generate` run with default settings beside one busy
                           process ÷ the same run on an idle machine, with the CLI's thread choice (`harivo.threads`);
                           `loaded_vs_idle_all_cpus` is the same with torch's one thread per CPU, for comparison
-With `--device cuda` everything runs on the GPU (the app request stays on the CPU) and `sd15` adds SD1.5-sized
+With `--device cuda` everything runs on the GPU (the app request, a CPU figure, is left out) and `sd15` adds SD1.5-sized
 figures on random weights (the real UNet / VAE / CLIP / AnimateDiff v2 configs): 16 frames at 256² and 512²,
 25 steps, HARIVO full vs `AnimateDiffPipeline` time and peak CUDA memory, and one training step of `baseline` and
 `full` (bf16 autocast). A configuration that runs out of memory is recorded as such.
@@ -113,7 +113,8 @@ def checks(result: dict, targets: dict[str, float] = TARGETS) -> dict[str, dict]
 
 
 def run(quick: bool, device: str = "cpu", frames: int = 16, steps: int | None = None, repeats: int | None = None,
-        sd15_sizes: list[int] | None = None, sd15_dtype: str = "float16", app: bool = True) -> dict:
+        sd15_sizes: list[int] | None = None, sd15_dtype: str = "float16", app: bool = True,
+        threads: int | None = None) -> dict:
     """Every figure of the module docstring as one JSON-serialisable dict."""
     validate(device, frames, steps, repeats, sd15_sizes)
     dev = torch.device(device)
@@ -125,8 +126,10 @@ def run(quick: bool, device: str = "cpu", frames: int = 16, steps: int | None = 
     with tempfile.TemporaryDirectory() as tmp:
         result.update(small_model_section(quick, frames, steps, repeats, dev, accelerator, Path(tmp)))
         result.update(world_section(repeats))
-        if app:
-            result.update(app_request_section(quick, 2 if quick else 3, Path(tmp)))
+        if app:  # a CPU figure: the app's request on the app's thread choice (or `threads`), then torch's as it was
+            before = torch.get_num_threads()
+            result.update(app_request_section(quick, 2 if quick else 3, Path(tmp), threads))
+            torch.set_num_threads(before)
     if dev.type == "cuda":
         sizes = sd15_sizes or ([256] if quick else [256, 512])
         result["sd15"] = scale_section(sizes, 16, 25, 1 if quick else 3, dev, accelerator, getattr(torch, sd15_dtype))
@@ -242,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             fileio.write_json(args.json, result)
         return 0
-    result = run(args.quick, args.device, args.frames, args.steps, args.repeats, args.sd15_sizes, args.sd15_dtype)
+    # on a GPU machine the app figure (a CPU request that writes an mp4) is left out: `--app` measures it alone
+    result = run(args.quick, args.device, args.frames, args.steps, args.repeats, args.sd15_sizes, args.sd15_dtype,
+                 app=args.device == "cpu", threads=args.threads or None)
     print(summary(result))
     if args.json:
         fileio.write_json(args.json, result)

@@ -182,8 +182,8 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def running(self):
-        """Around one run: sets torch's threads for it (`threads`, shared with the runs going on), yields how many
-        run now, this one included."""
+        """Around one run, in the thread that computes it: sets that thread's torch threads (`threads`, shared with
+        the runs going on), yields how many run now, this one included. `rebalance` re-applies it between steps."""
         with self._runs_lock:
             self._runs += 1
             runs = self._runs
@@ -194,6 +194,12 @@ class ModelRegistry:
         finally:
             with self._runs_lock:
                 self._runs -= 1
+
+    def rebalance(self) -> None:
+        """Between two steps of a run: its share of the free cores now that other runs may have started or ended
+        (torch's thread count is per thread: each run sets its own). The last load reading; nothing is measured."""
+        if self.threads is not None:
+            self.threads.apply(max(1, self._runs), fresh=False)
 
     @property
     def untrained_only(self) -> bool:

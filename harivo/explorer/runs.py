@@ -109,14 +109,23 @@ def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Ev
     pipe, settings, warnings = check_request(registry, req)
     settings.capture_attention = capture_attention
     with registry.running(), tqdm(total=settings.num_inference_steps, desc=desc, unit="step", leave=False) as bar:
-        threads = torch.get_num_threads()
+        used = [torch.get_num_threads()]
+
+        def step(info) -> None:
+            bar.update(1)
+            registry.rebalance()  # another run may have started or ended: share the cores again
+            used.append(torch.get_num_threads())
+
         start = time.perf_counter()
-        out = pipe(settings, callback=lambda info: bar.update(1), cancel=cancel.is_set if cancel is not None else None)
+        out = pipe(settings, callback=step, cancel=cancel.is_set if cancel is not None else None)
         elapsed = time.perf_counter() - start
     if not out.cancelled:  # the page's next time estimate for this model
         height, width = out.frames.shape[1:3]
         registry.costs.record(req.model, Measured(elapsed, len(out.steps), len(out.frames), height, width))
     notes = [w for w in warnings if w not in out.notes] + list(out.notes)  # the model's notes are in both
+    if len(set(used)) > 1:  # the frames' last bits depend on it (docs/performance.md)
+        notes.append(f"CPU threads changed during the run ({' → '.join(map(str, dict.fromkeys(used)))}): another run "
+                     "started or ended beside it.")
     if out.cancelled:
         notes.append("Cancelled: the video shows the partly denoised latents.")
     entry = registry.entry(req.model)
@@ -124,7 +133,7 @@ def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Ev
         notes.append("Untrained tiny random model: the video is noise by design (development only).")
     result = RunResult(out.frames, out.attention, out.steps, out.settings, req.model, entry.label, req.fps, notes,
                        flicker(out.frames, world_thresholds(pipe.world)), elapsed, bool(out.cancelled), warnings=list(warnings),
-                       threads=threads)
+                       threads=used[0])
     result.workdir = new_workdir()
     return result, out
 

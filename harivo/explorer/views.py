@@ -191,7 +191,7 @@ def render_attention(result: RunResult, token: str | None = None, source: str | 
     """{"token": the chosen token over every frame, "grid": every token × frames} (those in `which`), both with a
     colour bar; `overlay`: the maps on the frames, else alone. None where no attention was recorded."""
     rec = result.attention
-    if rec is None or not rec.per_step:
+    if rec is None or not rec.per_step or not which:
         return {name: None for name in which}
     choices = token_choices(rec)
     token = token if token in choices else default_token(rec, result.settings.get("prompt", ""))
