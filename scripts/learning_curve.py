@@ -90,11 +90,7 @@ def train_and_score(args) -> None:
             # each call stops at the chunk's end (a call that resumes mid-chunk trains only the rest of it)
             trained = json.loads((out / "training.json").read_text())["steps"] if (out / "training.json").exists() else 0
             if trained < target:  # (else it was trained and killed before its evaluation)
-                run([sys.executable, "-m", "harivo.train", *RECIPE, *args.train_args.split(), "--variant",
-                     args.variant, "--base-model", args.base_model, "--out", str(out), "--run-dir", str(run_dir),
-                     "--cache-dir", str(root / "cache"), "--resume", "--max-steps", str(args.until),
-                     "--segment-steps", str(target - trained), *(["--init-from", args.init_from] if args.init_from else [])],
-                    log)
+                run(train_command(args, out, run_dir, root / "cache", target, trained), log)
             training = json.loads((out / "training.json").read_text())
             snapshot(out, root / "snapshots" / f"{name}-{step}", args.base_model)
             score(args, curve, curve_path, root, name, step, log, {
@@ -103,6 +99,15 @@ def train_and_score(args) -> None:
                 "losses": training["final_loss_terms"]})
             print(f"  ({(time.time() - started) / 60:.1f} min with the evaluation)", flush=True)
         target += args.chunk
+
+
+def train_command(args, out: Path, run_dir: Path, cache: Path, target: int, trained: int) -> list[str]:
+    """The `harivo.train` call of the chunk that ends at run step `target`, `trained` steps being done: one lr schedule
+    over the whole run (`--max-steps` = `--until`), stopped at the chunk's end (`--segment-steps`)."""
+    return [sys.executable, "-m", "harivo.train", *RECIPE, *args.train_args.split(), "--variant", args.variant,
+            "--base-model", args.base_model, "--out", str(out), "--run-dir", str(run_dir), "--cache-dir", str(cache),
+            "--resume", "--max-steps", str(args.until), "--segment-steps", str(target - trained),
+            *(["--init-from", args.init_from] if args.init_from else [])]
 
 
 def snapshot(source, snap: Path, base_model: str) -> None:
@@ -186,7 +191,7 @@ def table(paths: list[str]) -> str:
     return "\n".join([head] + [r for _, _, r in sorted(rows, key=lambda r: (r[0], order.get(r[1], 9)))])
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["baseline", "trs-dc", "mapping", "full"])
     ap.add_argument("--root", default="runs/long", help="folder of the run, its snapshots, evaluations and curve")
@@ -199,6 +204,11 @@ def main(argv=None) -> int:
     ap.add_argument("--train-args", default="", help="more harivo.train flags (recorded in the curve)")
     ap.add_argument("--plot", nargs="+", metavar=("OUT.png", "CURVE.json"), help="draw curves and exit")
     ap.add_argument("--table", nargs="+", metavar="CURVE.json", help="print the curves as a Markdown table and exit")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.table:
         print(table(args.table))

@@ -120,3 +120,24 @@ def test_the_verb_not_the_seed_sets_the_direction():
             assert moved[0] > 0.25 and moved[1] < -0.25, (seed, moved)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_learning_curve_chunks_share_one_lr_schedule(tmp_path, monkeypatch):
+    """Each chunk of a long run is one `harivo.train` call: the lr schedule spans the whole run (`--max-steps` is
+    `--until` in every chunk: a decaying lr must not restart), and a chunk stops at its end, also when it resumes in
+    its middle. The last flag wins in argparse, so the recipe change in --train-args overrides the recipe's lr."""
+    from learning_curve import build_parser, train_command
+
+    from harivo.train.stage2.config import TrainConfig, config_from_args
+    from harivo.train.stage2.config import build_parser as train_parser
+
+    monkeypatch.chdir(ROOT)  # the recipe names its YAML relative to the repository
+
+    args = build_parser().parse_args(["--variant", "full", "--until", "3000", "--chunk", "1000", "--init-from", "ckpt",
+                                      "--train-args", "--lr 1e-4 --min-lr 1e-5 --lr-schedule cosine"])
+    for target, trained, segment in ((1000, 0, 1000), (2000, 1000, 1000), (3000, 2450, 550)):
+        cmd = train_command(args, tmp_path / "out", tmp_path / "run", tmp_path / "cache", target, trained)
+        assert cmd[1:3] == ["-m", "harivo.train"]
+        cfg = config_from_args(TrainConfig, train_parser().parse_args(cmd[3:]))
+        assert (cfg.max_steps, cfg.segment_steps, cfg.lr, cfg.min_lr) == (3000, segment, 1e-4, 1e-5)
+        assert cfg.lr_schedule == "cosine" and cfg.init_from == "ckpt"
