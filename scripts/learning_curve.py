@@ -147,8 +147,9 @@ def plot(out: str, paths: list[str]) -> None:
     for ax, metric in zip(axes.flat, METRICS):
         for c in curves:
             steps = [p["step"] for p in c["points"]]
-            label = table1_label(c["row"])
-            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=label)
+            label = table1_label(c["row"]) + lr_label(c["recipe"])
+            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=label,
+                    ls="-" if "→" in lr_label(c["recipe"]) else ":")
             if metric == "avg":
                 ax.fill_between(steps, [p["avg_ci"][0] for p in c["points"]], [p["avg_ci"][1] for p in c["points"]],
                                 alpha=0.15)
@@ -163,6 +164,15 @@ def plot(out: str, paths: list[str]) -> None:
     n = curves[0]["points"][0]["videos"] if curves and curves[0]["points"] else 0
     fig.suptitle(f"Learning curves: Table A2 analog on a fixed set of {n} videos (8 seen + 10 held-out prompts)")
     fig.savefig(out, dpi=110)
+
+
+def lr_label(recipe: list[str]) -> str:
+    """", lr 2e-4" for a constant lr, ", lr 1e-4 → 1e-5" for a decaying one (the last --lr / --min-lr of the recipe)."""
+    last = {flag: recipe[i + 1] for i, flag in enumerate(recipe[:-1]) if flag in ("--lr", "--min-lr")}
+    lr, low = last.get("--lr"), last.get("--min-lr")
+    if lr is None:
+        return ""
+    return f", lr {lr}" if low in (None, lr) else f", lr {lr} → {low}"
 
 
 def table(paths: list[str]) -> str:
