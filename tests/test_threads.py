@@ -130,3 +130,18 @@ def test_thread_choice_fixed_or_by_load():
         assert choice.apply() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_container_with_a_cpu_quota_reads_its_own_usage(monkeypatch):
+    """A Space: 2 vCPUs of quota on a 16-core host. The host's /proc/stat holds other tenants' work, which does not
+    take our quota: the load is read from the container's own usage, so an idle Space runs on both its cores."""
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(threads, "cgroup_cpu_seconds", lambda root="/sys/fs/cgroup": 5.0)
+    source = threads.read_load_source()
+    assert source is not threads.read_proc_stat and source() == (5.0, 0.0)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)  # the whole machine is ours: /proc/stat
+    assert threads.read_load_source() is threads.read_proc_stat
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(threads, "cgroup_cpu_seconds", lambda root="/sys/fs/cgroup": None)
+    assert threads.read_load_source()() is None  # neither: unknown, half the cores
