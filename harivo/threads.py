@@ -84,8 +84,14 @@ def read_load_source() -> Callable[[], tuple[float, float] | None]:
     if usable_cpus() == (os.cpu_count() or 0):
         return read_proc_stat
     if cgroup_cpu_seconds() is not None:
-        return lambda: (lambda used: None if used is None else (used, 0.0))(cgroup_cpu_seconds())
+        return read_cgroup_busy
     return lambda: None
+
+
+def read_cgroup_busy() -> tuple[float, float] | None:
+    """The container's CPU seconds as `LoadMonitor` reads a busy time (no total: the monitor needs none)."""
+    used = cgroup_cpu_seconds()
+    return None if used is None else (used, 0.0)
 
 
 def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int:
@@ -100,23 +106,19 @@ def default_num_threads(cpus: int | None = None, env: dict | None = None) -> int
 
 
 # ------------------------------------------------------------------------------------------------ load
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def read_proc_stat(path: str = "/proc/stat") -> tuple[float, float] | None:
     """(busy, total) CPU seconds of the whole machine since boot (the "cpu" line; idle and iowait are not busy),
     or None where the file is not there."""
-    try:
-        with open(path, encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
+    fields = (_read(path) or "").split("\n", 1)[0].split()
     if not fields or fields[0] != "cpu":
         return None
     ticks = [int(x) for x in fields[1:]]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
     total = sum(ticks[:8])  # guest time is already counted in user time
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def own_cpu_seconds() -> float:
@@ -155,7 +157,7 @@ class LoadMonitor:
 
     def sample(self, min_window: float = 0.1) -> float | None:
         """Cores busy with other processes since the previous reading (waits until `min_window` seconds have
-        passed since it, so that the clock ticks can tell); None where /proc/stat cannot be read."""
+        passed since it, so that the clock ticks can tell); None where nothing can be read."""
         with self._lock:
             if self._last is not None:
                 time.sleep(max(0.0, min_window - (self._clock() - self._last[2])))

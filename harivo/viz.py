@@ -361,7 +361,8 @@ def diagnostics_figure(steps: Sequence[dict], alpha: float | None = None) -> Fig
     ax = axes[0]
     positive = lambda v: np.where(v > 0, v, np.nan)  # noqa: E731  0 where a step skipped MG: not drawn (log axis)
     d, g = positive(series("median_d")), positive(series("g_norm") * (alpha if alpha is not None else 1.0))
-    if len(steps) and np.isfinite(series("g_norm")).any() and np.isfinite(np.concatenate([d, g])).any():
+    mg_on = bool(len(steps)) and np.isfinite(series("g_norm")).any()
+    if mg_on and np.isfinite(np.concatenate([d, g])).any():
         ax.semilogy(x, d, label="median ‖D‖ (x̂ frame diff.)", color="#2c7fb8")
         ax.semilogy(x, g, label="α‖G‖" if alpha is not None else "‖G‖", color="#d95f0e")
         ax.legend(fontsize=7, frameon=False, loc="upper right")  # a fixed place: "best" searches every line
@@ -369,7 +370,7 @@ def diagnostics_figure(steps: Sequence[dict], alpha: float | None = None) -> Fig
         ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
         ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     else:
-        off = "MG off" if not np.isfinite(series("g_norm")).any() else "MG on, no step moved x_t"
+        off = "MG on, no step moved x_t" if mg_on else "MG off"
         ax.text(0.5, 0.5, off, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#777777")
         ax.set_yticks([])
     ax.set_title("mitigating gradient (Alg. 1)", fontsize=8, y=1.0)  # a fixed y: no tight-bbox search (~30 % of it)

@@ -147,9 +147,9 @@ def plot(out: str, paths: list[str]) -> None:
     for ax, metric in zip(axes.flat, METRICS):
         for c in curves:
             steps = [p["step"] for p in c["points"]]
-            label = table1_label(c["row"]) + lr_label(c["recipe"])
-            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=label,
-                    ls="-" if "→" in lr_label(c["recipe"]) else ":")
+            lr = lr_label(c["recipe"])
+            ax.plot(steps, [p[metric] for p in c["points"]], marker="o", label=table1_label(c["row"]) + lr,
+                    ls="-" if "→" in lr else ":")
             if metric == "avg":
                 ax.fill_between(steps, [p["avg_ci"][0] for p in c["points"]], [p["avg_ci"][1] for p in c["points"]],
                                 alpha=0.15)

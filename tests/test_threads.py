@@ -83,6 +83,13 @@ def test_read_proc_stat(tmp_path):
     assert threads.read_proc_stat(str(tmp_path / "missing")) is None
 
 
+def write_files(root, files: dict[str, str]) -> None:
+    """A cgroup tree for the test: {relative path: text}."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
 @pytest.mark.parametrize("files, limit", [
     ({"cpu.max": "200000 100000\n"}, 2.0),  # cgroup v2
     ({"cpu.max": "150000 100000\n"}, 1.5),
@@ -93,9 +100,7 @@ def test_read_proc_stat(tmp_path):
     ({}, None),
 ])
 def test_cgroup_cpu_limit(tmp_path, files, limit):
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+    write_files(tmp_path, files)
     assert threads.cgroup_cpu_limit(str(tmp_path)) == limit
 
 
@@ -106,9 +111,7 @@ def test_cgroup_cpu_limit(tmp_path, files, limit):
     ({}, None),
 ])
 def test_cgroup_cpu_seconds(tmp_path, files, seconds):
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+    write_files(tmp_path, files)
     assert threads.cgroup_cpu_seconds(str(tmp_path)) == seconds
 
 

@@ -97,8 +97,14 @@ def run_generation(registry: ModelRegistry, req: RunRequest, cancel: threading.E
     if write_bundle:
         write_bundle_files(result, out)
     else:
-        result.video = media.write_mp4(result.frames, result.workdir / "video.mp4", fps=result.fps)
+        write_video(result)
     return result
+
+
+def write_video(result: RunResult) -> Path:
+    """The run's video.mp4 in its run folder (`result.video`)."""
+    result.video = media.write_mp4(result.frames, result.workdir / "video.mp4", fps=result.fps)
+    return result.video
 
 
 def sample_result(registry: ModelRegistry, req: RunRequest, cancel: threading.Event | None = None,

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import media, viz
+from .. import viz
 from ..attention import AttentionRecord, layer_resolution
 from ..data.shapes import SHAPES
 from ..sampling import CFGSchedule, MGConfig
@@ -23,7 +23,7 @@ from ..tiny import scheduler_config
 from .models import ModelRegistry
 from ..settings import whole_number
 from .request import RunRequest
-from .runs import RunResult, sample_result, write_bundle_files
+from .runs import RunResult, sample_result, write_bundle_files, write_video
 
 MEAN_SOURCE, MEAN_STEP = "mean of all resolutions", "mean over steps"
 AUTO_TOKEN = "the object's noun"  # token choice before the first run: resolve_view picks the prompt's shape word
@@ -137,6 +137,7 @@ def resolve_view(result: RunResult, opts: ViewOptions | None = None) -> ViewOpti
 
 
 # ------------------------------------------------------------------------------------------------ views
+ALL_VIEWS = ("strip", "token", "grid", "slices", "diagnostics")
 FIRST_VIEWS = ("strip",)  # what the first screen shows beside the video (at 1280×800: the video and its frames)
 
 
@@ -144,7 +145,7 @@ def render_views(result: RunResult, opts: ViewOptions | None = None, names: tupl
     """The pictures of one result (`names`, default all: frame strip, the chosen token's attention + the grid, slice
     stack, MG diagnostics) and, under "view", the ViewOptions they were drawn with."""
     o = resolve_view(result, opts)
-    names = names or ("strip", "token", "grid", "slices", "diagnostics")
+    names = names or ALL_VIEWS
     views: dict = {"view": o}
     if "strip" in names:
         views["strip"] = viz.frame_strip(result.frames)
@@ -162,17 +163,15 @@ def run_in_stages(registry: ModelRegistry, req: RunRequest, opts: ViewOptions | 
                   cancel: threading.Event | None = None) -> Iterator[tuple[RunResult, dict, bool]]:
     """The app's Generate button, in two answers: (result, views, done). First the video (its mp4) with the views of
     the first screen (`FIRST_VIEWS`), as soon as they exist; then every view and the download bundle (`done`).
-    Another thread writes the files (mp4 encoder, GIF, zip: a subprocess and C code, which leave the GIL) while the
+    For the second, another thread writes the run's files (arrays, GIF, zip: C code, which leaves the GIL) while the
     figures are drawn, so on two cores they cost little wall time."""
     result, out = sample_result(registry, req, cancel)
+    write_video(result)
+    first = render_views(result, opts, FIRST_VIEWS)
+    yield result, first, False
     with ThreadPoolExecutor(1, thread_name_prefix="harivo-files") as pool:
-        video = pool.submit(media.write_mp4, result.frames, result.workdir / "video.mp4", fps=result.fps)
-        first = render_views(result, opts, FIRST_VIEWS)
-        result.video = video.result()
-        yield result, first, False
         files = pool.submit(write_bundle_files, result, out, video=False)
-        rest = render_views(result, first["view"], tuple(n for n in ("token", "grid", "slices", "diagnostics")
-                                                         if n not in FIRST_VIEWS))
+        rest = render_views(result, first["view"], tuple(n for n in ALL_VIEWS if n not in FIRST_VIEWS))
         files.result()
     yield result, {**first, **rest}, True
 
